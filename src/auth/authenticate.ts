@@ -1,0 +1,113 @@
+import { ApiError } from '../errors.js'
+import type { ApiKeyWithMember, Store } from '../store/index.js'
+import { hashesEqual, hashKeySecret } from './api-keys.js'
+import type { Clock } from './clock.js'
+import type { GrantClaims, Grants } from './grants.js'
+import { effectiveScopes, type Role, USAGE_WRITE } from './scopes.js'
+
+/** The two ways to present a credential (deepgram-api.md §1.1). */
+export type Scheme = 'token' | 'bearer'
+
+/** Who is calling, once authenticated. */
+export interface Principal {
+  scheme: Scheme
+  projectId: string
+  /** The API key: the caller's own, or for a grant token its parent (the accessor). */
+  keyId: string
+  memberId: string
+  memberRole: Role
+  /** What the credential may do, fully expanded. */
+  scopes: ReadonlySet<string>
+  /** Epoch ms after which the credential is dead, or null. */
+  expiresAt: number | null
+  /** Present for a grant token. */
+  grant?: GrantClaims
+  /** Present for an API key. */
+  key?: ApiKeyWithMember
+}
+
+export interface Authenticator {
+  /** Checks a scheme and secret; throws `INVALID_AUTH` for anything that is not a live credential. */
+  authenticate(scheme: Scheme, secret: string): Promise<Principal>
+  /** Parses an `Authorization` header value (`Token …`, `token …` or `Bearer …`) and authenticates it. */
+  authenticateHeader(header: string | undefined): Promise<Principal>
+}
+
+export interface AuthenticatorOptions {
+  store: Store
+  grants: Grants
+  clock: Clock
+}
+
+/** Splits `Token abc` into scheme and secret; undefined when it is not one of ours. */
+export function parseAuthorization(
+  header: string | undefined,
+): { scheme: Scheme; secret: string } | undefined {
+  if (!header) return undefined
+  const m = /^\s*(token|bearer)\s+(\S+)\s*$/i.exec(header)
+  if (!m?.[1] || !m[2]) return undefined
+  return { scheme: m[1].toLowerCase() as Scheme, secret: m[2] }
+}
+
+/** True while a key is neither deleted nor expired. */
+export function isLive(key: ApiKeyWithMember, now: number): boolean {
+  return key.deletedAt === null && (key.expiresAt === null || key.expiresAt > now)
+}
+
+/** The principal of an API key, acting as itself. */
+export function keyPrincipal(key: ApiKeyWithMember): Principal {
+  return {
+    scheme: 'token',
+    projectId: key.projectId,
+    keyId: key.id,
+    memberId: key.memberId,
+    memberRole: key.memberRole,
+    scopes: effectiveScopes(key.scopes, key.memberRole),
+    expiresAt: key.expiresAt,
+    key,
+  }
+}
+
+export function createAuthenticator({ store, grants, clock }: AuthenticatorOptions): Authenticator {
+  const invalid = () => new ApiError('INVALID_AUTH')
+
+  const byKey = async (secret: string): Promise<Principal> => {
+    const hash = hashKeySecret(secret)
+    const key = await store.findKeyByHash(hash)
+    // The lookup is by hash; the compare is constant-time anyway so the check never depends on timing.
+    if (!key || !hashesEqual(key.hash, hash) || !isLive(key, clock.now())) throw invalid()
+    return keyPrincipal(key)
+  }
+
+  const byGrant = async (token: string): Promise<Principal> => {
+    const claims = await grants.verify(token)
+    if (!claims) throw invalid()
+    // A grant dies with its parent: deleting the key revokes every token it minted.
+    const parent = await store.getKey(claims.projectId, claims.accessor)
+    if (!parent || !isLive(parent, clock.now())) throw invalid()
+    const parentScopes = effectiveScopes(parent.scopes, parent.memberRole)
+    const scopes = new Set(claims.scopes.filter((s) => s === USAGE_WRITE && parentScopes.has(s)))
+    return {
+      scheme: 'bearer',
+      projectId: claims.projectId,
+      keyId: parent.id,
+      memberId: parent.memberId,
+      memberRole: parent.memberRole,
+      scopes,
+      expiresAt: claims.exp * 1000,
+      grant: claims,
+    }
+  }
+
+  const authenticate = (scheme: Scheme, secret: string) =>
+    scheme === 'token' ? byKey(secret) : byGrant(secret)
+
+  return {
+    authenticate,
+    async authenticateHeader(header) {
+      const parsed = parseAuthorization(header)
+      if (!parsed) throw invalid()
+      return authenticate(parsed.scheme, parsed.secret)
+    },
+  }
+}

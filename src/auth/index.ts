@@ -1,0 +1,36 @@
+export { generateKeySecret, hashKeySecret, isWellFormedKey, KEY_PREFIX } from './api-keys.js'
+export {
+  type Authenticator,
+  type AuthenticatorOptions,
+  createAuthenticator,
+  isLive,
+  keyPrincipal,
+  type Principal,
+  parseAuthorization,
+  type Scheme,
+} from './authenticate.js'
+export { type Clock, createManualClock, type ManualClock, systemClock } from './clock.js'
+export {
+  createGrants,
+  GRANT_DEFAULT_TTL,
+  GRANT_MAX_TTL,
+  type GrantClaims,
+  type Grants,
+  type GrantsOptions,
+  type MintedGrant,
+} from './grants.js'
+export {
+  effectiveScopes,
+  expandScopes,
+  isRole,
+  isSubset,
+  isValidScope,
+  KNOWN_SCOPES,
+  memberScopePrefix,
+  ROLE_SCOPES,
+  ROLES,
+  type Role,
+  roleAtLeast,
+  roleOf,
+  USAGE_WRITE,
+} from './scopes.js'

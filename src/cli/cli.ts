@@ -1,0 +1,271 @@
+import { Command, InvalidArgumentError, Option } from 'commander'
+import { isLive, isRole, keyPrincipal, ROLES, type Role } from '../auth/index.js'
+import { type Config, loadConfig } from '../config/index.js'
+import { ApiError, isApiError } from '../errors.js'
+import { openServices, serve } from '../main.js'
+import {
+  addMember,
+  apiKeyView,
+  bootstrapIfEmpty,
+  grantToken,
+  insertKey,
+  parseKeySpec,
+  type Services,
+} from '../projects/index.js'
+
+/** Where the CLI writes; injectable so tests can read it. */
+export interface CliIo {
+  out(text: string): void
+  err(text: string): void
+  env: NodeJS.ProcessEnv
+}
+
+const processIo: CliIo = {
+  out: (t) => process.stdout.write(t),
+  err: (t) => process.stderr.write(t),
+  env: process.env,
+}
+
+function positiveInt(value: string): number {
+  const n = Number(value)
+  if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError('must be a positive integer')
+  return n
+}
+
+function list(value: string): string[] {
+  return value
+    .split(',')
+    .map((s) => s.trim())
+    .filter((s) => s.length > 0)
+}
+
+function role(value: string): Role {
+  if (!isRole(value)) throw new InvalidArgumentError(`must be one of ${ROLES.join(', ')}`)
+  return value
+}
+
+/** The project to act on: the one named, or the only one there is. */
+async function pickProject(services: Services, projectId: string | undefined): Promise<string> {
+  if (projectId) {
+    if (!(await services.store.getProject(projectId))) throw new ApiError('PROJECT_NOT_FOUND')
+    return projectId
+  }
+  const projects = await services.store.listProjects()
+  const only = projects[0]
+  if (projects.length === 1 && only) return only.id
+  if (projects.length === 0)
+    throw new ApiError('PROJECT_NOT_FOUND', 'No project yet: run `earmark init` first.')
+  throw new ApiError('INVALID_FIELD', 'Several projects exist: pick one with --project.')
+}
+
+/** Builds the `earmark` command. Each action opens the data directory itself and closes it after. */
+export function buildCli(io: CliIo = processIo): Command {
+  const program = new Command('earmark')
+    .description(
+      'Earmark: a self-hosted, Deepgram-compatible speech API built around short-lived credentials.',
+    )
+    .option('-d, --data-dir <dir>', 'data directory (default: $EARMARK_DATA_DIR or ./data)')
+    .showHelpAfterError()
+    .configureOutput({ writeOut: io.out, writeErr: io.err })
+    .exitOverride()
+
+  const config = (): Config => {
+    const dataDir = program.opts<{ dataDir?: string }>().dataDir
+    return loadConfig({ ...io.env, ...(dataDir ? { EARMARK_DATA_DIR: dataDir } : {}) })
+  }
+  const json = (value: unknown) => io.out(`${JSON.stringify(value, null, 2)}\n`)
+  const withServices = async <T>(fn: (s: Services) => Promise<T>): Promise<T> => {
+    const services = await openServices(config())
+    try {
+      return await fn(services)
+    } finally {
+      await services.store.close()
+    }
+  }
+
+  program
+    .command('serve')
+    .description('start the HTTP server ($PORT, $HOST, $EARMARK_* configure it)')
+    .option('-p, --port <port>', 'port to listen on')
+    .option('-H, --host <host>', 'address to listen on')
+    .action(async (opts: { port?: string; host?: string }) => {
+      const c = config()
+      await serve({
+        ...c,
+        ...(opts.port !== undefined ? { port: positiveInt(opts.port) } : {}),
+        ...(opts.host !== undefined ? { host: opts.host } : {}),
+      })
+    })
+
+  program
+    .command('init')
+    .description('create the first project and its owner key, if the store is empty')
+    .action(() =>
+      withServices(async (services) => {
+        const c = config()
+        const result = await bootstrapIfEmpty(services, {
+          ownerKey: c.bootstrapKey,
+          projectName: c.projectName,
+          ownerEmail: c.ownerEmail,
+        })
+        if (!result) return io.err('earmark: the store already has a project; nothing to do.\n')
+        json({
+          project_id: result.project.id,
+          api_key_id: result.keyId,
+          ...(result.generatedSecret ? { key: result.generatedSecret } : {}),
+        })
+      }),
+    )
+
+  const keys = program.command('keys').description('manage API keys directly in the data directory')
+  keys
+    .command('create')
+    .description('create a key; its secret is printed once')
+    .requiredOption(
+      '-s, --scopes <scopes>',
+      'comma-separated roles and scopes, e.g. member or usage:write',
+      list,
+    )
+    .option('-c, --comment <comment>', 'what the key is for', 'created with the earmark CLI')
+    .option('-t, --tags <tags>', 'comma-separated tags', list)
+    .option('--ttl <seconds>', 'expire after this many seconds', positiveInt)
+    .option('--expires <date>', 'expire at this ISO-8601 date')
+    .option('-m, --member <email>', "the member who owns the key (default: the project's first owner)")
+    .option('--project <id>', 'project id (default: the only project)')
+    .action(
+      (opts: {
+        scopes: string[]
+        comment: string
+        tags?: string[]
+        ttl?: number
+        expires?: string
+        member?: string
+        project?: string
+      }) =>
+        withServices(async (services) => {
+          const projectId = await pickProject(services, opts.project)
+          const spec = parseKeySpec(
+            {
+              comment: opts.comment,
+              scopes: opts.scopes,
+              tags: opts.tags,
+              time_to_live_in_seconds: opts.ttl,
+              expiration_date: opts.expires,
+            },
+            services.clock.now(),
+          )
+          const member = opts.member
+            ? await services.store.getMemberByEmail(projectId, opts.member)
+            : (await services.store.listMembers(projectId)).find((m) => m.role === 'owner')
+          if (!member) throw new ApiError('MEMBER_NOT_FOUND')
+          const { record, secret } = await insertKey(services, member, spec)
+          json({ project_id: projectId, key: secret, ...apiKeyView(record) })
+        }),
+    )
+  keys
+    .command('list')
+    .description('list the keys that are not deleted')
+    .option('--project <id>', 'project id (default: the only project)')
+    .action((opts: { project?: string }) =>
+      withServices(async (services) => {
+        const projectId = await pickProject(services, opts.project)
+        const now = services.clock.now()
+        const all = await services.store.listKeys(projectId)
+        json(
+          all.map((k) => ({
+            ...apiKeyView(k),
+            member: k.memberEmail,
+            status: k.expiresAt !== null && k.expiresAt <= now ? 'expired' : 'active',
+          })),
+        )
+      }),
+    )
+  keys
+    .command('delete')
+    .description('delete a key; it is refused at once')
+    .argument('<api_key_id>')
+    .option('--project <id>', 'project id (default: the only project)')
+    .action((keyId: string, opts: { project?: string }) =>
+      withServices(async (services) => {
+        const projectId = await pickProject(services, opts.project)
+        if (!(await services.store.deleteKey(projectId, keyId, services.clock.now()))) {
+          throw new ApiError('KEY_NOT_FOUND')
+        }
+        json({ message: 'Successfully deleted the API key!' })
+      }),
+    )
+
+  program
+    .command('grant')
+    .description('mint a usage:write grant token for a key (by id)')
+    .argument('<api_key_id>')
+    .option('--ttl <seconds>', 'token lifetime, 1..3600', positiveInt, 30)
+    .option('--project <id>', 'project id (default: the only project)')
+    .action((keyId: string, opts: { ttl: number; project?: string }) =>
+      withServices(async (services) => {
+        const projectId = await pickProject(services, opts.project)
+        const key = await services.store.getKey(projectId, keyId)
+        if (!key || !isLive(key, services.clock.now()))
+          throw new ApiError('KEY_NOT_FOUND', 'No live key with that id.')
+        // The CLI acts as that key: the same rules as the API (member role or higher, expiry capped).
+        json(await grantToken(services, keyPrincipal(key), { ttl_seconds: opts.ttl }))
+      }),
+    )
+
+  const members = program.command('members').description('manage project members')
+  members
+    .command('add')
+    .requiredOption('-e, --email <email>', 'e-mail address')
+    .addOption(new Option('-r, --role <role>', 'owner, admin or member').argParser(role).default('member'))
+    .option('--project <id>', 'project id (default: the only project)')
+    .action((opts: { email: string; role: Role; project?: string }) =>
+      withServices(async (services) => {
+        const projectId = await pickProject(services, opts.project)
+        const m = await addMember(services, { projectId, email: opts.email, role: opts.role })
+        json({ member_id: m.id, email: m.email, scopes: [m.role] })
+      }),
+    )
+  members
+    .command('list')
+    .option('--project <id>', 'project id (default: the only project)')
+    .action((opts: { project?: string }) =>
+      withServices(async (services) => {
+        const projectId = await pickProject(services, opts.project)
+        json(
+          (await services.store.listMembers(projectId)).map((m) => ({
+            member_id: m.id,
+            email: m.email,
+            scopes: [m.role],
+          })),
+        )
+      }),
+    )
+
+  program
+    .command('rotate-signing-key')
+    .description(
+      'make a new grant-signing key current; tokens signed by older keys stay valid until they expire',
+    )
+    .action(() => withServices(async (services) => json({ kid: await services.grants.rotate() })))
+
+  return program
+}
+
+/** Runs the CLI; resolves to the process exit code. */
+export async function runCli(argv: string[], io: CliIo = processIo): Promise<number> {
+  try {
+    await buildCli(io).parseAsync(argv, { from: 'user' })
+    return 0
+  } catch (err) {
+    if (isApiError(err)) {
+      io.err(`earmark: ${err.code}: ${err.message}\n`)
+      return 2
+    }
+    const code = (err as { code?: string }).code
+    if (typeof code === 'string' && code.startsWith('commander.')) {
+      return code === 'commander.helpDisplayed' || code === 'commander.version' ? 0 : 2
+    }
+    io.err(`earmark: ${(err as Error).message}\n`)
+    return 1
+  }
+}

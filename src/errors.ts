@@ -1,0 +1,47 @@
+/**
+ * Every client-visible failure lives in this table, nowhere else. HTTP renders
+ * `{ err_code, err_msg, request_id }` (deepgram-api.md §5, the "legacy" shape the SDKs read);
+ * the CLI renders a stderr line and an exit code.
+ */
+export const ERRORS = {
+  BAD_REQUEST: { status: 400, message: 'Bad request.' },
+  INVALID_JSON: { status: 400, message: 'Invalid JSON submitted.' },
+  INVALID_FIELD: { status: 400, message: 'A field of the request is invalid.' },
+  INVALID_AUTH: { status: 401, message: 'Invalid credentials.' },
+  FORBIDDEN: { status: 403, message: 'Insufficient permissions.' },
+  NOT_FOUND: { status: 404, message: 'Not found.' },
+  PROJECT_NOT_FOUND: { status: 404, message: 'Project not found.' },
+  KEY_NOT_FOUND: { status: 404, message: 'API key not found.' },
+  MEMBER_NOT_FOUND: { status: 404, message: 'Member not found.' },
+  METHOD_NOT_ALLOWED: { status: 405, message: 'Method not allowed.' },
+  CONFLICT: { status: 409, message: 'The request conflicts with the current state.' },
+  PAYLOAD_TOO_LARGE: { status: 413, message: 'Payload size exceeds the limit.' },
+  UNSUPPORTED_MEDIA_TYPE: { status: 415, message: 'Content-Type is not supported.' },
+  TOO_MANY_REQUESTS: { status: 429, message: 'Too many requests. Please try again later' },
+  INTERNAL_ERROR: { status: 500, message: 'Internal server error.' },
+  SERVICE_UNAVAILABLE: { status: 503, message: 'Please try again later' },
+} as const satisfies Record<string, { status: number; message: string }>
+
+export type ErrorCode = keyof typeof ERRORS
+
+/** The one typed error. `detail` replaces the table's message when it says more (it must never hold a secret). */
+export class ApiError extends Error {
+  readonly code: ErrorCode
+  readonly status: number
+
+  constructor(code: ErrorCode, detail?: string) {
+    super(detail ?? ERRORS[code].message)
+    this.name = 'ApiError'
+    this.code = code
+    this.status = ERRORS[code].status
+  }
+}
+
+/** Shorthand for the 400 that names the field at fault. */
+export function invalidField(field: string, problem: string): ApiError {
+  return new ApiError('INVALID_FIELD', `Invalid field \`${field}\`: ${problem}.`)
+}
+
+export function isApiError(err: unknown): err is ApiError {
+  return err instanceof ApiError
+}

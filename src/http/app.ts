@@ -1,0 +1,90 @@
+import cors from '@fastify/cors'
+import Fastify, { type FastifyBaseLogger, type FastifyInstance, LogController, type RouteOptions } from 'fastify'
+import type { Authenticator } from '../auth/index.js'
+import type { Services } from '../projects/index.js'
+import { handleError, handleNotFound } from './hooks/errors.js'
+import { registerJsonParser } from './hooks/json-body.js'
+import { genRequestId, setRequestIdHeader } from './hooks/request-id.js'
+import { authGrantRoutes } from './routes/auth-grant.js'
+import { authTokenRoutes } from './routes/auth-token.js'
+import { healthRoutes } from './routes/health.js'
+import { keyRoutes } from './routes/keys.js'
+import { memberRoutes } from './routes/members.js'
+import { projectRoutes } from './routes/projects.js'
+
+export interface AppOptions {
+  services: Services
+  authenticator: Authenticator
+  /** A pino logger; omit for silence (tests). */
+  logger?: FastifyBaseLogger
+  /** One info line per response: method, path (no query), status, time. */
+  accessLog?: boolean
+  /** Largest JSON body, bytes. */
+  jsonBodyLimit?: number
+  /** Called for every route as it is registered (the permission-matrix guard uses it). */
+  onRoute?: (route: RouteOptions) => void
+}
+
+/** Headers browsers may send and read (deepgram-api.md §0 #10). */
+const CORS_ALLOWED = [
+  'authorization',
+  'content-type',
+  'x-deepgram-session-id',
+  'x-fern-language',
+  'x-fern-sdk-name',
+  'x-fern-sdk-version',
+  'x-fern-runtime',
+  'x-fern-runtime-version',
+]
+const CORS_EXPOSED = ['dg-model-name', 'dg-model-uuid', 'dg-char-count', 'dg-request-id', 'dg-error']
+
+/** The HTTP API. Nothing listens until the caller says so; tests use `app.inject()`. */
+export async function createApp(options: AppOptions): Promise<FastifyInstance> {
+  const app = Fastify({
+    loggerInstance: options.logger,
+    // Fastify's own two lines a request are replaced by the one access line below.
+    logController: new LogController({ disableRequestLogging: true }),
+    genReqId: genRequestId,
+    requestIdHeader: false,
+    bodyLimit: options.jsonBodyLimit ?? 64 * 1024,
+    exposeHeadRoutes: false,
+    return503OnClosing: true,
+  })
+  if (options.onRoute) app.addHook('onRoute', options.onRoute)
+
+  app.addHook('onRequest', setRequestIdHeader)
+  if (options.accessLog) {
+    app.addHook('onResponse', async (request, reply) => {
+      // The path only: a query string is the client's to fill and is never logged.
+      request.log.info(
+        {
+          method: request.method,
+          path: request.url.split('?', 1)[0],
+          status: reply.statusCode,
+          ms: Math.round(reply.elapsedTime * 10) / 10,
+        },
+        'request',
+      )
+    })
+  }
+  app.setErrorHandler(handleError)
+  app.setNotFoundHandler(handleNotFound)
+  registerJsonParser(app)
+
+  await app.register(cors, {
+    origin: true,
+    credentials: true,
+    allowedHeaders: CORS_ALLOWED,
+    exposedHeaders: CORS_EXPOSED,
+    maxAge: 600,
+  })
+
+  const deps = { services: options.services, authenticator: options.authenticator }
+  healthRoutes(app, deps)
+  projectRoutes(app, deps)
+  keyRoutes(app, deps)
+  memberRoutes(app, deps)
+  authGrantRoutes(app, deps)
+  authTokenRoutes(app, deps)
+  return app
+}

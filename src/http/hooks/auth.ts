@@ -1,0 +1,48 @@
+import type { FastifyRequest } from 'fastify'
+import type { Authenticator, Principal } from '../../auth/index.js'
+import { ApiError } from '../../errors.js'
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    /** Set by the auth hook on every authenticated route. */
+    principal: Principal | null
+  }
+}
+
+/** Which credentials a route takes. Management routes refuse grant tokens (deepgram-api.md §1.1). */
+export interface AuthPolicy {
+  bearer: boolean
+}
+
+/**
+ * Builds the onRequest hook of an authenticated route. It runs before the body is read, so an
+ * unauthenticated client cannot make the server buffer an upload.
+ */
+export function createAuthHook(authenticator: Authenticator, policy: AuthPolicy) {
+  return async function authenticateRequest(request: FastifyRequest): Promise<void> {
+    const principal = await authenticator.authenticateHeader(request.headers.authorization)
+    if (principal.scheme === 'bearer' && !policy.bearer) {
+      throw new ApiError(
+        'FORBIDDEN',
+        'Grant tokens are only good for the usage APIs; use an API key (Token).',
+      )
+    }
+    request.principal = principal
+  }
+}
+
+/** The caller, on a route whose auth hook ran. */
+export function principalOf(request: FastifyRequest): Principal {
+  if (!request.principal) throw new ApiError('INVALID_AUTH')
+  return request.principal
+}
+
+/** A JSON body as an object; an absent or empty body is `{}` (deepgram-api.md §0 #4). */
+export function bodyObject(request: FastifyRequest): Record<string, unknown> {
+  const body = request.body
+  if (body === undefined || body === null) return {}
+  if (typeof body !== 'object' || Array.isArray(body)) {
+    throw new ApiError('INVALID_JSON', 'The request body must be a JSON object.')
+  }
+  return body as Record<string, unknown>
+}

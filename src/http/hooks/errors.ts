@@ -1,0 +1,50 @@
+import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify'
+import { ApiError, ERRORS, type ErrorCode, isApiError } from '../../errors.js'
+
+/** Fastify's own client errors, mapped onto the ERRORS table. */
+const FRAMEWORK_CODES: Record<string, ErrorCode> = {
+  FST_ERR_CTP_BODY_TOO_LARGE: 'PAYLOAD_TOO_LARGE',
+  FST_ERR_CTP_INVALID_MEDIA_TYPE: 'UNSUPPORTED_MEDIA_TYPE',
+  FST_ERR_CTP_INVALID_CONTENT_LENGTH: 'BAD_REQUEST',
+  FST_ERR_CTP_EMPTY_JSON_BODY: 'INVALID_JSON',
+  FST_ERR_CTP_INVALID_JSON_BODY: 'INVALID_JSON',
+  FST_ERR_BAD_URL: 'BAD_REQUEST',
+  FST_ERR_ASYNC_CONSTRAINT: 'BAD_REQUEST',
+}
+
+/** The Deepgram error body (deepgram-api.md §5, legacy shape). */
+export function errorBody(code: string, message: string, requestId: string) {
+  return { err_code: code, err_msg: message, request_id: requestId }
+}
+
+/** One handler, three branches: ours, the framework's, unknown (logged, never echoed). */
+export function handleError(
+  error: FastifyError | ApiError | Error,
+  request: FastifyRequest,
+  reply: FastifyReply,
+) {
+  let api: ApiError
+  if (isApiError(error)) {
+    api = error
+  } else {
+    const fe = error as FastifyError
+    const mapped = fe.code ? FRAMEWORK_CODES[fe.code] : undefined
+    if (mapped) {
+      api = new ApiError(mapped)
+    } else if (fe.statusCode && fe.statusCode >= 400 && fe.statusCode < 500) {
+      api = new ApiError('BAD_REQUEST')
+    } else {
+      request.log.error({ err: error }, 'unhandled error')
+      api = new ApiError('INTERNAL_ERROR')
+    }
+  }
+  reply
+    .code(api.status)
+    .header('dg-error', api.message)
+    .send(errorBody(api.code, api.message, request.id))
+}
+
+export function handleNotFound(request: FastifyRequest, reply: FastifyReply) {
+  const { status, message } = ERRORS.NOT_FOUND
+  reply.code(status).send(errorBody('NOT_FOUND', message, request.id))
+}

@@ -1,0 +1,219 @@
+import { randomUUID } from 'node:crypto'
+import {
+  effectiveScopes,
+  expandScopes,
+  generateKeySecret,
+  hashKeySecret,
+  isSubset,
+  isValidScope,
+  type Principal,
+  roleOf,
+} from '../auth/index.js'
+import { ApiError, invalidField } from '../errors.js'
+import type { ApiKeyRecord, ApiKeyWithMember, Member } from '../store/index.js'
+import { isoDate, requireProject, requireScope, type Services } from './context.js'
+
+/** The longest lifetime `time_to_live_in_seconds` may ask for (ten years). */
+export const MAX_KEY_TTL_SECONDS = 10 * 365 * 24 * 3600
+const MAX_COMMENT = 1024
+const MAX_TAGS = 32
+const MAX_TAG = 128
+const MAX_SCOPES = 64
+
+/** What a new key asks for, validated. */
+export interface KeySpec {
+  comment: string
+  scopes: string[]
+  tags: string[]
+  /** Epoch ms, or null for no expiry. */
+  expiresAt: number | null
+}
+
+/** A newly created key: the only moment its secret exists outside the caller's hands. */
+export interface CreatedKey {
+  record: ApiKeyRecord
+  secret: string
+}
+
+function stringArray(
+  body: Record<string, unknown>,
+  field: string,
+  required: boolean,
+  max: number,
+  maxLen: number,
+) {
+  const v = body[field]
+  if (v === undefined || v === null) {
+    if (required) throw invalidField(field, 'is required')
+    return []
+  }
+  if (!Array.isArray(v) || !v.every((s) => typeof s === 'string' && s.length > 0 && s.length <= maxLen)) {
+    throw invalidField(field, `must be an array of non-empty strings of at most ${maxLen} characters`)
+  }
+  if (v.length > max) throw invalidField(field, `must hold at most ${max} entries`)
+  return [...new Set(v as string[])]
+}
+
+/** Validates a create-key body (deepgram-api.md §3). Unknown fields are ignored, as Deepgram does. */
+export function parseKeySpec(body: Record<string, unknown>, now: number): KeySpec {
+  const comment = body.comment
+  if (typeof comment !== 'string' || comment.length === 0 || comment.length > MAX_COMMENT) {
+    throw invalidField('comment', `is required: a non-empty string of at most ${MAX_COMMENT} characters`)
+  }
+  const scopes = stringArray(body, 'scopes', true, MAX_SCOPES, 64)
+  if (scopes.length === 0) throw invalidField('scopes', 'must name at least one scope')
+  const unknown = scopes.find((s) => !isValidScope(s))
+  if (unknown !== undefined) throw invalidField('scopes', `\`${unknown}\` is not a known role or scope`)
+  const tags = stringArray(body, 'tags', false, MAX_TAGS, MAX_TAG)
+
+  const ttl = body.time_to_live_in_seconds
+  const date = body.expiration_date
+  const hasTtl = ttl !== undefined && ttl !== null
+  const hasDate = date !== undefined && date !== null
+  if (hasTtl && hasDate) {
+    throw invalidField('expiration_date', 'cannot be combined with `time_to_live_in_seconds`')
+  }
+  let expiresAt: number | null = null
+  if (hasTtl) {
+    if (typeof ttl !== 'number' || !Number.isInteger(ttl) || ttl < 1 || ttl > MAX_KEY_TTL_SECONDS) {
+      throw invalidField('time_to_live_in_seconds', `must be an integer from 1 to ${MAX_KEY_TTL_SECONDS}`)
+    }
+    expiresAt = now + ttl * 1000
+  } else if (hasDate) {
+    const ms = typeof date === 'string' ? Date.parse(date) : Number.NaN
+    if (!Number.isFinite(ms)) throw invalidField('expiration_date', 'must be an ISO-8601 date')
+    if (ms <= now) throw invalidField('expiration_date', 'must be in the future')
+    expiresAt = ms
+  }
+  return { comment, scopes, tags, expiresAt }
+}
+
+/** A key record for `member`, not yet stored; `secret` defaults to a fresh one. Only the hash is kept. */
+export function newKeyRecord(
+  member: Member,
+  spec: KeySpec,
+  now: number,
+  secret = generateKeySecret(),
+): CreatedKey {
+  const record: ApiKeyRecord = {
+    id: randomUUID(),
+    projectId: member.projectId,
+    memberId: member.id,
+    hash: hashKeySecret(secret),
+    comment: spec.comment,
+    scopes: spec.scopes,
+    tags: spec.tags,
+    createdAt: now,
+    expiresAt: spec.expiresAt,
+    deletedAt: null,
+  }
+  return { record, secret }
+}
+
+/** Stores a new key for `member`. No permission check: callers (API, CLI) do their own. */
+export async function insertKey(services: Services, member: Member, spec: KeySpec): Promise<CreatedKey> {
+  const created = newKeyRecord(member, spec, services.clock.now())
+  await services.store.insertKey(created.record)
+  return created
+}
+
+/** The key fields of Deepgram's key shapes. */
+export function apiKeyView(k: ApiKeyRecord) {
+  return {
+    api_key_id: k.id,
+    comment: k.comment,
+    scopes: k.scopes,
+    tags: k.tags,
+    created: isoDate(k.createdAt),
+    ...(k.expiresAt !== null ? { expiration_date: isoDate(k.expiresAt) } : {}),
+  }
+}
+
+function memberView(k: ApiKeyWithMember) {
+  return { member_id: k.memberId, email: k.memberEmail }
+}
+
+/** Owners see every key of the project; admins and members only their own member's (deepgram-api.md §3). */
+function canSee(principal: Principal, key: ApiKeyWithMember): boolean {
+  return key.memberId === principal.memberId || roleOf(principal.scopes) === 'owner'
+}
+
+async function visibleKey(services: Services, principal: Principal, projectId: string, keyId: string) {
+  const key = await services.store.getKey(projectId, keyId)
+  if (!key || key.deletedAt !== null || !canSee(principal, key)) throw new ApiError('KEY_NOT_FOUND')
+  return key
+}
+
+export async function createKey(
+  services: Services,
+  principal: Principal,
+  projectId: string,
+  body: Record<string, unknown>,
+) {
+  requireScope(principal, 'keys:write')
+  await requireProject(services, principal, projectId)
+  const spec = parseKeySpec(body, services.clock.now())
+  // A key can never mint a key with a scope it does not hold itself...
+  const missing = [...expandScopes(spec.scopes)].find((s) => !principal.scopes.has(s))
+  if (missing !== undefined) {
+    throw new ApiError(
+      'FORBIDDEN',
+      `Insufficient permissions: cannot grant \`${missing}\`, which this key lacks.`,
+    )
+  }
+  // ...nor one that outlives it.
+  if (principal.expiresAt !== null && (spec.expiresAt === null || spec.expiresAt > principal.expiresAt)) {
+    spec.expiresAt = principal.expiresAt
+  }
+  const member = await services.store.getMember(projectId, principal.memberId)
+  if (!member) throw new ApiError('FORBIDDEN')
+  const { record, secret } = await insertKey(services, member, spec)
+  return { key: secret, ...apiKeyView(record) }
+}
+
+export async function listKeys(
+  services: Services,
+  principal: Principal,
+  projectId: string,
+  query: Record<string, unknown>,
+) {
+  requireScope(principal, 'keys:read')
+  await requireProject(services, principal, projectId)
+  const status = query.status
+  if (status !== undefined && status !== 'active' && status !== 'expired') {
+    throw invalidField('status', "must be 'active' or 'expired'")
+  }
+  const now = services.clock.now()
+  const all = await services.store.listKeys(
+    projectId,
+    roleOf(principal.scopes) === 'owner' ? {} : { memberId: principal.memberId },
+  )
+  const keys = all.filter((k) => {
+    const expired = k.expiresAt !== null && k.expiresAt <= now
+    return status === undefined || (status === 'expired') === expired
+  })
+  return { api_keys: keys.map((k) => ({ member: memberView(k), api_key: apiKeyView(k) })) }
+}
+
+export async function getKey(services: Services, principal: Principal, projectId: string, keyId: string) {
+  requireScope(principal, 'keys:read')
+  await requireProject(services, principal, projectId)
+  const key = await visibleKey(services, principal, projectId, keyId)
+  const member = memberView(key)
+  const apiKey = apiKeyView(key)
+  // Both typed access paths the SDKs use (deepgram-api.md §3, "Get-key shape conflict").
+  return { member, api_key: apiKey, item: { member: { ...member, api_key: apiKey } } }
+}
+
+export async function deleteKey(services: Services, principal: Principal, projectId: string, keyId: string) {
+  requireScope(principal, 'keys:write')
+  await requireProject(services, principal, projectId)
+  const key = await visibleKey(services, principal, projectId, keyId)
+  // A key may only delete what it could have created.
+  if (!isSubset(effectiveScopes(key.scopes, key.memberRole), principal.scopes)) {
+    throw new ApiError('FORBIDDEN', 'Insufficient permissions: the key holds scopes this key lacks.')
+  }
+  if (!(await services.store.deleteKey(projectId, keyId, services.clock.now())))
+    throw new ApiError('KEY_NOT_FOUND')
+  return { message: 'Successfully deleted the API key!' }
+}

@@ -1,0 +1,9 @@
+export type {
+  ApiKeyRecord,
+  ApiKeyWithMember,
+  Member,
+  Project,
+  RoleChange,
+  SigningKey,
+  Store,
+} from './store.js'

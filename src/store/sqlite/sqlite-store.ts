@@ -1,0 +1,272 @@
+import { mkdirSync } from 'node:fs'
+import { dirname } from 'node:path'
+import Database from 'better-sqlite3'
+import type { Role } from '../../auth/scopes.js'
+import type {
+  ApiKeyRecord,
+  ApiKeyWithMember,
+  Member,
+  Project,
+  RoleChange,
+  SigningKey,
+  Store,
+} from '../store.js'
+import { SQLITE_MIGRATIONS } from './sqlite-migrations.js'
+
+export interface SqliteStoreOptions {
+  /** Path of the database file; `:memory:` for a throwaway store. */
+  path: string
+}
+
+interface KeyRow {
+  id: string
+  project_id: string
+  member_id: string
+  hash: string
+  comment: string
+  created_at: number
+  expires_at: number | null
+  deleted_at: number | null
+  scopes: string
+  tags: string
+  member_role: Role
+  member_email: string
+}
+
+interface MemberRow {
+  id: string
+  project_id: string
+  email: string
+  first_name: string | null
+  last_name: string | null
+  role: Role
+  created_at: number
+}
+
+interface ProjectRow {
+  id: string
+  name: string
+  company: string | null
+  created_at: number
+}
+
+const KEY_SELECT = `
+  SELECT k.id, k.project_id, k.member_id, k.hash, k.comment, k.created_at, k.expires_at, k.deleted_at,
+         (SELECT json_group_array(scope) FROM (SELECT scope FROM api_key_scopes WHERE key_id = k.id ORDER BY position)) AS scopes,
+         (SELECT json_group_array(tag) FROM (SELECT tag FROM api_key_tags WHERE key_id = k.id ORDER BY position)) AS tags,
+         m.role AS member_role, m.email AS member_email
+  FROM api_keys k JOIN members m ON m.id = k.member_id`
+
+function toKey(row: KeyRow): ApiKeyWithMember {
+  return {
+    id: row.id,
+    projectId: row.project_id,
+    memberId: row.member_id,
+    hash: row.hash,
+    comment: row.comment,
+    scopes: JSON.parse(row.scopes) as string[],
+    tags: JSON.parse(row.tags) as string[],
+    createdAt: row.created_at,
+    expiresAt: row.expires_at,
+    deletedAt: row.deleted_at,
+    memberRole: row.member_role,
+    memberEmail: row.member_email,
+  }
+}
+
+function toMember(row: MemberRow): Member {
+  return {
+    id: row.id,
+    projectId: row.project_id,
+    email: row.email,
+    firstName: row.first_name,
+    lastName: row.last_name,
+    role: row.role,
+    createdAt: row.created_at,
+  }
+}
+
+function toProject(row: ProjectRow): Project {
+  return { id: row.id, name: row.name, company: row.company, createdAt: row.created_at }
+}
+
+/** Applies the migrations this database has not seen yet. */
+export function migrateSqlite(db: Database.Database): void {
+  db.exec(`CREATE TABLE IF NOT EXISTS schema_migrations (
+    version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL) STRICT`)
+  const applied = new Set(
+    (db.prepare('SELECT version FROM schema_migrations').all() as { version: number }[]).map(
+      (r) => r.version,
+    ),
+  )
+  for (const m of SQLITE_MIGRATIONS) {
+    if (applied.has(m.version)) continue
+    db.transaction(() => {
+      db.exec(m.sql)
+      db.prepare('INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)').run(
+        m.version,
+        m.name,
+        Date.now(),
+      )
+    }).immediate()
+  }
+}
+
+/** The embedded store: one SQLite file in WAL mode. */
+export function createSqliteStore(options: SqliteStoreOptions): Store {
+  if (options.path !== ':memory:') mkdirSync(dirname(options.path), { recursive: true })
+  const db = new Database(options.path)
+  db.pragma('journal_mode = WAL')
+  // FULL: a committed key creation or deletion survives power loss, not only a process crash.
+  db.pragma('synchronous = FULL')
+  db.pragma('foreign_keys = ON')
+  db.pragma('busy_timeout = 5000')
+  migrateSqlite(db)
+
+  const q = {
+    anyProject: db.prepare('SELECT 1 FROM projects LIMIT 1'),
+    insertProject: db.prepare('INSERT INTO projects (id, name, company, created_at) VALUES (?, ?, ?, ?)'),
+    listProjects: db.prepare('SELECT * FROM projects ORDER BY created_at, id'),
+    getProject: db.prepare('SELECT * FROM projects WHERE id = ?'),
+    insertMember: db.prepare(
+      'INSERT INTO members (id, project_id, email, first_name, last_name, role, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)',
+    ),
+    listMembers: db.prepare('SELECT * FROM members WHERE project_id = ? ORDER BY created_at, id'),
+    getMember: db.prepare('SELECT * FROM members WHERE project_id = ? AND id = ?'),
+    getMemberByEmail: db.prepare('SELECT * FROM members WHERE project_id = ? AND email = ?'),
+    countOwners: db.prepare("SELECT count(*) AS n FROM members WHERE project_id = ? AND role = 'owner'"),
+    setRole: db.prepare('UPDATE members SET role = ? WHERE project_id = ? AND id = ?'),
+    insertKey: db.prepare(
+      'INSERT INTO api_keys (id, project_id, member_id, hash, comment, created_at, expires_at, deleted_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)',
+    ),
+    insertScope: db.prepare('INSERT INTO api_key_scopes (key_id, position, scope) VALUES (?, ?, ?)'),
+    insertTag: db.prepare('INSERT INTO api_key_tags (key_id, position, tag) VALUES (?, ?, ?)'),
+    keyByHash: db.prepare(`${KEY_SELECT} WHERE k.hash = ?`),
+    keyById: db.prepare(`${KEY_SELECT} WHERE k.project_id = ? AND k.id = ?`),
+    listKeys: db.prepare(
+      `${KEY_SELECT} WHERE k.project_id = ? AND k.deleted_at IS NULL ORDER BY k.created_at, k.id`,
+    ),
+    listMemberKeys: db.prepare(
+      `${KEY_SELECT} WHERE k.project_id = ? AND k.member_id = ? AND k.deleted_at IS NULL ORDER BY k.created_at, k.id`,
+    ),
+    deleteKey: db.prepare(
+      'UPDATE api_keys SET deleted_at = ? WHERE project_id = ? AND id = ? AND deleted_at IS NULL',
+    ),
+    listSigning: db.prepare('SELECT * FROM signing_keys ORDER BY created_at, kid'),
+    insertSigning: db.prepare(
+      'INSERT INTO signing_keys (kid, secret, created_at, retired_at) VALUES (?, ?, ?, ?)',
+    ),
+    retireSigning: db.prepare('UPDATE signing_keys SET retired_at = ? WHERE kid = ? AND retired_at IS NULL'),
+  }
+
+  const insertKeyTx = db.transaction((key: ApiKeyRecord) => {
+    q.insertKey.run(
+      key.id,
+      key.projectId,
+      key.memberId,
+      key.hash,
+      key.comment,
+      key.createdAt,
+      key.expiresAt,
+      key.deletedAt,
+    )
+    for (const [i, scope] of key.scopes.entries()) q.insertScope.run(key.id, i, scope)
+    for (const [i, tag] of key.tags.entries()) q.insertTag.run(key.id, i, tag)
+  })
+
+  const insertMember = (m: Member) =>
+    q.insertMember.run(m.id, m.projectId, m.email, m.firstName, m.lastName, m.role, m.createdAt)
+
+  const createProjectWithOwnerTx = db.transaction((project: Project, owner: Member, key: ApiKeyRecord) => {
+    q.insertProject.run(project.id, project.name, project.company, project.createdAt)
+    insertMember(owner)
+    insertKeyTx(key)
+  })
+
+  const setRoleTx = db.transaction((projectId: string, memberId: string, role: Role): RoleChange => {
+    const current = q.getMember.get(projectId, memberId) as MemberRow | undefined
+    if (!current) return 'not_found'
+    if (current.role === 'owner' && role !== 'owner') {
+      const { n } = q.countOwners.get(projectId) as { n: number }
+      if (n <= 1) return 'last_owner'
+    }
+    q.setRole.run(role, projectId, memberId)
+    return 'updated'
+  })
+
+  return {
+    kind: 'sqlite',
+    isEmpty: async () => q.anyProject.get() === undefined,
+    createProjectWithOwner: async (project, owner, key) => {
+      createProjectWithOwnerTx.immediate(project, owner, key)
+    },
+    listProjects: async () => (q.listProjects.all() as ProjectRow[]).map(toProject),
+    getProject: async (id) => {
+      const row = q.getProject.get(id) as ProjectRow | undefined
+      return row && toProject(row)
+    },
+    updateProject: async (id, patch) => {
+      const sets: string[] = []
+      const values: (string | null)[] = []
+      if (patch.name !== undefined) {
+        sets.push('name = ?')
+        values.push(patch.name)
+      }
+      if (patch.company !== undefined) {
+        sets.push('company = ?')
+        values.push(patch.company)
+      }
+      if (sets.length === 0) return q.getProject.get(id) !== undefined
+      return (
+        db.prepare(`UPDATE projects SET ${sets.join(', ')} WHERE id = ?`).run(...values, id).changes === 1
+      )
+    },
+    createMember: async (member) => {
+      insertMember(member)
+    },
+    listMembers: async (projectId) => (q.listMembers.all(projectId) as MemberRow[]).map(toMember),
+    getMember: async (projectId, memberId) => {
+      const row = q.getMember.get(projectId, memberId) as MemberRow | undefined
+      return row && toMember(row)
+    },
+    getMemberByEmail: async (projectId, email) => {
+      const row = q.getMemberByEmail.get(projectId, email) as MemberRow | undefined
+      return row && toMember(row)
+    },
+    setMemberRole: async (projectId, memberId, role) => setRoleTx.immediate(projectId, memberId, role),
+    insertKey: async (key) => {
+      insertKeyTx.immediate(key)
+    },
+    findKeyByHash: async (hash) => {
+      const row = q.keyByHash.get(hash) as KeyRow | undefined
+      return row && toKey(row)
+    },
+    getKey: async (projectId, keyId) => {
+      const row = q.keyById.get(projectId, keyId) as KeyRow | undefined
+      return row && toKey(row)
+    },
+    listKeys: async (projectId, filter) => {
+      const rows = (
+        filter?.memberId ? q.listMemberKeys.all(projectId, filter.memberId) : q.listKeys.all(projectId)
+      ) as KeyRow[]
+      return rows.map(toKey)
+    },
+    deleteKey: async (projectId, keyId, at) => q.deleteKey.run(at, projectId, keyId).changes === 1,
+    listSigningKeys: async () =>
+      (
+        q.listSigning.all() as {
+          kid: string
+          secret: Buffer
+          created_at: number
+          retired_at: number | null
+        }[]
+      ).map((r) => ({ kid: r.kid, secret: r.secret, createdAt: r.created_at, retiredAt: r.retired_at })),
+    insertSigningKey: async (key: SigningKey) => {
+      q.insertSigning.run(key.kid, key.secret, key.createdAt, key.retiredAt)
+    },
+    retireSigningKey: async (kid, at) => q.retireSigning.run(at, kid).changes === 1,
+    close: async () => {
+      db.close()
+    },
+  }
+}

@@ -1,0 +1,99 @@
+import type { Role } from '../auth/scopes.js'
+
+/** A project: the unit that owns members, keys and usage. */
+export interface Project {
+  id: string
+  name: string
+  company: string | null
+  /** Epoch milliseconds. */
+  createdAt: number
+}
+
+/** A member (an account) of one project, with its role there. */
+export interface Member {
+  id: string
+  projectId: string
+  email: string
+  firstName: string | null
+  lastName: string | null
+  role: Role
+  createdAt: number
+}
+
+/** An API key as stored: never the secret, only its SHA-256. */
+export interface ApiKeyRecord {
+  id: string
+  projectId: string
+  memberId: string
+  /** Hex SHA-256 of the secret. */
+  hash: string
+  comment: string
+  /** As granted: role names and/or single scopes, in the order given. */
+  scopes: string[]
+  tags: string[]
+  createdAt: number
+  /** Epoch milliseconds, or null for a key that never expires. */
+  expiresAt: number | null
+  /** Epoch milliseconds of deletion, or null while the key exists. */
+  deletedAt: number | null
+}
+
+/** A key together with what authentication needs of its member. */
+export interface ApiKeyWithMember extends ApiKeyRecord {
+  memberRole: Role
+  memberEmail: string
+}
+
+/** A JWT signing secret. The newest one that is not retired signs; all that are not retired verify. */
+export interface SigningKey {
+  kid: string
+  /** Raw HMAC secret. */
+  secret: Buffer
+  createdAt: number
+  retiredAt: number | null
+}
+
+export type RoleChange = 'updated' | 'not_found' | 'last_owner'
+
+/**
+ * Everything Earmark keeps. Routes and use cases see only this interface, so a backend (SQLite now,
+ * PostgreSQL later) can change without touching them. Every method that writes more than one row does
+ * so in one transaction: a crash leaves either all of it or none.
+ */
+export interface Store {
+  /** The backend's name, e.g. `sqlite`. */
+  readonly kind: string
+
+  /** True while no project exists (first start). */
+  isEmpty(): Promise<boolean>
+  /** Creates a project, its first owner and that owner's key, all or nothing. */
+  createProjectWithOwner(project: Project, owner: Member, key: ApiKeyRecord): Promise<void>
+
+  listProjects(): Promise<Project[]>
+  getProject(id: string): Promise<Project | undefined>
+  updateProject(id: string, patch: { name?: string; company?: string | null }): Promise<boolean>
+
+  createMember(member: Member): Promise<void>
+  listMembers(projectId: string): Promise<Member[]>
+  getMember(projectId: string, memberId: string): Promise<Member | undefined>
+  getMemberByEmail(projectId: string, email: string): Promise<Member | undefined>
+  /** Changes a member's role; refuses to leave a project without an owner. */
+  setMemberRole(projectId: string, memberId: string, role: Role): Promise<RoleChange>
+
+  /** Inserts a key with its scopes and tags, all or nothing. */
+  insertKey(key: ApiKeyRecord): Promise<void>
+  /** The key whose secret hashes to `hash`, deleted or not, with its member; the auth hot path. */
+  findKeyByHash(hash: string): Promise<ApiKeyWithMember | undefined>
+  /** A key by id, deleted or not, with its member. */
+  getKey(projectId: string, keyId: string): Promise<ApiKeyWithMember | undefined>
+  /** Keys of a project that are not deleted, oldest first; optionally only one member's. */
+  listKeys(projectId: string, filter?: { memberId?: string }): Promise<ApiKeyWithMember[]>
+  /** Marks a key deleted; false when it did not exist or was already deleted. */
+  deleteKey(projectId: string, keyId: string, at: number): Promise<boolean>
+
+  listSigningKeys(): Promise<SigningKey[]>
+  insertSigningKey(key: SigningKey): Promise<void>
+  retireSigningKey(kid: string, at: number): Promise<boolean>
+
+  close(): Promise<void>
+}

@@ -1,0 +1,84 @@
+import type { FastifyInstance, RouteOptions } from 'fastify'
+import {
+  type Authenticator,
+  createAuthenticator,
+  createGrants,
+  createManualClock,
+  type ManualClock,
+} from '../../src/auth/index.js'
+import { createApp } from '../../src/http/index.js'
+import {
+  addMember,
+  bootstrapIfEmpty,
+  insertKey,
+  type KeySpec,
+  parseKeySpec,
+  type Services,
+} from '../../src/projects/index.js'
+import type { Member } from '../../src/store/index.js'
+import { createSqliteStore } from '../../src/store/sqlite/sqlite-store.js'
+
+export interface TestEarmark {
+  app: FastifyInstance
+  services: Services
+  authenticator: Authenticator
+  clock: ManualClock
+  routes: RouteOptions[]
+  close(): Promise<void>
+}
+
+/** An in-process Earmark on a throwaway SQLite store and a manual clock, for `app.inject()` tests. */
+export async function createTestEarmark(path = ':memory:'): Promise<TestEarmark> {
+  const clock = createManualClock()
+  const store = createSqliteStore({ path })
+  const grants = await createGrants({ store, clock })
+  const services: Services = { store, clock, grants }
+  const authenticator = createAuthenticator(services)
+  const routes: RouteOptions[] = []
+  const app = await createApp({ services, authenticator, onRoute: (r) => routes.push(r) })
+  await app.ready()
+  return {
+    app,
+    services,
+    authenticator,
+    clock,
+    routes,
+    close: async () => {
+      await app.close()
+      await store.close()
+    },
+  }
+}
+
+export interface Fixture {
+  projectId: string
+  ownerKey: string
+  owner: Member
+}
+
+/** Bootstraps a project (with a generated owner key) and returns it. */
+export async function bootstrapProject(services: Services, name = 'Test'): Promise<Fixture> {
+  const existing = await services.store.isEmpty()
+  if (!existing) throw new Error('bootstrapProject needs an empty store')
+  const result = await bootstrapIfEmpty(services, { projectName: name })
+  if (!result?.generatedSecret) throw new Error('bootstrap did not run')
+  return { projectId: result.project.id, ownerKey: result.generatedSecret, owner: result.owner }
+}
+
+/** Creates a key directly in the store for `member`; returns its secret and id. */
+export async function makeKey(
+  services: Services,
+  member: Member,
+  spec: Partial<KeySpec> & { scopes: string[] },
+): Promise<{ secret: string; id: string }> {
+  const full = parseKeySpec({ comment: 'test key', ...spec }, services.clock.now())
+  full.expiresAt = spec.expiresAt ?? full.expiresAt
+  const { record, secret } = await insertKey(services, member, full)
+  return { secret, id: record.id }
+}
+
+export { addMember }
+
+/** `Authorization` header for a key or a grant token. */
+export const tokenAuth = (secret: string) => ({ authorization: `Token ${secret}` })
+export const bearerAuth = (jwt: string) => ({ authorization: `Bearer ${jwt}` })
