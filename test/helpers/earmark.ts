@@ -82,3 +82,23 @@ export { addMember }
 /** `Authorization` header for a key or a grant token. */
 export const tokenAuth = (secret: string) => ({ authorization: `Token ${secret}` })
 export const bearerAuth = (jwt: string) => ({ authorization: `Bearer ${jwt}` })
+
+/** A second project with its own owner, made directly in the store (bootstrap only runs on an empty one). */
+export async function createOtherProject(services: Services, name = 'Other'): Promise<Fixture> {
+  const { randomUUID } = await import('node:crypto')
+  const { newKeyRecord } = await import('../../src/projects/index.js')
+  const now = services.clock.now()
+  const project = { id: randomUUID(), name, company: null, createdAt: now }
+  const owner: Member = {
+    id: randomUUID(),
+    projectId: project.id,
+    email: 'owner@other.example',
+    firstName: null,
+    lastName: null,
+    role: 'owner',
+    createdAt: now,
+  }
+  const { record, secret } = newKeyRecord(owner, { comment: 'other', scopes: ['owner'], tags: [], expiresAt: null }, now)
+  await services.store.createProjectWithOwner(project, owner, record)
+  return { projectId: project.id, ownerKey: secret, owner }
+}

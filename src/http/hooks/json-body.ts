@@ -6,7 +6,8 @@ import { ApiError } from '../../errors.js'
  * grant (deepgram-api.md §0 #4), so an empty body is `{}`. Malformed JSON is a 400 INVALID_JSON.
  */
 export function registerJsonParser(app: FastifyInstance): void {
-  app.removeContentTypeParser('application/json')
+  // JSON is the only body the management API reads; anything else is a 415.
+  app.removeAllContentTypeParsers()
   app.addContentTypeParser(
     'application/json',
     { parseAs: 'string' },
