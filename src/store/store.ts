@@ -91,6 +91,7 @@ export interface Store {
   /** Marks a key deleted; false when it did not exist or was already deleted. */
   deleteKey(projectId: string, keyId: string, at: number): Promise<boolean>
 
+  /** Signing keys, oldest first (insertion order breaks ties). */
   listSigningKeys(): Promise<SigningKey[]>
   insertSigningKey(key: SigningKey): Promise<void>
   retireSigningKey(kid: string, at: number): Promise<boolean>

@@ -152,7 +152,7 @@ export function createSqliteStore(options: SqliteStoreOptions): Store {
     deleteKey: db.prepare(
       'UPDATE api_keys SET deleted_at = ? WHERE project_id = ? AND id = ? AND deleted_at IS NULL',
     ),
-    listSigning: db.prepare('SELECT * FROM signing_keys ORDER BY created_at, kid'),
+    listSigning: db.prepare('SELECT * FROM signing_keys ORDER BY created_at, rowid'),
     insertSigning: db.prepare(
       'INSERT INTO signing_keys (kid, secret, created_at, retired_at) VALUES (?, ?, ?, ?)',
     ),
