@@ -1,5 +1,5 @@
 import type { FastifyInstance } from 'fastify'
-import { pino } from 'pino'
+import { type DestinationStream, pino } from 'pino'
 import {
   type Authenticator,
   type Clock,
@@ -23,8 +23,10 @@ export const LOG_REDACT = [
   'access_token',
 ]
 
-export function createLogger(config: Pick<Config, 'logLevel'>) {
-  return pino({ level: config.logLevel, redact: { paths: LOG_REDACT, censor: '[redacted]' } })
+/** The process logger (stdout unless `destination` is given). */
+export function createLogger(config: Pick<Config, 'logLevel'>, destination?: DestinationStream) {
+  const options = { level: config.logLevel, redact: { paths: LOG_REDACT, censor: '[redacted]' } }
+  return destination ? pino(options, destination) : pino(options)
 }
 
 /** Store, clock and grant service for a data directory: what the server and the CLI share. */

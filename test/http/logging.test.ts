@@ -1,0 +1,63 @@
+import assert from 'node:assert/strict'
+import { Writable } from 'node:stream'
+import { describe, it } from 'node:test'
+import { createAuthenticator, createGrants, createManualClock, generateKeySecret } from '../../src/auth/index.js'
+import { createApp } from '../../src/http/index.js'
+import { createLogger } from '../../src/main.js'
+import type { Services } from '../../src/projects/index.js'
+import { createSqliteStore } from '../../src/store/sqlite/sqlite-store.js'
+import { bootstrapProject } from '../helpers/earmark.js'
+
+describe('logging', () => {
+  it('never writes a key secret or a grant token to a log line, on success or failure', async () => {
+    const lines: string[] = []
+    const sink = new Writable({
+      write(chunk, _enc, done) {
+        lines.push(String(chunk))
+        done()
+      },
+    })
+    const clock = createManualClock()
+    const store = createSqliteStore({ path: ':memory:' })
+    const services: Services = { store, clock, grants: await createGrants({ store, clock }) }
+    const app = await createApp({
+      services,
+      authenticator: createAuthenticator(services),
+      logger: createLogger({ logLevel: 'trace' }, sink),
+      accessLog: true,
+    })
+    try {
+      const fx = await bootstrapProject(services)
+      const secrets = [fx.ownerKey]
+      const auth = (s: string, scheme = 'Token') => ({ authorization: `${scheme} ${s}` })
+      const created = await app.inject({
+        method: 'POST',
+        url: `/v1/projects/${fx.projectId}/keys?key=${fx.ownerKey}`,
+        headers: auth(fx.ownerKey),
+        payload: { comment: 'x', scopes: ['member'] },
+      })
+      secrets.push(created.json().key)
+      const granted = await app.inject({ method: 'POST', url: '/v1/auth/grant', headers: auth(created.json().key) })
+      secrets.push(granted.json().access_token)
+      const unknown = generateKeySecret()
+      secrets.push(unknown)
+      await app.inject({ url: '/v1/auth/token', headers: auth(granted.json().access_token, 'Bearer') })
+      await app.inject({ url: '/v1/projects', headers: auth(granted.json().access_token, 'Bearer') })
+      await app.inject({ url: '/v1/projects', headers: auth(unknown) })
+      await app.inject({ url: `/v1/nowhere?token=${unknown}`, headers: auth(unknown) })
+      await app.inject({
+        method: 'POST',
+        url: '/v1/auth/grant',
+        headers: { ...auth(fx.ownerKey), 'content-type': 'application/json' },
+        payload: `{"ttl_seconds": "${fx.ownerKey}"`,
+      })
+      const log = lines.join('')
+      assert.ok(lines.length >= 7, 'every request was logged')
+      assert.match(log, /"status":401/)
+      for (const s of secrets) assert.ok(!log.includes(s), 'a secret reached the log')
+    } finally {
+      await app.close()
+      await store.close()
+    }
+  })
+})
