@@ -1,5 +1,10 @@
 import cors from '@fastify/cors'
-import Fastify, { type FastifyBaseLogger, type FastifyInstance, LogController, type RouteOptions } from 'fastify'
+import Fastify, {
+  type FastifyBaseLogger,
+  type FastifyInstance,
+  LogController,
+  type RouteOptions,
+} from 'fastify'
 import type { Authenticator } from '../auth/index.js'
 import type { Services } from '../projects/index.js'
 import { handleError, handleNotFound } from './hooks/errors.js'

@@ -40,7 +40,12 @@ describe('earmark CLI', () => {
   it('creates, lists, grants for and deletes keys, and the server agrees', async () => {
     const created = await cli(dir, 'keys', 'create', '--scopes', 'member', '--ttl', '600', '--comment', 'ops')
     assert.equal(created.code, 0, created.err)
-    const key = created.json() as { key: string; api_key_id: string; scopes: string[]; expiration_date: string }
+    const key = created.json() as {
+      key: string
+      api_key_id: string
+      scopes: string[]
+      expiration_date: string
+    }
     assert.deepEqual(key.scopes, ['member'])
     assert.ok(Date.parse(key.expiration_date) > Date.now() + 590_000)
 
@@ -56,7 +61,9 @@ describe('earmark CLI', () => {
 
     const server = await startServerProcess({ dataDir: dir })
     try {
-      const asKey = await fetch(`${server.url}/v1/auth/token`, { headers: { authorization: `Token ${key.key}` } })
+      const asKey = await fetch(`${server.url}/v1/auth/token`, {
+        headers: { authorization: `Token ${key.key}` },
+      })
       assert.equal(asKey.status, 200)
       const asToken = await fetch(`${server.url}/v1/auth/token`, {
         headers: { authorization: `Bearer ${token.access_token}` },
@@ -64,7 +71,9 @@ describe('earmark CLI', () => {
       assert.equal(asToken.status, 200)
       // Deleting through the CLI while the server runs takes effect at once.
       assert.equal((await cli(dir, 'keys', 'delete', key.api_key_id)).code, 0)
-      const after = await fetch(`${server.url}/v1/auth/token`, { headers: { authorization: `Token ${key.key}` } })
+      const after = await fetch(`${server.url}/v1/auth/token`, {
+        headers: { authorization: `Token ${key.key}` },
+      })
       assert.equal(after.status, 401)
       const tokenAfter = await fetch(`${server.url}/v1/auth/token`, {
         headers: { authorization: `Bearer ${token.access_token}` },
@@ -113,9 +122,13 @@ describe('earmark CLI', () => {
   })
 
   it('runs as the earmark bin', async () => {
-    const { stdout } = await promisify(execFile)(process.execPath, ['bin/earmark.js', '--data-dir', dir, 'keys', 'list'], {
-      cwd: ROOT,
-    })
+    const { stdout } = await promisify(execFile)(
+      process.execPath,
+      ['bin/earmark.js', '--data-dir', dir, 'keys', 'list'],
+      {
+        cwd: ROOT,
+      },
+    )
     assert.ok(Array.isArray(JSON.parse(stdout)))
   })
 })

@@ -98,7 +98,11 @@ export async function createOtherProject(services: Services, name = 'Other'): Pr
     role: 'owner',
     createdAt: now,
   }
-  const { record, secret } = newKeyRecord(owner, { comment: 'other', scopes: ['owner'], tags: [], expiresAt: null }, now)
+  const { record, secret } = newKeyRecord(
+    owner,
+    { comment: 'other', scopes: ['owner'], tags: [], expiresAt: null },
+    now,
+  )
   await services.store.createProjectWithOwner(project, owner, record)
   return { projectId: project.id, ownerKey: secret, owner }
 }

@@ -41,7 +41,10 @@ describe('POST /v1/auth/grant', () => {
   it('grants a 30-second usage:write JWT by default, naming its project, parent key, iat, exp and jti', async () => {
     const res = await grant(fx.ownerKey)
     assert.equal(res.statusCode, 200)
-    const { access_token: token, expires_in: expiresIn } = res.json() as { access_token: string; expires_in: number }
+    const { access_token: token, expires_in: expiresIn } = res.json() as {
+      access_token: string
+      expires_in: number
+    }
     assert.equal(expiresIn, 30)
     assert.match(token, TOKEN_CHARS)
     const claims = decodeJwt(token)
@@ -88,7 +91,10 @@ describe('POST /v1/auth/grant', () => {
   }
 
   it("never lets a token outlive its parent key's expiry", async () => {
-    const key = await makeKey(em.services, fx.owner, { scopes: ['member'], expiresAt: em.clock.now() + 10_000 })
+    const key = await makeKey(em.services, fx.owner, {
+      scopes: ['member'],
+      expiresAt: em.clock.now() + 10_000,
+    })
     const res = await grant(key.secret, { ttl_seconds: 3600 })
     assert.equal(res.statusCode, 200)
     assert.equal(res.json().expires_in, 10)
@@ -96,7 +102,11 @@ describe('POST /v1/auth/grant', () => {
   })
 
   it('needs a member-or-higher key: a usage:write-only key is refused with 403 FORBIDDEN', async () => {
-    const member = await addMember(em.services, { projectId: fx.projectId, email: 'm@example.com', role: 'member' })
+    const member = await addMember(em.services, {
+      projectId: fx.projectId,
+      email: 'm@example.com',
+      role: 'member',
+    })
     const usage = await makeKey(em.services, member, { scopes: ['usage:write'] })
     const refused = await grant(usage.secret)
     assert.equal(refused.statusCode, 403)
@@ -166,7 +176,10 @@ describe('POST /v1/auth/grant', () => {
     assert.equal(decodeProtectedHeader(after).kid, kid)
     assert.notEqual(decodeProtectedHeader(before).kid, kid)
     for (const token of [before, after]) {
-      assert.equal((await em.app.inject({ url: '/v1/auth/token', headers: bearerAuth(token) })).statusCode, 200)
+      assert.equal(
+        (await em.app.inject({ url: '/v1/auth/token', headers: bearerAuth(token) })).statusCode,
+        200,
+      )
     }
   })
 })

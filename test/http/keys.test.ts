@@ -54,14 +54,20 @@ describe('keys API', () => {
     assert.deepEqual(key.tags, ['web'])
     assert.equal(Date.parse(key.expiration_date ?? ''), em.clock.now() + 10_000)
 
-    const listed = await em.app.inject({ url: `/v1/projects/${fx.projectId}/keys`, headers: tokenAuth(fx.ownerKey) })
+    const listed = await em.app.inject({
+      url: `/v1/projects/${fx.projectId}/keys`,
+      headers: tokenAuth(fx.ownerKey),
+    })
     assert.ok(!listed.body.includes(key.key), 'the secret is never listed')
     const got = await em.app.inject({
       url: `/v1/projects/${fx.projectId}/keys/${key.api_key_id}`,
       headers: tokenAuth(fx.ownerKey),
     })
     assert.ok(!got.body.includes(key.key), 'the secret is never shown again')
-    const shape = got.json() as { api_key: { api_key_id: string }; item: { member: { api_key: { api_key_id: string } } } }
+    const shape = got.json() as {
+      api_key: { api_key_id: string }
+      item: { member: { api_key: { api_key_id: string } } }
+    }
     assert.equal(shape.api_key.api_key_id, key.api_key_id)
     assert.equal(shape.item.member.api_key.api_key_id, key.api_key_id)
 
@@ -75,15 +81,15 @@ describe('keys API', () => {
 
   it('accepts an expiration_date and lists keys by status', async () => {
     const soon = new Date(em.clock.now() + 5000).toISOString()
-    const a = (await create(fx.ownerKey, { comment: 'a', scopes: ['usage:write'], expiration_date: soon })).json()
+    const a = (
+      await create(fx.ownerKey, { comment: 'a', scopes: ['usage:write'], expiration_date: soon })
+    ).json()
     const b = (await create(fx.ownerKey, { comment: 'b', scopes: ['usage:write'] })).json()
     assert.equal(a.expiration_date, soon)
     assert.equal(b.expiration_date, undefined)
     em.clock.advance(6000)
     const ids = async (q: string) =>
-      (
-        await em.app.inject({ url: `/v1/projects/${fx.projectId}/keys${q}`, headers: tokenAuth(fx.ownerKey) })
-      )
+      (await em.app.inject({ url: `/v1/projects/${fx.projectId}/keys${q}`, headers: tokenAuth(fx.ownerKey) }))
         .json()
         .api_keys.map((k: { api_key: { api_key_id: string } }) => k.api_key.api_key_id)
     assert.ok((await ids('?status=expired')).includes(a.api_key_id))
@@ -117,11 +123,31 @@ describe('keys API', () => {
       },
       'expiration_date',
     ],
-    ['a zero TTL', { comment: 'x', scopes: ['member'], time_to_live_in_seconds: 0 }, 'time_to_live_in_seconds'],
-    ['a fractional TTL', { comment: 'x', scopes: ['member'], time_to_live_in_seconds: 1.5 }, 'time_to_live_in_seconds'],
-    ['a TTL as a string', { comment: 'x', scopes: ['member'], time_to_live_in_seconds: '60' }, 'time_to_live_in_seconds'],
-    ['a date that is not a date', { comment: 'x', scopes: ['member'], expiration_date: 'soon' }, 'expiration_date'],
-    ['a date in the past', { comment: 'x', scopes: ['member'], expiration_date: '2001-01-01T00:00:00Z' }, 'expiration_date'],
+    [
+      'a zero TTL',
+      { comment: 'x', scopes: ['member'], time_to_live_in_seconds: 0 },
+      'time_to_live_in_seconds',
+    ],
+    [
+      'a fractional TTL',
+      { comment: 'x', scopes: ['member'], time_to_live_in_seconds: 1.5 },
+      'time_to_live_in_seconds',
+    ],
+    [
+      'a TTL as a string',
+      { comment: 'x', scopes: ['member'], time_to_live_in_seconds: '60' },
+      'time_to_live_in_seconds',
+    ],
+    [
+      'a date that is not a date',
+      { comment: 'x', scopes: ['member'], expiration_date: 'soon' },
+      'expiration_date',
+    ],
+    [
+      'a date in the past',
+      { comment: 'x', scopes: ['member'], expiration_date: '2001-01-01T00:00:00Z' },
+      'expiration_date',
+    ],
     ['a body that is an array', ['member'], 'body'],
   ]
   for (const [what, body, field] of invalid) {
@@ -172,7 +198,11 @@ describe('keys API', () => {
   })
 
   it('never lets a key grant a scope it does not hold', async () => {
-    const member = await addMember(em.services, { projectId: fx.projectId, email: 'm@example.com', role: 'member' })
+    const member = await addMember(em.services, {
+      projectId: fx.projectId,
+      email: 'm@example.com',
+      role: 'member',
+    })
     const memberKey = await makeKey(em.services, member, { scopes: ['member'] })
     for (const scopes of [['admin'], ['owner'], ['members:read'], ['member', 'billing:read']]) {
       const res = await create(memberKey.secret, { comment: 'escalate', scopes })
@@ -186,14 +216,21 @@ describe('keys API', () => {
   })
 
   it('never lets a key create a key that outlives it', async () => {
-    const shortLived = await makeKey(em.services, fx.owner, { scopes: ['owner'], expiresAt: em.clock.now() + 60_000 })
+    const shortLived = await makeKey(em.services, fx.owner, {
+      scopes: ['owner'],
+      expiresAt: em.clock.now() + 60_000,
+    })
     const res = await create(shortLived.secret, { comment: 'forever', scopes: ['usage:write'] })
     assert.equal(res.statusCode, 200)
     assert.equal(Date.parse(res.json().expiration_date), em.clock.now() + 60_000)
   })
 
   it('shows admins and members only their own keys, and owners every key', async () => {
-    const admin = await addMember(em.services, { projectId: fx.projectId, email: 'a@example.com', role: 'admin' })
+    const admin = await addMember(em.services, {
+      projectId: fx.projectId,
+      email: 'a@example.com',
+      role: 'admin',
+    })
     const adminKey = await makeKey(em.services, admin, { scopes: ['admin'] })
     const ownerOnly = await makeKey(em.services, fx.owner, { scopes: ['usage:write'] })
     const list = async (secret: string) =>

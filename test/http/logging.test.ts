@@ -1,7 +1,12 @@
 import assert from 'node:assert/strict'
 import { Writable } from 'node:stream'
 import { describe, it } from 'node:test'
-import { createAuthenticator, createGrants, createManualClock, generateKeySecret } from '../../src/auth/index.js'
+import {
+  createAuthenticator,
+  createGrants,
+  createManualClock,
+  generateKeySecret,
+} from '../../src/auth/index.js'
 import { createApp } from '../../src/http/index.js'
 import { createLogger } from '../../src/main.js'
 import type { Services } from '../../src/projects/index.js'
@@ -37,7 +42,11 @@ describe('logging', () => {
         payload: { comment: 'x', scopes: ['member'] },
       })
       secrets.push(created.json().key)
-      const granted = await app.inject({ method: 'POST', url: '/v1/auth/grant', headers: auth(created.json().key) })
+      const granted = await app.inject({
+        method: 'POST',
+        url: '/v1/auth/grant',
+        headers: auth(created.json().key),
+      })
       secrets.push(granted.json().access_token)
       const unknown = generateKeySecret()
       secrets.push(unknown)

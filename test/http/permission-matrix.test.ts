@@ -58,7 +58,11 @@ const ROUTES: RouteCase[] = [
     body: { name: 'Renamed' },
     expect: [...DENIED, 404, 200, 200, 200, 403, 403, 401],
   },
-  { method: 'GET', url: '/v1/projects/:project_id/keys', expect: [...DENIED, 404, 200, 200, 200, 403, 403, 401] },
+  {
+    method: 'GET',
+    url: '/v1/projects/:project_id/keys',
+    expect: [...DENIED, 404, 200, 200, 200, 403, 403, 401],
+  },
   {
     method: 'POST',
     url: '/v1/projects/:project_id/keys',
@@ -127,7 +131,12 @@ describe('permission matrix', () => {
       notAfterMs: null,
     })
     clock.advance(2000)
-    const grant = await services.grants.mint({ projectId, accessor: memberKey.id, ttlSeconds: 3600, notAfterMs: null })
+    const grant = await services.grants.mint({
+      projectId,
+      accessor: memberKey.id,
+      ttlSeconds: 3600,
+      notAfterMs: null,
+    })
     const token = (s: string) => ({ authorization: `Token ${s}` })
     headers = {
       none: {},
@@ -160,7 +169,7 @@ describe('permission matrix', () => {
         const url = route.url
           .replace('*', '/v1/projects')
           .replace(':project_id', projectId)
-          .replace(':key_id', route.url.includes(":key_id") ? await targetKey(cred) : '')
+          .replace(':key_id', route.url.includes(':key_id') ? await targetKey(cred) : '')
           .replace(':member_id', subject.id)
         const res = await em.app.inject({
           method: route.method as 'GET',
@@ -190,8 +199,11 @@ describe('permission matrix', () => {
       em.routes.flatMap((r) => (Array.isArray(r.method) ? r.method : [r.method]).map((m) => `${m} ${r.url}`)),
     )
     const covered = new Set(ROUTES.map((r) => `${r.method} ${r.url}`))
-    assert.deepEqual([...registered].filter((r) => !covered.has(r)).sort(), [], 'routes missing from the matrix')
+    assert.deepEqual(
+      [...registered].filter((r) => !covered.has(r)).sort(),
+      [],
+      'routes missing from the matrix',
+    )
     assert.deepEqual([...covered].filter((r) => !registered.has(r)).sort(), [], 'matrix rows with no route')
   })
 })
-

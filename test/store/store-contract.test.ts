@@ -20,7 +20,11 @@ const T0 = Date.UTC(2026, 0, 1)
 function project(): Project {
   return { id: randomUUID(), name: 'P', company: null, createdAt: T0 }
 }
-function member(projectId: string, role: Member['role'] = 'owner', email = `${randomUUID()}@example.com`): Member {
+function member(
+  projectId: string,
+  role: Member['role'] = 'owner',
+  email = `${randomUUID()}@example.com`,
+): Member {
   return { id: randomUUID(), projectId, email, firstName: 'Ann', lastName: null, role, createdAt: T0 }
 }
 function key(m: Member, over: Partial<ApiKeyRecord> = {}): ApiKeyRecord {
@@ -131,7 +135,10 @@ for (const name of selected) {
       assert.equal(await store.setMemberRole(p.id, o.id, 'admin'), 'updated')
       assert.equal((await store.getMember(p.id, o.id))?.role, 'admin')
       assert.equal(await store.setMemberRole(p.id, randomUUID(), 'admin'), 'not_found')
-      await assert.rejects(store.createMember({ ...member(p.id), email: m.email }), 'e-mails are unique per project')
+      await assert.rejects(
+        store.createMember({ ...member(p.id), email: m.email }),
+        'e-mails are unique per project',
+      )
     })
 
     it('updates a project', async () => {
