@@ -13,6 +13,7 @@ export const ERRORS = {
   PROJECT_NOT_FOUND: { status: 404, message: 'Project not found.' },
   KEY_NOT_FOUND: { status: 404, message: 'API key not found.' },
   MEMBER_NOT_FOUND: { status: 404, message: 'Member not found.' },
+  REQUEST_NOT_FOUND: { status: 404, message: 'Request not found.' },
   METHOD_NOT_ALLOWED: { status: 405, message: 'Method not allowed.' },
   CONFLICT: { status: 409, message: 'The request conflicts with the current state.' },
   PAYLOAD_TOO_LARGE: { status: 413, message: 'Payload size exceeds the limit.' },

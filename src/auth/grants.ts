@@ -1,4 +1,4 @@
-import { randomBytes, randomUUID } from 'node:crypto'
+import { randomBytes, randomUUID, type webcrypto } from 'node:crypto'
 import { errors as joseErrors, jwtVerify, SignJWT } from 'jose'
 import { LRUCache } from 'lru-cache'
 import type { SigningKey, Store } from '../store/index.js'
@@ -11,6 +11,8 @@ export const GRANT_MAX_TTL = 3600
 
 const ISSUER = 'earmark'
 const ALG = 'HS256'
+/** The WebCrypto algorithm of HS256 keys. */
+const HMAC_SHA256 = { name: 'HMAC', hash: 'SHA-256' } as const
 
 /** The claims of a grant token, as Earmark reads them. */
 export interface GrantClaims {
@@ -20,6 +22,8 @@ export interface GrantClaims {
   /** The parent key's id (Deepgram calls it the accessor). */
   accessor: string
   scopes: string[]
+  /** The app's end user this token was minted for, if any. */
+  endUser?: string
   /** Epoch seconds. */
   iat: number
   /** Epoch seconds. */
@@ -63,9 +67,22 @@ export async function createGrants(options: GrantsOptions): Promise<Grants> {
   let keys = new Map<string, SigningKey>()
   let current: SigningKey
 
+  // Each signing key's secret imported once as a non-extractable HMAC CryptoKey: handed a raw secret, jose
+  // re-imports it on every sign and verify. Keyed by kid and pruned by `load`, so a key leaves this cache
+  // exactly when it leaves `keys`.
+  let imported = new Map<string, webcrypto.CryptoKey>()
+  const cryptoKeyOf = async (key: SigningKey): Promise<webcrypto.CryptoKey> => {
+    const hit = imported.get(key.kid)
+    if (hit) return hit
+    const cryptoKey = await crypto.subtle.importKey('raw', key.secret, HMAC_SHA256, false, ['sign', 'verify'])
+    if (keys.has(key.kid)) imported.set(key.kid, cryptoKey)
+    return cryptoKey
+  }
+
   const load = async () => {
     const all = (await store.listSigningKeys()).filter((k) => k.retiredAt === null)
     keys = new Map(all.map((k) => [k.kid, k]))
+    imported = new Map([...imported].filter(([kid]) => keys.has(kid)))
     const newest = all.at(-1)
     if (!newest) return false
     current = newest
@@ -81,10 +98,11 @@ export async function createGrants(options: GrantsOptions): Promise<Grants> {
   // against the clock on every use, and the caller still checks the parent key is alive.
   const verified = new LRUCache<string, GrantClaims>({ max: options.cacheSize ?? 10_000 })
 
-  const secretFor = async (kid: string | undefined): Promise<Uint8Array | undefined> => {
+  const secretFor = async (kid: string | undefined): Promise<webcrypto.CryptoKey | undefined> => {
     if (!kid) return undefined
     if (!keys.has(kid)) await load() // rotated by another process (the CLI) since we loaded
-    return keys.get(kid)?.secret
+    const key = keys.get(kid)
+    return key && cryptoKeyOf(key)
   }
 
   return {
@@ -101,7 +119,7 @@ export async function createGrants(options: GrantsOptions): Promise<Grants> {
         .setJti(claims.jti)
         .setIssuedAt(iat)
         .setExpirationTime(exp)
-        .sign(current.secret)
+        .sign(await cryptoKeyOf(current))
       return { token, claims }
     },
 

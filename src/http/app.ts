@@ -16,6 +16,7 @@ import { healthRoutes } from './routes/health.js'
 import { keyRoutes } from './routes/keys.js'
 import { memberRoutes } from './routes/members.js'
 import { projectRoutes } from './routes/projects.js'
+import { usageRoutes } from './routes/usage.js'
 
 export interface AppOptions {
   services: Services
@@ -91,5 +92,6 @@ export async function createApp(options: AppOptions): Promise<FastifyInstance> {
   memberRoutes(app, deps)
   authGrantRoutes(app, deps)
   authTokenRoutes(app, deps)
+  usageRoutes(app, deps)
   return app
 }

@@ -16,3 +16,13 @@ export {
 export { addMember, getMemberScopes, listMembers, setMemberScope } from './members.js'
 export { getProject, listProjects, projectView, updateProject } from './projects.js'
 export { grantToken, tokenDetails } from './tokens.js'
+export {
+  END_USER_TAG,
+  endUserOf,
+  finishUsage,
+  getRequest,
+  listRequests,
+  startUsage,
+  type UsageStart,
+  usageSummary,
+} from './usage.js'

@@ -6,4 +6,6 @@ export type {
   RoleChange,
   SigningKey,
   Store,
+  UsageFilter,
+  UsageRecord,
 } from './store.js'

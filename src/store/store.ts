@@ -53,6 +53,48 @@ export interface SigningKey {
   retiredAt: number | null
 }
 
+/** One metered request or stream (deepgram-api.md §4, `/requests` and `/usage`). */
+export interface UsageRecord {
+  /** The request id (`dg-request-id`). */
+  id: string
+  projectId: string
+  /** The API key that paid: the caller's own, or for a grant token its parent. */
+  keyId: string
+  /** The app's end user, when the credential or request names one. */
+  endUser: string | null
+  /** Request tags (Deepgram's `tag` query parameter). */
+  tags: string[]
+  endpoint: 'listen' | 'speak'
+  method: 'sync' | 'streaming'
+  /** Request path without its query string. */
+  path: string
+  model: string | null
+  startedAt: number
+  /** Null while a stream is still open (or if the process died before it closed). */
+  endedAt: number | null
+  audioSeconds: number
+  characters: number
+  /** HTTP status, or for a stream the WebSocket close code; null while open. */
+  status: number | null
+  /** A short, secret-free reason for a failure. */
+  detail: string | null
+}
+
+export interface UsageFilter {
+  /** Epoch ms, inclusive. */
+  start?: number
+  /** Epoch ms, exclusive. */
+  end?: number
+  keyId?: string
+  endUser?: string
+  endpoint?: UsageRecord['endpoint']
+  method?: UsageRecord['method']
+  /** Records whose status says success (2xx or close 1000) or not. */
+  succeeded?: boolean
+  limit?: number
+  offset?: number
+}
+
 export type RoleChange = 'updated' | 'not_found' | 'last_owner'
 
 /**
@@ -95,6 +137,18 @@ export interface Store {
   listSigningKeys(): Promise<SigningKey[]>
   insertSigningKey(key: SigningKey): Promise<void>
   retireSigningKey(kid: string, at: number): Promise<boolean>
+
+  /** Records the start of a metered request. */
+  insertUsage(record: UsageRecord): Promise<void>
+  /** Records how a metered request ended. */
+  finishUsage(
+    projectId: string,
+    id: string,
+    end: Pick<UsageRecord, 'endedAt' | 'audioSeconds' | 'characters' | 'status' | 'detail'>,
+  ): Promise<boolean>
+  getUsage(projectId: string, id: string): Promise<UsageRecord | undefined>
+  /** Usage records, newest first. */
+  listUsage(projectId: string, filter: UsageFilter): Promise<UsageRecord[]>
 
   close(): Promise<void>
 }

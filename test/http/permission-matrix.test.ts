@@ -95,6 +95,17 @@ const ROUTES: RouteCase[] = [
     body: { scope: 'member' },
     expect: [...DENIED, 404, 403, 200, 200, 403, 403, 401],
   },
+  {
+    method: 'GET',
+    url: '/v1/projects/:project_id/requests',
+    expect: [...DENIED, 404, 200, 200, 200, 403, 403, 401],
+  },
+  {
+    method: 'GET',
+    url: '/v1/projects/:project_id/requests/:request_id',
+    expect: [...DENIED, 404, 200, 200, 200, 403, 403, 401],
+  },
+  { method: 'GET', url: '/v1/projects/:project_id/usage', expect: [...DENIED, 404, 200, 200, 200, 403, 403, 401] },
   { method: 'POST', url: '/v1/auth/grant', expect: [...DENIED, 200, 200, 200, 200, 403, 403, 401] },
   { method: 'GET', url: '/v1/auth/token', expect: [...DENIED, 200, 200, 200, 200, 200, 200, 401] },
 ]
@@ -107,6 +118,7 @@ describe('permission matrix', () => {
   let headers: Record<Cred, Record<string, string>>
   let members: Record<'owner' | 'admin' | 'member', Member>
   let subject: Member
+  const requestId = '5b0c0e8e-0000-4000-8000-000000000001'
 
   before(async () => {
     em = await createTestEarmark()
@@ -124,6 +136,23 @@ describe('permission matrix', () => {
     await services.store.deleteKey(projectId, deleted.id, clock.now())
     const expired = await makeKey(services, fx.owner, { scopes: ['owner'], expiresAt: clock.now() + 1000 })
     const other = await createOtherProject(services)
+    await services.store.insertUsage({
+      id: requestId,
+      projectId,
+      keyId: memberKey.id,
+      endUser: null,
+      tags: [],
+      endpoint: 'listen',
+      method: 'sync',
+      path: '/v1/listen',
+      model: null,
+      startedAt: clock.now(),
+      endedAt: clock.now(),
+      audioSeconds: 1,
+      characters: 0,
+      status: 200,
+      detail: null,
+    })
     const shortGrant = await services.grants.mint({
       projectId,
       accessor: memberKey.id,
@@ -171,6 +200,7 @@ describe('permission matrix', () => {
           .replace(':project_id', projectId)
           .replace(':key_id', route.url.includes(':key_id') ? await targetKey(cred) : '')
           .replace(':member_id', subject.id)
+          .replace(':request_id', requestId)
         const res = await em.app.inject({
           method: route.method as 'GET',
           url,

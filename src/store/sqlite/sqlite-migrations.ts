@@ -56,4 +56,28 @@ export const SQLITE_MIGRATIONS: readonly { version: number; name: string; sql: s
       ) STRICT;
     `,
   },
+  {
+    version: 2,
+    name: 'usage',
+    sql: `
+      CREATE TABLE usage_requests (
+        id             TEXT PRIMARY KEY,
+        project_id     TEXT NOT NULL REFERENCES projects(id),
+        key_id         TEXT NOT NULL,
+        end_user       TEXT,
+        tags           TEXT NOT NULL DEFAULT '[]',
+        endpoint       TEXT NOT NULL,
+        method         TEXT NOT NULL,
+        path           TEXT NOT NULL,
+        model          TEXT,
+        started_at     INTEGER NOT NULL,
+        ended_at       INTEGER,
+        audio_seconds  REAL NOT NULL DEFAULT 0,
+        characters     INTEGER NOT NULL DEFAULT 0,
+        status         INTEGER,
+        detail         TEXT
+      ) STRICT;
+      CREATE INDEX usage_requests_project_time ON usage_requests (project_id, started_at);
+    `,
+  },
 ]

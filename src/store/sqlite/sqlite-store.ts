@@ -10,6 +10,8 @@ import type {
   RoleChange,
   SigningKey,
   Store,
+  UsageFilter,
+  UsageRecord,
 } from '../store.js'
 import { SQLITE_MIGRATIONS } from './sqlite-migrations.js'
 
@@ -56,6 +58,63 @@ const KEY_SELECT = `
          (SELECT json_group_array(tag) FROM (SELECT tag FROM api_key_tags WHERE key_id = k.id ORDER BY position)) AS tags,
          m.role AS member_role, m.email AS member_email
   FROM api_keys k JOIN members m ON m.id = k.member_id`
+
+interface UsageRow {
+  id: string
+  project_id: string
+  key_id: string
+  end_user: string | null
+  tags: string
+  endpoint: UsageRecord['endpoint']
+  method: UsageRecord['method']
+  path: string
+  model: string | null
+  started_at: number
+  ended_at: number | null
+  audio_seconds: number
+  characters: number
+  status: number | null
+  detail: string | null
+}
+
+function toUsage(row: UsageRow): UsageRecord {
+  return {
+    id: row.id,
+    projectId: row.project_id,
+    keyId: row.key_id,
+    endUser: row.end_user,
+    tags: JSON.parse(row.tags) as string[],
+    endpoint: row.endpoint,
+    method: row.method,
+    path: row.path,
+    model: row.model,
+    startedAt: row.started_at,
+    endedAt: row.ended_at,
+    audioSeconds: row.audio_seconds,
+    characters: row.characters,
+    status: row.status,
+    detail: row.detail,
+  }
+}
+
+/** WHERE clause and values for a usage filter. */
+function usageWhere(projectId: string, f: UsageFilter): { sql: string; values: (string | number)[] } {
+  const parts = ['project_id = ?']
+  const values: (string | number)[] = [projectId]
+  const add = (sql: string, value: string | number) => {
+    parts.push(sql)
+    values.push(value)
+  }
+  if (f.start !== undefined) add('started_at >= ?', f.start)
+  if (f.end !== undefined) add('started_at < ?', f.end)
+  if (f.keyId !== undefined) add('key_id = ?', f.keyId)
+  if (f.endUser !== undefined) add('end_user = ?', f.endUser)
+  if (f.endpoint !== undefined) add('endpoint = ?', f.endpoint)
+  if (f.method !== undefined) add('method = ?', f.method)
+  if (f.succeeded === true) parts.push('((status >= 200 AND status < 300) OR status = 1000)')
+  if (f.succeeded === false) parts.push('NOT ((status >= 200 AND status < 300) OR status = 1000)')
+  return { sql: parts.join(' AND '), values }
+}
 
 function toKey(row: KeyRow): ApiKeyWithMember {
   return {
@@ -157,6 +216,15 @@ export function createSqliteStore(options: SqliteStoreOptions): Store {
       'INSERT INTO signing_keys (kid, secret, created_at, retired_at) VALUES (?, ?, ?, ?)',
     ),
     retireSigning: db.prepare('UPDATE signing_keys SET retired_at = ? WHERE kid = ? AND retired_at IS NULL'),
+    insertUsage: db.prepare(
+      `INSERT INTO usage_requests (id, project_id, key_id, end_user, tags, endpoint, method, path, model, started_at,
+         ended_at, audio_seconds, characters, status, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+    ),
+    finishUsage: db.prepare(
+      `UPDATE usage_requests SET ended_at = ?, audio_seconds = ?, characters = ?, status = ?, detail = ?
+       WHERE project_id = ? AND id = ?`,
+    ),
+    getUsage: db.prepare('SELECT * FROM usage_requests WHERE project_id = ? AND id = ?'),
   }
 
   const insertKeyTx = db.transaction((key: ApiKeyRecord) => {
@@ -265,6 +333,38 @@ export function createSqliteStore(options: SqliteStoreOptions): Store {
       q.insertSigning.run(key.kid, key.secret, key.createdAt, key.retiredAt)
     },
     retireSigningKey: async (kid, at) => q.retireSigning.run(at, kid).changes === 1,
+    insertUsage: async (r) => {
+      q.insertUsage.run(
+        r.id,
+        r.projectId,
+        r.keyId,
+        r.endUser,
+        JSON.stringify(r.tags),
+        r.endpoint,
+        r.method,
+        r.path,
+        r.model,
+        r.startedAt,
+        r.endedAt,
+        r.audioSeconds,
+        r.characters,
+        r.status,
+        r.detail,
+      )
+    },
+    finishUsage: async (projectId, id, e) =>
+      q.finishUsage.run(e.endedAt, e.audioSeconds, e.characters, e.status, e.detail, projectId, id).changes === 1,
+    getUsage: async (projectId, id) => {
+      const row = q.getUsage.get(projectId, id) as UsageRow | undefined
+      return row && toUsage(row)
+    },
+    listUsage: async (projectId, filter) => {
+      const { sql, values } = usageWhere(projectId, filter)
+      const rows = db
+        .prepare(`SELECT * FROM usage_requests WHERE ${sql} ORDER BY started_at DESC, id LIMIT ? OFFSET ?`)
+        .all(...values, filter.limit ?? -1, filter.offset ?? 0) as UsageRow[]
+      return rows.map(toUsage)
+    },
     close: async () => {
       db.close()
     },

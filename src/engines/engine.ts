@@ -1,0 +1,110 @@
+/**
+ * The speech-engine seam. Earmark's HTTP and WebSocket layers speak only to this interface, so engines
+ * (the embedded PocketSphinx, an upstream Deepgram-compatible service, a fake for tests) plug in by name.
+ * All audio crossing this interface is 16-bit signed little-endian mono PCM at `engine.sampleRate`.
+ */
+
+/** One recognised word; times are seconds from the start of the stream (or file). */
+export interface Word {
+  word: string
+  start: number
+  end: number
+  /** 0..1 */
+  confidence: number
+}
+
+/** A hypothesis for a stretch of audio. */
+export interface Hypothesis {
+  /** Lower-case words joined by single spaces; empty when nothing was recognised. */
+  transcript: string
+  words: Word[]
+  /** 0..1; the mean word confidence, or 0 when there are no words. */
+  confidence: number
+  /** Seconds from the start of the stream: the stretch this hypothesis covers. */
+  start: number
+  end: number
+}
+
+/** A final hypothesis: why it was emitted. */
+export interface FinalHypothesis extends Hypothesis {
+  /** True when the engine detected the end of speech (an endpoint), not a forced cut. */
+  speechFinal: boolean
+  /** True when emitted because the client asked to finalize. */
+  fromFinalize: boolean
+}
+
+export interface StreamOptions {
+  /** BCP-47-ish language tag, e.g. `en`, `en-US`. Engines refuse what they cannot do. */
+  language: string
+  /** Emit interim hypotheses while speech goes on. */
+  interimResults: boolean
+  /** Milliseconds of silence that end an utterance, or false to end utterances only on finalize/cuts. */
+  endpointingMs: number | false
+}
+
+/** Where a stream delivers what it recognises. Callbacks are called in audio order, never concurrently. */
+export interface StreamSink {
+  onInterim(h: Hypothesis): void
+  onFinal(h: FinalHypothesis): void
+  /** Speech began at `timestamp` seconds into the stream. */
+  onSpeechStarted(timestamp: number): void
+  onError(err: Error): void
+}
+
+/** A live recognition stream bound to one decoder. Calls are serialised internally. */
+export interface EngineStream {
+  /** Queues audio; returns at once. Decoding never runs on the event loop. */
+  push(pcm: Int16Array): void
+  /** Flushes everything pushed so far; resolves after the resulting final (fromFinalize) was delivered. */
+  finalize(): Promise<void>
+  /** Seconds of audio pushed so far. */
+  readonly audioSeconds: number
+  /** Milliseconds of audio waiting to be decoded (the backlog). */
+  readonly backlogMs: number
+  /** Flushes (delivering a last final if speech was pending, with fromFinalize false) and releases the decoder. */
+  close(): Promise<void>
+}
+
+/** The outcome of decoding a whole file at once. */
+export interface Transcription {
+  /** One final per utterance, in order. */
+  utterances: FinalHypothesis[]
+  /** Seconds of audio decoded. */
+  duration: number
+}
+
+export interface Engine {
+  readonly name: string
+  /** The PCM sample rate this engine takes. */
+  readonly sampleRate: number
+  /** Model description for Deepgram's metadata. */
+  readonly model: { name: string; version: string; arch: string; uuid: string }
+  /** How many streams may decode at once in real time (admission control uses it). */
+  readonly capacity: number
+  /** Streams and one-shot decodes running now. */
+  inUse(): number
+  /** Opens a stream, or throws `EngineBusyError` when all capacity is taken. */
+  openStream(options: StreamOptions, sink: StreamSink): Promise<EngineStream>
+  /** Decodes a whole buffer (pre-recorded audio); waits up to `waitMs` for free capacity, else throws EngineBusyError. */
+  transcribe(pcm: Int16Array, options: Omit<StreamOptions, 'interimResults'>, waitMs?: number): Promise<Transcription>
+  /** Frees every decoder. */
+  close(): Promise<void>
+}
+
+/** Thrown when an engine has no free capacity. */
+export class EngineBusyError extends Error {
+  constructor(message = 'All speech capacity is in use.') {
+    super(message)
+    this.name = 'EngineBusyError'
+  }
+}
+
+/** Thrown when an engine cannot serve the requested options (e.g. an unsupported language). */
+export class EngineOptionError extends Error {
+  readonly field: string
+  constructor(field: string, message: string) {
+    super(message)
+    this.name = 'EngineOptionError'
+    this.field = field
+  }
+}

@@ -1,0 +1,214 @@
+import type { Principal } from '../auth/index.js'
+import { ApiError, invalidField } from '../errors.js'
+import type { UsageFilter, UsageRecord } from '../store/index.js'
+import { isoDate, requireProject, requireScope, type Services } from './context.js'
+
+/** Key tags of this form name the app's end user a key was minted for (see docs/usage.md). */
+export const END_USER_TAG = 'end_user:'
+
+/** The end user a credential acts for: a grant's claim, else its key's `end_user:` tag, else null. */
+export function endUserOf(principal: Principal): string | null {
+  if (principal.grant?.endUser) return principal.grant.endUser
+  const tag = principal.key?.tags.find((t) => t.startsWith(END_USER_TAG))
+  return tag ? tag.slice(END_USER_TAG.length) : null
+}
+
+export interface UsageStart {
+  requestId: string
+  endpoint: UsageRecord['endpoint']
+  method: UsageRecord['method']
+  path: string
+  model: string | null
+  tags: string[]
+}
+
+/** Records the start of a metered request for the caller's project, key and end user. */
+export async function startUsage(services: Services, principal: Principal, start: UsageStart): Promise<UsageRecord> {
+  const record: UsageRecord = {
+    id: start.requestId,
+    projectId: principal.projectId,
+    keyId: principal.keyId,
+    endUser: endUserOf(principal),
+    tags: start.tags,
+    endpoint: start.endpoint,
+    method: start.method,
+    path: start.path,
+    model: start.model,
+    startedAt: services.clock.now(),
+    endedAt: null,
+    audioSeconds: 0,
+    characters: 0,
+    status: null,
+    detail: null,
+  }
+  await services.store.insertUsage(record)
+  return record
+}
+
+/** Records how it ended. */
+export async function finishUsage(
+  services: Services,
+  record: UsageRecord,
+  end: { audioSeconds?: number; characters?: number; status: number; detail?: string | null },
+): Promise<void> {
+  record.endedAt = services.clock.now()
+  record.audioSeconds = end.audioSeconds ?? 0
+  record.characters = end.characters ?? 0
+  record.status = end.status
+  record.detail = end.detail ?? null
+  await services.store.finishUsage(record.projectId, record.id, record)
+}
+
+/** Deepgram dates: `YYYY-MM-DD[THH:MM:SS[+HH:MM]]` (UTC when no offset). */
+function parseDate(field: string, value: unknown): number | undefined {
+  if (value === undefined || value === '') return undefined
+  if (typeof value !== 'string' || !/^\d{4}-\d{2}-\d{2}(T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:\d{2})?)?$/.test(value)) {
+    throw invalidField(field, 'must be a date like 2026-01-31 or 2026-01-31T12:00:00+00:00')
+  }
+  const withZone = value.length === 10 ? `${value}T00:00:00Z` : /(Z|[+-]\d{2}:\d{2})$/.test(value) ? value : `${value}Z`
+  const ms = Date.parse(withZone)
+  if (!Number.isFinite(ms)) throw invalidField(field, 'is not a valid date')
+  return ms
+}
+
+function oneOf<T extends string>(field: string, value: unknown, allowed: readonly T[]): T | undefined {
+  if (value === undefined || value === '') return undefined
+  if (typeof value !== 'string' || !(allowed as readonly string[]).includes(value)) {
+    throw invalidField(field, `must be one of ${allowed.join(', ')}`)
+  }
+  return value as T
+}
+
+function intIn(field: string, value: unknown, min: number, max: number, fallback: number): number {
+  if (value === undefined || value === '') return fallback
+  const n = typeof value === 'string' ? Number(value) : Number.NaN
+  if (!Number.isInteger(n) || n < min || n > max) throw invalidField(field, `must be an integer from ${min} to ${max}`)
+  return n
+}
+
+function optionalText(field: string, value: unknown): string | undefined {
+  if (value === undefined || value === '') return undefined
+  if (typeof value !== 'string') throw invalidField(field, 'must be given once')
+  return value
+}
+
+/** The filters `/requests` and `/usage` share (deepgram-api.md §4). */
+function parseFilter(query: Record<string, unknown>): UsageFilter {
+  const status = oneOf('status', query.status, ['succeeded', 'failed'] as const)
+  return {
+    start: parseDate('start', query.start),
+    end: parseDate('end', query.end),
+    keyId: optionalText('accessor', query.accessor),
+    endUser: optionalText('end_user', query.end_user),
+    endpoint: oneOf('endpoint', query.endpoint, ['listen', 'speak'] as const),
+    method: oneOf('method', query.method, ['sync', 'streaming'] as const),
+    ...(status ? { succeeded: status === 'succeeded' } : {}),
+  }
+}
+
+function requestView(r: UsageRecord) {
+  return {
+    request_id: r.id,
+    project_uuid: r.projectId,
+    created: isoDate(r.startedAt),
+    path: r.path,
+    api_key_id: r.keyId,
+    accessor: r.keyId,
+    end_user: r.endUser,
+    response:
+      r.endedAt === null
+        ? {}
+        : {
+            details: {
+              duration: r.audioSeconds,
+              total_audio: r.audioSeconds,
+              channels: 1,
+              streams: r.method === 'streaming' ? 1 : 0,
+              method: r.method,
+              models: r.model ? [r.model] : [],
+              tags: r.tags,
+              ...(r.endpoint === 'speak' ? { characters: r.characters } : {}),
+            },
+            code: r.status,
+            completed: isoDate(r.endedAt),
+            ...(r.detail ? { message: r.detail } : {}),
+          },
+    code: r.status,
+    deployment: 'self-hosted',
+    callback: null,
+  }
+}
+
+/** `GET /v1/projects/:id/requests` */
+export async function listRequests(
+  services: Services,
+  principal: Principal,
+  projectId: string,
+  query: Record<string, unknown>,
+) {
+  requireScope(principal, 'usage:read')
+  await requireProject(services, principal, projectId)
+  const filter = parseFilter(query)
+  const limit = intIn('limit', query.limit, 1, 1000, 10)
+  const page = intIn('page', query.page, 0, 1_000_000, 0)
+  const rows = await services.store.listUsage(projectId, { ...filter, limit, offset: page * limit })
+  return { page, limit, requests: rows.map(requestView) }
+}
+
+/** `GET /v1/projects/:id/requests/:request_id`: both shapes the SDKs type (v5 `{request}`, v3 unwrapped). */
+export async function getRequest(services: Services, principal: Principal, projectId: string, requestId: string) {
+  requireScope(principal, 'usage:read')
+  await requireProject(services, principal, projectId)
+  const record = await services.store.getUsage(projectId, requestId)
+  if (!record) throw new ApiError('REQUEST_NOT_FOUND')
+  const view = requestView(record)
+  return { ...view, request: view }
+}
+
+const DAY = 24 * 3600 * 1000
+
+/** `GET /v1/projects/:id/usage`: per-day totals of audio hours and requests. */
+export async function usageSummary(
+  services: Services,
+  principal: Principal,
+  projectId: string,
+  query: Record<string, unknown>,
+) {
+  requireScope(principal, 'usage:read')
+  await requireProject(services, principal, projectId)
+  const filter = parseFilter(query)
+  const now = services.clock.now()
+  const end = filter.end ?? Math.floor(now / DAY) * DAY + DAY
+  const start = filter.start ?? end - 30 * DAY
+  const rows = await services.store.listUsage(projectId, { ...filter, start, end })
+  const days = new Map<number, { seconds: number; requests: number; characters: number; speak: number }>()
+  for (const r of rows) {
+    const day = Math.floor(r.startedAt / DAY) * DAY
+    const d = days.get(day) ?? { seconds: 0, requests: 0, characters: 0, speak: 0 }
+    d.seconds += r.audioSeconds
+    d.requests += 1
+    if (r.endpoint === 'speak') {
+      d.characters += r.characters
+      d.speak += 1
+    }
+    days.set(day, d)
+  }
+  const hours = (s: number) => Math.round((s / 3600) * 1e6) / 1e6
+  const results = [...days.entries()]
+    .sort(([a], [b]) => a - b)
+    .map(([day, d]) => ({
+      start: isoDate(day).slice(0, 10),
+      end: isoDate(day + DAY).slice(0, 10),
+      hours: hours(d.seconds),
+      total_hours: hours(d.seconds),
+      requests: d.requests,
+      audio_seconds: Math.round(d.seconds * 1000) / 1000,
+      tts: { characters: d.characters, requests: d.speak },
+    }))
+  return {
+    start: isoDate(start).slice(0, 10),
+    end: isoDate(end).slice(0, 10),
+    resolution: { units: 'day', amount: 1 },
+    results,
+  }
+}
