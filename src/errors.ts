@@ -7,6 +7,8 @@ export const ERRORS = {
   BAD_REQUEST: { status: 400, message: 'Bad request.' },
   INVALID_JSON: { status: 400, message: 'Invalid JSON submitted.' },
   INVALID_FIELD: { status: 400, message: 'A field of the request is invalid.' },
+  BAD_AUDIO: { status: 400, message: 'Bad Request: failed to process audio: corrupt or unsupported data' },
+  REMOTE_CONTENT_ERROR: { status: 400, message: 'Could not fetch the audio at the given URL.' },
   INVALID_AUTH: { status: 401, message: 'Invalid credentials.' },
   FORBIDDEN: { status: 403, message: 'Insufficient permissions.' },
   NOT_FOUND: { status: 404, message: 'Not found.' },

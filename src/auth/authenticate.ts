@@ -1,3 +1,4 @@
+import { LRUCache } from 'lru-cache'
 import { ApiError } from '../errors.js'
 import type { ApiKeyWithMember, Store } from '../store/index.js'
 import { hashesEqual, hashKeySecret } from './api-keys.js'
@@ -37,6 +38,8 @@ export interface AuthenticatorOptions {
   store: Store
   grants: Grants
   clock: Clock
+  /** How many keys to remember between requests (default 10 000). */
+  cacheSize?: number
 }
 
 /** Splits `Token abc` into scheme and secret; undefined when it is not one of ours. */
@@ -68,22 +71,51 @@ export function keyPrincipal(key: ApiKeyWithMember): Principal {
   }
 }
 
-export function createAuthenticator({ store, grants, clock }: AuthenticatorOptions): Authenticator {
+export function createAuthenticator({
+  store,
+  grants,
+  clock,
+  cacheSize,
+}: AuthenticatorOptions): Authenticator {
   const invalid = () => new ApiError('INVALID_AUTH')
+
+  // Keys read from the store, with the principal built from them, valid only while the store's
+  // credentials version is unchanged: any key, member or project write, here or in another process,
+  // drops them all, so a deleted key is refused on its very next request. Expiry is checked every time.
+  interface Cached {
+    version: number
+    key: ApiKeyWithMember | undefined
+    principal: Principal | undefined
+  }
+  const cache = new LRUCache<string, Cached>({ max: cacheSize ?? 10_000 })
+  const cached = async (
+    cacheKey: string,
+    read: () => Promise<ApiKeyWithMember | undefined>,
+  ): Promise<Cached> => {
+    const version = store.credentialsVersion()
+    const hit = cache.get(cacheKey)
+    if (hit && hit.version === version) return hit
+    const key = await read()
+    const entry = { version, key, principal: key && keyPrincipal(key) }
+    cache.set(cacheKey, entry)
+    return entry
+  }
 
   const byKey = async (secret: string): Promise<Principal> => {
     const hash = hashKeySecret(secret)
-    const key = await store.findKeyByHash(hash)
+    const { key, principal } = await cached(`h:${hash}`, () => store.findKeyByHash(hash))
     // The lookup is by hash; the compare is constant-time anyway so the check never depends on timing.
-    if (!key || !hashesEqual(key.hash, hash) || !isLive(key, clock.now())) throw invalid()
-    return keyPrincipal(key)
+    if (!key || !principal || !hashesEqual(key.hash, hash) || !isLive(key, clock.now())) throw invalid()
+    return principal
   }
 
   const byGrant = async (token: string): Promise<Principal> => {
     const claims = await grants.verify(token)
     if (!claims) throw invalid()
     // A grant dies with its parent: deleting the key revokes every token it minted.
-    const parent = await store.getKey(claims.projectId, claims.accessor)
+    const { key: parent } = await cached(`k:${claims.projectId}/${claims.accessor}`, () =>
+      store.getKey(claims.projectId, claims.accessor),
+    )
     if (!parent || !isLive(parent, clock.now())) throw invalid()
     const parentScopes = effectiveScopes(parent.scopes, parent.memberRole)
     const scopes = new Set(claims.scopes.filter((s) => s === USAGE_WRITE && parentScopes.has(s)))

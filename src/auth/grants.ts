@@ -1,5 +1,5 @@
-import { randomBytes, randomUUID, type webcrypto } from 'node:crypto'
-import { errors as joseErrors, jwtVerify, SignJWT } from 'jose'
+import { randomBytes, randomUUID } from 'node:crypto'
+import { createSigner, createVerifier } from 'fast-jwt'
 import { LRUCache } from 'lru-cache'
 import type { SigningKey, Store } from '../store/index.js'
 import type { Clock } from './clock.js'
@@ -11,8 +11,6 @@ export const GRANT_MAX_TTL = 3600
 
 const ISSUER = 'earmark'
 const ALG = 'HS256'
-/** The WebCrypto algorithm of HS256 keys. */
-const HMAC_SHA256 = { name: 'HMAC', hash: 'SHA-256' } as const
 
 /** The claims of a grant token, as Earmark reads them. */
 export interface GrantClaims {
@@ -43,6 +41,7 @@ export interface Grants {
     accessor: string
     ttlSeconds: number
     notAfterMs: number | null
+    endUser?: string
   }): Promise<MintedGrant>
   /** The token's claims, or undefined when it is malformed, forged, expired or signed by a retired key. */
   verify(token: string): Promise<GrantClaims | undefined>
@@ -61,32 +60,59 @@ function newSigningKey(now: number): SigningKey {
   return { kid: randomUUID(), secret: randomBytes(32), createdAt: now, retiredAt: null }
 }
 
+type Sign = (payload: Record<string, unknown>) => string
+type Verify = (token: string) => Record<string, unknown>
+
+/** A signing key with its signer and verifier built once (fast-jwt signs with node:crypto, synchronously). */
+interface LoadedKey {
+  kid: string
+  sign: Sign
+  verify: Verify
+}
+
+function loadKey(key: SigningKey): LoadedKey {
+  return {
+    kid: key.kid,
+    // The payload carries its own iat (from the injected clock), which fast-jwt keeps.
+    sign: createSigner({ key: key.secret, algorithm: ALG, kid: key.kid }) as Sign,
+    // Expiry is checked against the injected clock below, not fast-jwt's own.
+    verify: createVerifier({
+      key: key.secret,
+      algorithms: [ALG],
+      allowedIss: ISSUER,
+      ignoreExpiration: true,
+      ignoreNotBefore: true,
+      requiredClaims: ['jti', 'sub', 'iat', 'exp', 'project_id', 'scopes'],
+    }) as Verify,
+  }
+}
+
+/** The `kid` of a compact JWS, read from its header alone; undefined for anything malformed. */
+function kidOf(token: string): string | undefined {
+  const dot = token.indexOf('.')
+  if (dot <= 0) return undefined
+  try {
+    const header = JSON.parse(Buffer.from(token.slice(0, dot), 'base64url').toString('utf8')) as unknown
+    if (typeof header !== 'object' || header === null) return undefined
+    const { kid, alg } = header as { kid?: unknown; alg?: unknown }
+    return alg === ALG && typeof kid === 'string' ? kid : undefined
+  } catch {
+    return undefined
+  }
+}
+
 /** Loads (or, on first start, creates) the signing keys and returns the grant service. */
 export async function createGrants(options: GrantsOptions): Promise<Grants> {
   const { store, clock } = options
-  let keys = new Map<string, SigningKey>()
-  let current: SigningKey
-
-  // Each signing key's secret imported once as a non-extractable HMAC CryptoKey: handed a raw secret, jose
-  // re-imports it on every sign and verify. Keyed by kid and pruned by `load`, so a key leaves this cache
-  // exactly when it leaves `keys`.
-  let imported = new Map<string, webcrypto.CryptoKey>()
-  const cryptoKeyOf = async (key: SigningKey): Promise<webcrypto.CryptoKey> => {
-    const hit = imported.get(key.kid)
-    if (hit) return hit
-    const cryptoKey = await crypto.subtle.importKey('raw', key.secret, HMAC_SHA256, false, ['sign', 'verify'])
-    if (keys.has(key.kid)) imported.set(key.kid, cryptoKey)
-    return cryptoKey
-  }
+  let keys = new Map<string, LoadedKey>()
+  let current: LoadedKey | undefined
 
   const load = async () => {
     const all = (await store.listSigningKeys()).filter((k) => k.retiredAt === null)
-    keys = new Map(all.map((k) => [k.kid, k]))
-    imported = new Map([...imported].filter(([kid]) => keys.has(kid)))
+    keys = new Map(all.map((k) => [k.kid, keys.get(k.kid) ?? loadKey(k)]))
     const newest = all.at(-1)
-    if (!newest) return false
-    current = newest
-    return true
+    current = newest && keys.get(newest.kid)
+    return current !== undefined
   }
 
   if (!(await load())) {
@@ -98,28 +124,39 @@ export async function createGrants(options: GrantsOptions): Promise<Grants> {
   // against the clock on every use, and the caller still checks the parent key is alive.
   const verified = new LRUCache<string, GrantClaims>({ max: options.cacheSize ?? 10_000 })
 
-  const secretFor = async (kid: string | undefined): Promise<webcrypto.CryptoKey | undefined> => {
+  const keyFor = async (kid: string | undefined): Promise<LoadedKey | undefined> => {
     if (!kid) return undefined
     if (!keys.has(kid)) await load() // rotated by another process (the CLI) since we loaded
-    const key = keys.get(kid)
-    return key && cryptoKeyOf(key)
+    return keys.get(kid)
   }
 
   return {
-    async mint({ projectId, accessor, ttlSeconds, notAfterMs }) {
+    async mint({ projectId, accessor, ttlSeconds, notAfterMs, endUser }) {
+      if (!current) throw new Error('no signing key')
       const nowMs = clock.now()
       const iat = Math.floor(nowMs / 1000)
       let exp = iat + ttlSeconds
       if (notAfterMs !== null) exp = Math.min(exp, Math.floor(notAfterMs / 1000))
-      const claims: GrantClaims = { jti: randomUUID(), projectId, accessor, scopes: [USAGE_WRITE], iat, exp }
-      const token = await new SignJWT({ project_id: projectId, accessor, scopes: claims.scopes })
-        .setProtectedHeader({ alg: ALG, kid: current.kid, typ: 'JWT' })
-        .setIssuer(ISSUER)
-        .setSubject(accessor)
-        .setJti(claims.jti)
-        .setIssuedAt(iat)
-        .setExpirationTime(exp)
-        .sign(await cryptoKeyOf(current))
+      const claims: GrantClaims = {
+        jti: randomUUID(),
+        projectId,
+        accessor,
+        scopes: [USAGE_WRITE],
+        iat,
+        exp,
+        ...(endUser !== undefined ? { endUser } : {}),
+      }
+      const token = current.sign({
+        iss: ISSUER,
+        sub: accessor,
+        jti: claims.jti,
+        iat,
+        exp,
+        project_id: projectId,
+        accessor,
+        scopes: claims.scopes,
+        ...(endUser !== undefined ? { end_user: endUser } : {}),
+      })
       return { token, claims }
     },
 
@@ -127,36 +164,40 @@ export async function createGrants(options: GrantsOptions): Promise<Grants> {
       const nowSec = Math.floor(clock.now() / 1000)
       const hit = verified.get(token)
       if (hit) return hit.exp > nowSec ? hit : undefined
+      const key = await keyFor(kidOf(token))
+      if (!key) return undefined
+      let payload: Record<string, unknown>
       try {
-        const { payload } = await jwtVerify(
-          token,
-          async (header) => {
-            const secret = await secretFor(header.kid)
-            if (!secret) throw new joseErrors.JWKSNoMatchingKey()
-            return secret
-          },
-          { algorithms: [ALG], issuer: ISSUER, currentDate: new Date(clock.now()), clockTolerance: 0 },
-        )
-        const { jti, sub, iat, exp, project_id: projectId, scopes } = payload
-        if (
-          typeof jti !== 'string' ||
-          typeof sub !== 'string' ||
-          typeof iat !== 'number' ||
-          typeof exp !== 'number' ||
-          typeof projectId !== 'string' ||
-          !Array.isArray(scopes) ||
-          !scopes.every((s) => typeof s === 'string')
-        ) {
-          return undefined
-        }
-        // jose accepts exp == now; a token is dead from its exp second on.
-        if (exp <= nowSec) return undefined
-        const claims: GrantClaims = { jti, projectId, accessor: sub, scopes, iat, exp }
-        verified.set(token, claims)
-        return claims
+        payload = key.verify(token)
       } catch {
         return undefined
       }
+      const { jti, sub, iat, exp, project_id: projectId, scopes, end_user: endUser } = payload
+      if (
+        typeof jti !== 'string' ||
+        typeof sub !== 'string' ||
+        typeof iat !== 'number' ||
+        typeof exp !== 'number' ||
+        typeof projectId !== 'string' ||
+        !Array.isArray(scopes) ||
+        !scopes.every((s) => typeof s === 'string') ||
+        (endUser !== undefined && typeof endUser !== 'string')
+      ) {
+        return undefined
+      }
+      // A token is dead from its exp second on.
+      if (exp <= nowSec) return undefined
+      const claims: GrantClaims = {
+        jti,
+        projectId,
+        accessor: sub,
+        scopes,
+        iat,
+        exp,
+        ...(typeof endUser === 'string' ? { endUser } : {}),
+      }
+      verified.set(token, claims)
+      return claims
     },
 
     async rotate() {

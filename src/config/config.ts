@@ -22,6 +22,22 @@ const schema = z.object({
     .min(1024)
     .max(16 * 1024 * 1024)
     .default(64 * 1024),
+  /** The speech engine, by name. */
+  EARMARK_ENGINE: z.enum(['pocketsphinx']).default('pocketsphinx'),
+  /** Concurrent real-time streams the engine admits: a number, or `auto` to measure at start. */
+  EARMARK_CAPACITY: z.union([z.literal('auto'), z.coerce.number().int().min(1).max(256)]).default('auto'),
+  /** How long a pre-recorded request may wait for free capacity before a 429, ms. */
+  EARMARK_CAPACITY_WAIT_MS: z.coerce.number().int().min(0).max(600_000).default(10_000),
+  /** Comma-separated hosts (`name` or `name:port`) `/v1/listen` may fetch `{"url"}` audio from; default none. */
+  EARMARK_FETCH_ALLOWED_HOSTS: z.string().default(''),
+  /** Largest pre-recorded upload, bytes. */
+  EARMARK_MAX_UPLOAD_BYTES: z.coerce
+    .number()
+    .int()
+    .min(1024)
+    .default(512 * 1024 * 1024),
+  /** Live streams close with NET-0001 after this long without audio (or KeepAlive once audio flowed), ms. */
+  EARMARK_WS_IDLE_TIMEOUT_MS: z.coerce.number().int().min(100).max(600_000).default(10_000),
 })
 
 export interface Config {
@@ -36,6 +52,12 @@ export interface Config {
   logLevel: z.infer<typeof schema>['EARMARK_LOG_LEVEL']
   accessLog: boolean
   jsonBodyLimit: number
+  engine: 'pocketsphinx'
+  capacity: number | 'auto'
+  capacityWaitMs: number
+  fetchAllowedHosts: string[]
+  maxUploadBytes: number
+  wsIdleTimeoutMs: number
 }
 
 /** Reads the config from `env` (default `process.env`); throws with every problem listed. */
@@ -58,5 +80,13 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     logLevel: e.EARMARK_LOG_LEVEL,
     accessLog: e.EARMARK_ACCESS_LOG,
     jsonBodyLimit: e.EARMARK_JSON_BODY_LIMIT,
+    engine: e.EARMARK_ENGINE,
+    capacity: e.EARMARK_CAPACITY,
+    capacityWaitMs: e.EARMARK_CAPACITY_WAIT_MS,
+    fetchAllowedHosts: e.EARMARK_FETCH_ALLOWED_HOSTS.split(',')
+      .map((h) => h.trim().toLowerCase())
+      .filter((h) => h.length > 0),
+    maxUploadBytes: e.EARMARK_MAX_UPLOAD_BYTES,
+    wsIdleTimeoutMs: e.EARMARK_WS_IDLE_TIMEOUT_MS,
   }
 }

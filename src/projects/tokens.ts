@@ -34,7 +34,6 @@ export function tokenDetails(services: Services, principal: Principal) {
     project_id: principal.projectId,
     accessor: principal.keyId,
     member_id: principal.memberId,
-    scopes: [...principal.scopes].sort(),
     expiration_date: principal.expiresAt === null ? null : isoDate(principal.expiresAt),
     expires_in:
       principal.expiresAt === null ? null : Math.max(0, Math.floor((principal.expiresAt - now) / 1000)),
@@ -43,16 +42,20 @@ export function tokenDetails(services: Services, principal: Principal) {
     return {
       type: 'access_token',
       ...common,
+      scopes: principal.grant.scopes,
       jti: principal.grant.jti,
       created: isoDate(principal.grant.iat * 1000),
+      ...(principal.grant.endUser !== undefined ? { end_user: principal.grant.endUser } : {}),
     }
   }
+  // Scopes as granted (roles unexpanded), like Deepgram's key objects.
   return {
     type: 'api_key',
     ...common,
     api_key_id: principal.keyId,
     comment: principal.key?.comment ?? '',
-    granted_scopes: principal.key?.scopes ?? [],
+    scopes: principal.key?.scopes ?? [],
+    tags: principal.key?.tags ?? [],
     created: principal.key ? isoDate(principal.key.createdAt) : null,
   }
 }

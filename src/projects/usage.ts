@@ -23,7 +23,11 @@ export interface UsageStart {
 }
 
 /** Records the start of a metered request for the caller's project, key and end user. */
-export async function startUsage(services: Services, principal: Principal, start: UsageStart): Promise<UsageRecord> {
+export async function startUsage(
+  services: Services,
+  principal: Principal,
+  start: UsageStart,
+): Promise<UsageRecord> {
   const record: UsageRecord = {
     id: start.requestId,
     projectId: principal.projectId,
@@ -62,10 +66,14 @@ export async function finishUsage(
 /** Deepgram dates: `YYYY-MM-DD[THH:MM:SS[+HH:MM]]` (UTC when no offset). */
 function parseDate(field: string, value: unknown): number | undefined {
   if (value === undefined || value === '') return undefined
-  if (typeof value !== 'string' || !/^\d{4}-\d{2}-\d{2}(T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:\d{2})?)?$/.test(value)) {
+  if (
+    typeof value !== 'string' ||
+    !/^\d{4}-\d{2}-\d{2}(T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:\d{2})?)?$/.test(value)
+  ) {
     throw invalidField(field, 'must be a date like 2026-01-31 or 2026-01-31T12:00:00+00:00')
   }
-  const withZone = value.length === 10 ? `${value}T00:00:00Z` : /(Z|[+-]\d{2}:\d{2})$/.test(value) ? value : `${value}Z`
+  const withZone =
+    value.length === 10 ? `${value}T00:00:00Z` : /(Z|[+-]\d{2}:\d{2})$/.test(value) ? value : `${value}Z`
   const ms = Date.parse(withZone)
   if (!Number.isFinite(ms)) throw invalidField(field, 'is not a valid date')
   return ms
@@ -82,7 +90,8 @@ function oneOf<T extends string>(field: string, value: unknown, allowed: readonl
 function intIn(field: string, value: unknown, min: number, max: number, fallback: number): number {
   if (value === undefined || value === '') return fallback
   const n = typeof value === 'string' ? Number(value) : Number.NaN
-  if (!Number.isInteger(n) || n < min || n > max) throw invalidField(field, `must be an integer from ${min} to ${max}`)
+  if (!Number.isInteger(n) || n < min || n > max)
+    throw invalidField(field, `must be an integer from ${min} to ${max}`)
   return n
 }
 
@@ -156,7 +165,12 @@ export async function listRequests(
 }
 
 /** `GET /v1/projects/:id/requests/:request_id`: both shapes the SDKs type (v5 `{request}`, v3 unwrapped). */
-export async function getRequest(services: Services, principal: Principal, projectId: string, requestId: string) {
+export async function getRequest(
+  services: Services,
+  principal: Principal,
+  projectId: string,
+  requestId: string,
+) {
   requireScope(principal, 'usage:read')
   await requireProject(services, principal, projectId)
   const record = await services.store.getUsage(projectId, requestId)

@@ -106,6 +106,13 @@ export interface Store {
   /** The backend's name, e.g. `sqlite`. */
   readonly kind: string
 
+  /**
+   * A number that changes whenever projects, members, keys or signing keys may have changed, through this
+   * store or any other process sharing the data. Synchronous and cheap: authentication calls it per request
+   * to know whether what it cached is still true.
+   */
+  credentialsVersion(): number
+
   /** True while no project exists (first start). */
   isEmpty(): Promise<boolean>
   /** Creates a project, its first owner and that owner's key, all or nothing. */

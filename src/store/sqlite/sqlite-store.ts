@@ -227,6 +227,15 @@ export function createSqliteStore(options: SqliteStoreOptions): Store {
     getUsage: db.prepare('SELECT * FROM usage_requests WHERE project_id = ? AND id = ?'),
   }
 
+  // Our own credential writes bump `localWrites`; other connections' commits (the CLI, another server on
+  // the same file) change SQLite's data_version. Together they say when cached credentials may be stale.
+  let localWrites = 0
+  const dataVersion = db.prepare('PRAGMA data_version').pluck()
+  const wrote = <T>(result: T): T => {
+    localWrites++
+    return result
+  }
+
   const insertKeyTx = db.transaction((key: ApiKeyRecord) => {
     q.insertKey.run(
       key.id,
@@ -264,9 +273,10 @@ export function createSqliteStore(options: SqliteStoreOptions): Store {
 
   return {
     kind: 'sqlite',
+    credentialsVersion: () => localWrites * 1_000_000_007 + (dataVersion.get() as number),
     isEmpty: async () => q.anyProject.get() === undefined,
     createProjectWithOwner: async (project, owner, key) => {
-      createProjectWithOwnerTx.immediate(project, owner, key)
+      wrote(createProjectWithOwnerTx.immediate(project, owner, key))
     },
     listProjects: async () => (q.listProjects.all() as ProjectRow[]).map(toProject),
     getProject: async (id) => {
@@ -285,12 +295,12 @@ export function createSqliteStore(options: SqliteStoreOptions): Store {
         values.push(patch.company)
       }
       if (sets.length === 0) return q.getProject.get(id) !== undefined
-      return (
-        db.prepare(`UPDATE projects SET ${sets.join(', ')} WHERE id = ?`).run(...values, id).changes === 1
+      return wrote(
+        db.prepare(`UPDATE projects SET ${sets.join(', ')} WHERE id = ?`).run(...values, id).changes === 1,
       )
     },
     createMember: async (member) => {
-      insertMember(member)
+      wrote(insertMember(member))
     },
     listMembers: async (projectId) => (q.listMembers.all(projectId) as MemberRow[]).map(toMember),
     getMember: async (projectId, memberId) => {
@@ -301,9 +311,9 @@ export function createSqliteStore(options: SqliteStoreOptions): Store {
       const row = q.getMemberByEmail.get(projectId, email) as MemberRow | undefined
       return row && toMember(row)
     },
-    setMemberRole: async (projectId, memberId, role) => setRoleTx.immediate(projectId, memberId, role),
+    setMemberRole: async (projectId, memberId, role) => wrote(setRoleTx.immediate(projectId, memberId, role)),
     insertKey: async (key) => {
-      insertKeyTx.immediate(key)
+      wrote(insertKeyTx.immediate(key))
     },
     findKeyByHash: async (hash) => {
       const row = q.keyByHash.get(hash) as KeyRow | undefined
@@ -319,7 +329,7 @@ export function createSqliteStore(options: SqliteStoreOptions): Store {
       ) as KeyRow[]
       return rows.map(toKey)
     },
-    deleteKey: async (projectId, keyId, at) => q.deleteKey.run(at, projectId, keyId).changes === 1,
+    deleteKey: async (projectId, keyId, at) => wrote(q.deleteKey.run(at, projectId, keyId).changes === 1),
     listSigningKeys: async () =>
       (
         q.listSigning.all() as {
@@ -330,9 +340,9 @@ export function createSqliteStore(options: SqliteStoreOptions): Store {
         }[]
       ).map((r) => ({ kid: r.kid, secret: r.secret, createdAt: r.created_at, retiredAt: r.retired_at })),
     insertSigningKey: async (key: SigningKey) => {
-      q.insertSigning.run(key.kid, key.secret, key.createdAt, key.retiredAt)
+      wrote(q.insertSigning.run(key.kid, key.secret, key.createdAt, key.retiredAt))
     },
-    retireSigningKey: async (kid, at) => q.retireSigning.run(at, kid).changes === 1,
+    retireSigningKey: async (kid, at) => wrote(q.retireSigning.run(at, kid).changes === 1),
     insertUsage: async (r) => {
       q.insertUsage.run(
         r.id,
@@ -353,7 +363,8 @@ export function createSqliteStore(options: SqliteStoreOptions): Store {
       )
     },
     finishUsage: async (projectId, id, e) =>
-      q.finishUsage.run(e.endedAt, e.audioSeconds, e.characters, e.status, e.detail, projectId, id).changes === 1,
+      q.finishUsage.run(e.endedAt, e.audioSeconds, e.characters, e.status, e.detail, projectId, id)
+        .changes === 1,
     getUsage: async (projectId, id) => {
       const row = q.getUsage.get(projectId, id) as UsageRow | undefined
       return row && toUsage(row)

@@ -1,0 +1,53 @@
+/** What the benchmark server (`auth-server.ts`) tells the runner over IPC once both servers listen. */
+export interface ReadyMessage {
+  type: 'ready'
+  /** Earmark, built by `createEarmark` (e.g. `http://127.0.0.1:41234`). */
+  earmarkUrl: string
+  /** The bare Fastify baseline in the same process, on its own port. */
+  bareUrl: string
+  /** The bootstrap owner key's secret (`Token` auth). */
+  apiKey: string
+  apiKeyId: string
+  projectId: string
+  /** What the Earmark config was built from, minus the secret. */
+  config: { logLevel: string; accessLog: boolean }
+}
+
+/** What the runner tells the server: close both servers, remove the data directory, exit. */
+export interface StopMessage {
+  type: 'stop'
+}
+
+/** The runner asks for the server process's CPU time so far; the server answers with a `CpuMessage`. */
+export interface CpuRequestMessage {
+  type: 'cpu?'
+  id: number
+}
+
+/** `process.cpuUsage()` of the server process, microseconds. */
+export interface CpuMessage {
+  type: 'cpu'
+  id: number
+  userUs: number
+  systemUs: number
+}
+
+function hasType(value: unknown, type: string): boolean {
+  return typeof value === 'object' && value !== null && (value as { type?: unknown }).type === type
+}
+
+export function isReadyMessage(value: unknown): value is ReadyMessage {
+  return hasType(value, 'ready')
+}
+
+export function isStopMessage(value: unknown): value is StopMessage {
+  return hasType(value, 'stop')
+}
+
+export function isCpuRequestMessage(value: unknown): value is CpuRequestMessage {
+  return hasType(value, 'cpu?')
+}
+
+export function isCpuMessage(value: unknown): value is CpuMessage {
+  return hasType(value, 'cpu')
+}
