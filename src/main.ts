@@ -1,4 +1,6 @@
-import type { FastifyInstance } from 'fastify'
+import { existsSync, readFileSync } from 'node:fs'
+import { availableParallelism } from 'node:os'
+import type { FastifyBaseLogger, FastifyInstance } from 'fastify'
 import { type DestinationStream, pino } from 'pino'
 import {
   type Authenticator,
@@ -8,9 +10,57 @@ import {
   systemClock,
 } from './auth/index.js'
 import type { Config } from './config/index.js'
+import {
+  capacityForRealTimeFactor,
+  createEngine,
+  createPocketsphinxDecoder,
+  type Engine,
+  measureRealTimeFactor,
+} from './engines/index.js'
 import { createApp } from './http/index.js'
 import { type BootstrapResult, bootstrapIfEmpty, type Services } from './projects/index.js'
 import { createSqliteStore } from './store/sqlite/sqlite-store.js'
+import { attachListenSocket } from './ws/index.js'
+
+/** Real read speech from Debian's pocketsphinx-testdata: warms decoders up and measures capacity. */
+const WARMUP_SPEECH = '/usr/share/pocketsphinx/test/data/goforward.raw'
+
+function warmupSpeech(): Int16Array | undefined {
+  if (!existsSync(WARMUP_SPEECH)) return undefined
+  const bytes = readFileSync(WARMUP_SPEECH)
+  return new Int16Array(bytes.buffer, bytes.byteOffset, Math.floor(bytes.length / 2))
+}
+
+/**
+ * The speech engine, with its capacity configured or, for `auto`, measured here: one decoder decodes real
+ * speech, and the pool gets as many decoders as keep this machine's cores at 70 % in real time.
+ */
+export async function createSpeechEngine(
+  config: Pick<Config, 'engine' | 'capacity'>,
+  log: FastifyBaseLogger,
+): Promise<Engine> {
+  const warmup = warmupSpeech()
+  let capacity = config.capacity
+  if (capacity === 'auto') {
+    if (!warmup) {
+      capacity = 2
+      log.warn(
+        { capacity },
+        `no ${WARMUP_SPEECH} (Debian pocketsphinx-testdata) to measure with; capacity set`,
+      )
+    } else {
+      const probe = await createPocketsphinxDecoder()
+      try {
+        const rtf = await measureRealTimeFactor(probe, warmup)
+        capacity = Math.min(16, capacityForRealTimeFactor(rtf, availableParallelism()))
+        log.info({ real_time_factor: Math.round(rtf * 1000) / 1000, capacity }, 'measured speech capacity')
+      } finally {
+        await probe.close()
+      }
+    }
+  }
+  return createEngine(config.engine, { capacity, ...(warmup ? { warmup } : {}) })
+}
 
 /** Secrets must never reach a log line, even through a header a future log call might include. */
 export const LOG_REDACT = [
@@ -48,6 +98,7 @@ export interface Earmark {
   app: FastifyInstance
   services: Services
   authenticator: Authenticator
+  engine: Engine
   bootstrap: BootstrapResult | undefined
   close(): Promise<void>
 }
@@ -62,20 +113,35 @@ export async function createEarmark(config: Config, clock: Clock = systemClock):
     ownerEmail: config.ownerEmail,
   })
   const authenticator = createAuthenticator(services)
+  const engine = await createSpeechEngine(config, logger)
   const app = await createApp({
     services,
     authenticator,
     logger,
     accessLog: config.accessLog,
     jsonBodyLimit: config.jsonBodyLimit,
+    engine,
+    speech: {
+      fetch: { allowedHosts: config.fetchAllowedHosts },
+      maxUploadBytes: config.maxUploadBytes,
+      capacityWaitMs: config.capacityWaitMs,
+    },
+  })
+  attachListenSocket(app, {
+    services,
+    authenticator,
+    engine,
+    limits: { idleTimeoutMs: config.wsIdleTimeoutMs },
   })
   return {
     app,
     services,
     authenticator,
+    engine,
     bootstrap,
     close: async () => {
       await app.close()
+      await engine.close()
       await services.store.close()
     },
   }
@@ -99,7 +165,16 @@ export async function serve(config: Config): Promise<Earmark> {
     }
   }
   const address = await app.listen({ port: config.port, host: config.host })
-  app.log.info({ url: address, data_dir: config.dataDir, store: earmark.services.store.kind }, 'listening')
+  app.log.info(
+    {
+      url: address,
+      data_dir: config.dataDir,
+      store: earmark.services.store.kind,
+      engine: earmark.engine.name,
+      capacity: earmark.engine.capacity,
+    },
+    'listening',
+  )
   let stopping = false
   const stop = async (signal: string) => {
     if (stopping) return

@@ -86,7 +86,11 @@ export interface Engine {
   /** Opens a stream, or throws `EngineBusyError` when all capacity is taken. */
   openStream(options: StreamOptions, sink: StreamSink): Promise<EngineStream>
   /** Decodes a whole buffer (pre-recorded audio); waits up to `waitMs` for free capacity, else throws EngineBusyError. */
-  transcribe(pcm: Int16Array, options: Omit<StreamOptions, 'interimResults'>, waitMs?: number): Promise<Transcription>
+  transcribe(
+    pcm: Int16Array,
+    options: Omit<StreamOptions, 'interimResults'>,
+    waitMs?: number,
+  ): Promise<Transcription>
   /** Frees every decoder. */
   close(): Promise<void>
 }

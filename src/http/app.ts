@@ -6,6 +6,8 @@ import Fastify, {
   type RouteOptions,
 } from 'fastify'
 import type { Authenticator } from '../auth/index.js'
+import type { Engine } from '../engines/index.js'
+import type { FetchAudioOptions } from '../listen/index.js'
 import type { Services } from '../projects/index.js'
 import { handleError, handleNotFound } from './hooks/errors.js'
 import { registerJsonParser } from './hooks/json-body.js'
@@ -14,6 +16,7 @@ import { authGrantRoutes } from './routes/auth-grant.js'
 import { authTokenRoutes } from './routes/auth-token.js'
 import { healthRoutes } from './routes/health.js'
 import { keyRoutes } from './routes/keys.js'
+import { listenRoutes } from './routes/listen.js'
 import { memberRoutes } from './routes/members.js'
 import { projectRoutes } from './routes/projects.js'
 import { usageRoutes } from './routes/usage.js'
@@ -27,6 +30,17 @@ export interface AppOptions {
   accessLog?: boolean
   /** Largest JSON body, bytes. */
   jsonBodyLimit?: number
+  /** The speech engine; without one, `/v1/listen` is not served (management-only tests). */
+  engine?: Engine
+  /** Speech API limits (defaults in parentheses). */
+  speech?: {
+    /** `{"url"}` fetching (no host allowed). */
+    fetch?: Partial<FetchAudioOptions>
+    /** Largest pre-recorded upload, bytes (512 MiB). */
+    maxUploadBytes?: number
+    /** How long a pre-recorded request waits for capacity before a 429, ms (10 000). */
+    capacityWaitMs?: number
+  }
   /** Called for every route as it is registered (the permission-matrix guard uses it). */
   onRoute?: (route: RouteOptions) => void
 }
@@ -93,5 +107,15 @@ export async function createApp(options: AppOptions): Promise<FastifyInstance> {
   authGrantRoutes(app, deps)
   authTokenRoutes(app, deps)
   usageRoutes(app, deps)
+  if (options.engine) {
+    const maxUploadBytes = options.speech?.maxUploadBytes ?? 512 * 1024 * 1024
+    listenRoutes(app, {
+      ...deps,
+      engine: options.engine,
+      maxUploadBytes,
+      capacityWaitMs: options.speech?.capacityWaitMs ?? 10_000,
+      fetch: { allowedHosts: [], maxBytes: maxUploadBytes, timeoutMs: 30_000, ...options.speech?.fetch },
+    })
+  }
   return app
 }

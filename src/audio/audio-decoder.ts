@@ -1,0 +1,158 @@
+import type { AudioDecodeError } from './audio-decode-error.js'
+import {
+  type AudioDecoderOptions,
+  type AudioFormat,
+  DEFAULT_MAX_PENDING_BYTES,
+  PCM_SAMPLE_RATE,
+} from './audio-format.js'
+import { SNIFF_BYTES, sniffContainer } from './container-sniff.js'
+import type { DecoderBackend } from './decoder-backend.js'
+import { DecoderEvents, type DecoderState } from './decoder-events.js'
+import { containerInputArgs, createFfmpegDecoder, ffmpegArgs, rawInputArgs } from './ffmpeg-decoder.js'
+import { createPassthroughDecoder } from './passthrough-decoder.js'
+import { MAX_WAV_HEADER_BYTES, type PcmLayout, parseWavHeader } from './wav-header.js'
+
+/**
+ * A streaming decoder for one client stream: encoded bytes in, signed 16-bit little-endian mono PCM out
+ * (16 kHz unless `sampleRate` says otherwise).
+ *
+ * Listeners are called on a microtask, never from inside `write()`, `end()` or `kill()`, and in order: any
+ * number of PCM chunks, then exactly one `end` or one `error`. After `kill()` nothing more is called.
+ * Register listeners before the first `write()`; an `end` or `error` listener added later still hears
+ * about an outcome that already happened.
+ */
+export interface AudioDecoder {
+  /**
+   * Queues encoded bytes of any size (odd byte counts and half samples included). The decoder may keep a
+   * reference until the bytes are handed on, so do not reuse `chunk`. Ignored once `end()`, `kill()` or a
+   * failure happened.
+   * @returns false when the bytes waiting for ffmpeg passed its pipe's buffer: a producer that can wait
+   * should `await waitForDrain()`. One that cannot (a socket) may keep writing: past `maxPendingBytes`
+   * the decoder fails with `BACKLOG_FULL`.
+   */
+  write(chunk: Uint8Array): boolean
+  /** Resolves once the bytes waiting for ffmpeg dropped below its pipe's buffer, or the decoder settled. */
+  waitForDrain(): Promise<void>
+  /** No more input: the decoder flushes, delivers its last PCM, then `end` (or `error`). */
+  end(): void
+  /**
+   * Stops at once: ffmpeg gets SIGKILL and no listener is called after this. Resolves when the ffmpeg
+   * process has exited (at once when there is none), so a caller can be sure nothing was left behind.
+   */
+  kill(): Promise<void>
+  onPcm(listener: (pcm: Int16Array) => void): void
+  onEnd(listener: () => void): void
+  onError(listener: (err: AudioDecodeError) => void): void
+  readonly state: DecoderState
+  /** Bytes written but not yet taken by ffmpeg (or held while the container is being recognised). */
+  readonly pendingBytes: number
+  /** The ffmpeg process id while one runs (diagnostics, tests); undefined when none runs. */
+  readonly pid: number | undefined
+}
+
+/**
+ * Creates the decoder for one stream. Nothing is spawned until the first byte arrives, then the cheapest
+ * route is taken: 16 kHz mono linear16 (raw, or in a WAV) passes straight through with no process; other
+ * raw PCM goes through ffmpeg's raw demuxer; every other container through ffmpeg, one process per stream,
+ * with the demuxer named from the first bytes.
+ */
+export function createAudioDecoder(options: AudioDecoderOptions): AudioDecoder {
+  const sampleRate = options.sampleRate ?? PCM_SAMPLE_RATE
+  const ffmpegPath = options.ffmpegPath ?? 'ffmpeg'
+  const maxPendingBytes = options.maxPendingBytes ?? DEFAULT_MAX_PENDING_BYTES
+  const format: AudioFormat = options.format
+  const events = new DecoderEvents()
+  let backend: DecoderBackend | null = null
+  let head: Uint8Array[] = []
+  let headBytes = 0
+  let inputBytes = 0
+  /** Bytes still to pass on, when a WAV header gave the data size. */
+  let remaining = Number.POSITIVE_INFINITY
+
+  const ffmpeg = (input: string[]) =>
+    createFfmpegDecoder({
+      args: ffmpegArgs(input, sampleRate),
+      ffmpegPath,
+      maxPendingBytes,
+      events,
+      inputBytes: () => inputBytes,
+    })
+  const pcm = (layout: PcmLayout) =>
+    layout.demuxer === 's16le' && layout.sampleRate === sampleRate && layout.channels === 1
+      ? createPassthroughDecoder(events)
+      : ffmpeg(rawInputArgs(layout))
+
+  /** Picks the backend once enough of the stream is known; `final` when no more bytes will come. */
+  function route(final: boolean): void {
+    let bytes: Uint8Array = Buffer.concat(head)
+    if (format.kind === 'raw') {
+      const demuxer = format.encoding === 'linear16' ? 's16le' : format.encoding
+      backend = pcm({ demuxer, sampleRate: format.sampleRate, channels: format.channels })
+    } else {
+      if (bytes.length < SNIFF_BYTES && !final) return
+      if (sniffContainer(bytes) === 'wav') {
+        const wav = parseWavHeader(bytes)
+        if (wav.kind === 'need-more' && !final && bytes.length < MAX_WAV_HEADER_BYTES) return
+        if (wav.kind === 'pcm') {
+          backend = pcm(wav.layout)
+          bytes = bytes.subarray(wav.dataOffset)
+          if (wav.dataBytes !== null) remaining = wav.dataBytes
+        }
+      }
+      backend ??= ffmpeg(containerInputArgs(bytes, format.hint))
+    }
+    head = []
+    headBytes = 0
+    forward(bytes)
+  }
+
+  function forward(bytes: Uint8Array): boolean {
+    if (!backend || bytes.length === 0 || remaining <= 0) return true
+    const take = bytes.length <= remaining ? bytes : bytes.subarray(0, remaining)
+    remaining -= take.length
+    return backend.write(take)
+  }
+
+  return {
+    write(chunk) {
+      if (events.state !== 'open' || chunk.length === 0) return true
+      inputBytes += chunk.length
+      if (backend) return forward(chunk)
+      head.push(chunk)
+      headBytes += chunk.length
+      route(false)
+      return true
+    },
+    waitForDrain() {
+      return backend && !events.settled ? backend.waitForDrain() : Promise.resolve()
+    },
+    end() {
+      if (events.state !== 'open') return
+      events.state = 'ending'
+      if (!backend && inputBytes === 0) {
+        // Nothing was ever sent: no process, no PCM, no error.
+        events.end()
+        return
+      }
+      if (!backend) route(true)
+      backend?.end()
+    },
+    kill() {
+      events.kill()
+      head = []
+      return backend ? backend.kill() : Promise.resolve()
+    },
+    onPcm: (l) => events.onPcm(l),
+    onEnd: (l) => events.onEnd(l),
+    onError: (l) => events.onError(l),
+    get state() {
+      return events.state
+    },
+    get pendingBytes() {
+      return headBytes + (backend?.pendingBytes ?? 0)
+    },
+    get pid() {
+      return backend?.pid
+    },
+  }
+}

@@ -1,0 +1,184 @@
+import {
+  type Engine,
+  EngineBusyError,
+  EngineOptionError,
+  type EngineStream,
+  type StreamOptions,
+} from '../engine.js'
+import { createDecoderPool } from './decoder-pool.js'
+import {
+  createPocketsphinxDecoder,
+  type PocketsphinxDecoder,
+  type PocketsphinxDecoderOptions,
+} from './pocketsphinx-decoder.js'
+import { openPocketsphinxStream } from './pocketsphinx-stream.js'
+import { transcribeWithDecoder } from './pocketsphinx-transcribe.js'
+
+/** What Deepgram's metadata reports for this engine. The uuid is fixed so clients can key on it. */
+export const POCKETSPHINX_MODEL = {
+  name: 'pocketsphinx-en-us',
+  version: '5prealpha',
+  arch: 'pocketsphinx',
+  uuid: '26d5c7e7-7d20-4508-81de-bf635a1dfaa5',
+} as const
+
+export interface PocketsphinxEngineOptions {
+  /** Decoders in the warm pool: streams plus one-shot decodes at once. Default 2. About 100 MB and 0.6 s of load each. */
+  capacity?: number
+  /** Model paths, search and VAD settings of every decoder (defaults: the tuned settings of the notes). */
+  decoder?: PocketsphinxDecoderOptions
+  /** Utterances are cut (final with speechFinal false) after this much speech, ms. Default 12000. */
+  maxUtteranceMs?: number
+  /** Audio is decoded in slices of this many ms; the VAD and interims are checked after each. Default 100. */
+  sliceMs?: number
+  /** How long `transcribe` waits for a free decoder when the caller gives no `waitMs`. Default 10000. */
+  transcribeWaitMs?: number
+  /**
+   * Speech every new decoder decodes once before it joins the pool (results dropped). PocketSphinx's live
+   * cepstral mean starts from the model's training value and adapts while it decodes; a fresh decoder's
+   * first utterance is measurably worse (notes §10.3: 37.5 % vs 25 % WER on real read speech). A few seconds
+   * of real speech in the expected channel is enough, e.g. pocketsphinx-testdata's goforward.raw. Default: none.
+   */
+  warmup?: Int16Array
+  /** Told when a decoder that failed could not be replaced (the pool then runs one short). */
+  onDecoderError?: (err: unknown) => void
+}
+
+const LANGUAGES = new Set(['en', 'en-us'])
+
+function checkOptions(options: Omit<StreamOptions, 'interimResults'>): void {
+  const { language, endpointingMs } = options as { language?: unknown; endpointingMs?: unknown }
+  if (language !== undefined && language !== '') {
+    if (typeof language !== 'string' || !LANGUAGES.has(language.toLowerCase())) {
+      throw new EngineOptionError(
+        'language',
+        `The pocketsphinx engine speaks only US English (en, en-US), not ${JSON.stringify(language)}.`,
+      )
+    }
+  }
+  if (endpointingMs !== false && !(typeof endpointingMs === 'number' && endpointingMs >= 0)) {
+    throw new EngineOptionError('endpointing', 'Endpointing must be a number of milliseconds or false.')
+  }
+}
+
+function positiveInteger(name: string, value: number): number {
+  if (!Number.isInteger(value) || value < 1) throw new RangeError(`${name} must be a positive integer.`)
+  return value
+}
+
+/**
+ * The embedded engine: Debian's PocketSphinx 5prealpha through koffi, a warm pool of `capacity` decoders
+ * loaded in parallel at start. Resolves once every decoder is loaded; rejects with
+ * `PocketsphinxUnavailableError` when the library or model is missing.
+ *
+ * What the stream layer should know:
+ * - SpeechStarted comes at the VAD's rising edge, about 0.1 s (vad_startspeech) after the onset; its
+ *   timestamp is an early estimate of the onset (at most one slice early).
+ * - Interims come after a slice (100 ms) in speech whenever the best partial path changed; their words have
+ *   real times but confidence 0 (PocketSphinx computes posteriors only when an utterance ends).
+ * - Endpoints: the VAD notices silence after `vadPostspeechFrames` (500 ms), so a final with speechFinal
+ *   comes max(endpointingMs, 500 ms) after speech stops, plus the final pass (about 0.1–0.4 s).
+ * - Finals tile the stream: each starts where the previous ended. Forced cuts (maxUtteranceMs, and VAD
+ *   pauses after half of it when endpointing is false) have speechFinal false; so do finals from finalize
+ *   and close. A Finalize with nothing new since the last final still yields an empty final.
+ * - `transcribe` reads the caller's buffer in place on the threadpool: do not change it until it resolves.
+ *   It returns only utterances with words.
+ * - Decoding runs on the libuv threadpool (4 threads unless UV_THREADPOOL_SIZE is set before first use):
+ *   give it at least capacity + 4 so decoders never starve fs, dns and crypto work.
+ */
+export async function createPocketsphinxEngine(options: PocketsphinxEngineOptions = {}): Promise<Engine> {
+  const capacity = positiveInteger('capacity', options.capacity ?? 2)
+  const maxUtteranceMs = positiveInteger('maxUtteranceMs', options.maxUtteranceMs ?? 12_000)
+  const sliceMs = positiveInteger('sliceMs', options.sliceMs ?? 100)
+  const transcribeWaitMs = options.transcribeWaitMs ?? 10_000
+  const sampleRate = 16_000
+  const sliceSamples = Math.round((sliceMs / 1000) * sampleRate)
+  const { warmup } = options
+  const create = async () => {
+    const decoder = await createPocketsphinxDecoder(options.decoder)
+    if (warmup && warmup.length > 0) {
+      try {
+        await transcribeWithDecoder(decoder, warmup, { endpointingMs: 10, maxUtteranceMs, sliceSamples })
+      } catch (err) {
+        await decoder.close()
+        throw err
+      }
+    }
+    return decoder
+  }
+  const pool = await createDecoderPool({ size: capacity, create, onReplaceError: options.onDecoderError })
+
+  const streams = new Set<EngineStream>()
+  const transcriptions = new Set<Promise<unknown>>()
+  let closing: Promise<void> | undefined
+
+  const transcribeOn = async (
+    decoder: PocketsphinxDecoder,
+    pcm: Int16Array,
+    endpointingMs: number | false,
+  ) => {
+    let broken = false
+    try {
+      return await transcribeWithDecoder(decoder, pcm, { endpointingMs, maxUtteranceMs, sliceSamples })
+    } catch (err) {
+      broken = true
+      throw err
+    } finally {
+      pool.release(decoder, { broken })
+    }
+  }
+
+  return {
+    name: 'pocketsphinx',
+    sampleRate,
+    model: { ...POCKETSPHINX_MODEL },
+    capacity,
+    inUse: () => pool.inUse(),
+
+    async openStream(streamOptions, sink) {
+      checkOptions(streamOptions)
+      if (closing) throw new EngineBusyError('The speech engine is shutting down.')
+      const decoder = pool.tryAcquire()
+      if (!decoder) throw new EngineBusyError()
+      let stream: EngineStream | undefined
+      stream = await openPocketsphinxStream(
+        decoder,
+        {
+          interimResults: streamOptions.interimResults,
+          endpointingMs: streamOptions.endpointingMs,
+          maxUtteranceMs,
+          sliceSamples,
+        },
+        sink,
+        (broken) => {
+          if (stream) streams.delete(stream)
+          pool.release(decoder, { broken })
+        },
+      )
+      streams.add(stream)
+      return stream
+    },
+
+    async transcribe(pcm, transcribeOptions, waitMs = transcribeWaitMs) {
+      checkOptions(transcribeOptions)
+      if (closing) throw new EngineBusyError('The speech engine is shutting down.')
+      const decoder = await pool.acquire(waitMs)
+      const job = transcribeOn(decoder, pcm, transcribeOptions.endpointingMs)
+      transcriptions.add(job)
+      try {
+        return await job
+      } finally {
+        transcriptions.delete(job)
+      }
+    },
+
+    close() {
+      closing ??= (async () => {
+        await Promise.allSettled([...streams].map((s) => s.close()))
+        await Promise.allSettled([...transcriptions])
+        await pool.close()
+      })()
+      return closing
+    },
+  }
+}

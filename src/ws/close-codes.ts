@@ -1,0 +1,12 @@
+/** WebSocket close codes and reasons of the live API (deepgram-api.md §7, "Close codes"). */
+export const CLOSE = {
+  NORMAL: { code: 1000, reason: '' },
+  /** The payload cannot be decoded as audio. */
+  BAD_AUDIO: { code: 1008, reason: 'DATA-0000' },
+  /** Internal error (also: no text frame could be produced). */
+  INTERNAL: { code: 1011, reason: 'NET-0000' },
+  /** No audio within the timeout. */
+  NO_AUDIO: { code: 1011, reason: 'NET-0001' },
+} as const
+
+export type CloseKind = keyof typeof CLOSE
