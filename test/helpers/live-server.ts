@@ -1,0 +1,116 @@
+import type { AddressInfo } from 'node:net'
+import WebSocket from 'ws'
+import { loadConfig } from '../../src/config/index.js'
+import { createEarmark, type Earmark } from '../../src/main.js'
+import { removeDir, tempDataDir } from './server-process.js'
+
+export interface LiveServer {
+  earmark: Earmark
+  /** `http://127.0.0.1:PORT` */
+  url: string
+  /** `ws://127.0.0.1:PORT` */
+  wsUrl: string
+  ownerKey: string
+  projectId: string
+  close(): Promise<void>
+}
+
+/** Earmark from its real composition root (real SQLite file, real PocketSphinx), listening on a free port. */
+export async function startLiveServer(env: Record<string, string> = {}): Promise<LiveServer> {
+  const dir = tempDataDir()
+  const ownerKey = `emk_live_test_${Math.random().toString(16).slice(2)}_owner`
+  const config = loadConfig({
+    EARMARK_DATA_DIR: dir,
+    EARMARK_BOOTSTRAP_KEY: ownerKey,
+    EARMARK_LOG_LEVEL: 'silent',
+    EARMARK_CAPACITY: '2',
+    ...env,
+  })
+  const earmark = await createEarmark(config)
+  await earmark.app.listen({ port: 0, host: '127.0.0.1' })
+  const { port } = earmark.app.server.address() as AddressInfo
+  const projectId = earmark.bootstrap?.project.id ?? ''
+  return {
+    earmark,
+    url: `http://127.0.0.1:${port}`,
+    wsUrl: `ws://127.0.0.1:${port}`,
+    ownerKey,
+    projectId,
+    close: async () => {
+      await earmark.close()
+      removeDir(dir)
+    },
+  }
+}
+
+/** What a client saw of one live stream. */
+export interface StreamLog {
+  /** Set when the upgrade was refused. */
+  status?: number
+  body?: { err_code?: string; err_msg?: string; request_id?: string }
+  headers?: Record<string, string | string[] | undefined>
+  protocol?: string
+  messages: Record<string, unknown>[]
+  close?: { code: number; reason: string }
+}
+
+/** Opens a socket and resolves once it is open (or refused). */
+export function openSocket(
+  url: string,
+  options: { protocols?: string[]; headers?: Record<string, string> } = {},
+): Promise<{ ws: WebSocket; log: StreamLog; closed: Promise<StreamLog> }> {
+  const log: StreamLog = { messages: [] }
+  const ws = new WebSocket(url, options.protocols ?? [], { headers: options.headers })
+  const closed = new Promise<StreamLog>((resolve) => {
+    ws.on('close', (code, reason) => {
+      log.close = { code, reason: reason.toString() }
+      resolve(log)
+    })
+    ws.on('error', () => {
+      if (log.status !== undefined) resolve(log)
+    })
+  })
+  ws.on('message', (data) => log.messages.push(JSON.parse(String(data)) as Record<string, unknown>))
+  return new Promise((resolve) => {
+    ws.on('upgrade', (res) => {
+      log.headers = res.headers
+    })
+    ws.on('open', () => {
+      log.protocol = ws.protocol
+      resolve({ ws, log, closed })
+    })
+    ws.on('unexpected-response', (_req, res) => {
+      log.status = res.statusCode
+      log.headers = res.headers
+      let text = ''
+      res.on('data', (d: Buffer) => {
+        text += d.toString()
+      })
+      res.on('end', () => {
+        log.body = JSON.parse(text) as StreamLog['body']
+        ws.terminate()
+        resolve({ ws, log, closed: Promise.resolve(log) })
+      })
+    })
+  })
+}
+
+/** Sends PCM in `ms` chunks, optionally paced in real time. */
+export async function sendPcm(ws: WebSocket, pcm: Int16Array, ms = 100, paced = false): Promise<void> {
+  const step = (16000 * ms) / 1000
+  for (let i = 0; i < pcm.length; i += step) {
+    const part = pcm.subarray(i, i + step)
+    ws.send(Buffer.from(part.buffer, part.byteOffset, part.byteLength))
+    if (paced) await new Promise((r) => setTimeout(r, ms))
+  }
+}
+
+export function finals(log: StreamLog): string {
+  return log.messages
+    .filter((m) => m.type === 'Results' && m.is_final === true)
+    .map((m) =>
+      ((m.channel as { alternatives: { transcript: string }[] }).alternatives[0]?.transcript ?? '').trim(),
+    )
+    .filter((t) => t.length > 0)
+    .join(' ')
+}
