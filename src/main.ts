@@ -25,7 +25,7 @@ import { attachListenSocket } from './ws/index.js'
 /** Real read speech from Debian's pocketsphinx-testdata: warms decoders up and measures capacity. */
 const WARMUP_SPEECH = '/usr/share/pocketsphinx/test/data/goforward.raw'
 
-function warmupSpeech(): Int16Array | undefined {
+export function warmupSpeech(): Int16Array | undefined {
   if (!existsSync(WARMUP_SPEECH)) return undefined
   const bytes = readFileSync(WARMUP_SPEECH)
   return new Int16Array(bytes.buffer, bytes.byteOffset, Math.floor(bytes.length / 2))

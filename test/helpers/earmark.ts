@@ -6,7 +6,8 @@ import {
   createManualClock,
   type ManualClock,
 } from '../../src/auth/index.js'
-import { createApp } from '../../src/http/index.js'
+import type { Engine } from '../../src/engines/index.js'
+import { type AppOptions, createApp } from '../../src/http/index.js'
 import {
   addMember,
   bootstrapIfEmpty,
@@ -27,15 +28,26 @@ export interface TestEarmark {
   close(): Promise<void>
 }
 
-/** An in-process Earmark on a throwaway SQLite store and a manual clock, for `app.inject()` tests. */
-export async function createTestEarmark(path = ':memory:'): Promise<TestEarmark> {
+/**
+ * An in-process Earmark on a throwaway SQLite store and a manual clock, for `app.inject()` tests; with an
+ * engine, `/v1/listen` is served too.
+ */
+export async function createTestEarmark(
+  path = ':memory:',
+  speech: { engine?: Engine; options?: AppOptions['speech'] } = {},
+): Promise<TestEarmark> {
   const clock = createManualClock()
   const store = createSqliteStore({ path })
   const grants = await createGrants({ store, clock })
   const services: Services = { store, clock, grants }
   const authenticator = createAuthenticator(services)
   const routes: RouteOptions[] = []
-  const app = await createApp({ services, authenticator, onRoute: (r) => routes.push(r) })
+  const app = await createApp({
+    services,
+    authenticator,
+    onRoute: (r) => routes.push(r),
+    ...(speech.engine ? { engine: speech.engine, speech: speech.options } : {}),
+  })
   await app.ready()
   return {
     app,

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict'
 import { after, before, describe, it } from 'node:test'
 import { generateKeySecret } from '../../src/auth/index.js'
+import { createEngine, type Engine } from '../../src/engines/index.js'
 import type { Member } from '../../src/store/index.js'
 import {
   addMember,
@@ -36,9 +37,13 @@ interface RouteCase {
   /** As registered with Fastify. */
   url: string
   body?: unknown
+  /** Appended to the URL. */
+  query?: string
   headers?: Record<string, string>
   /** Statuses in CREDENTIALS order. */
   expect: number[]
+  /** The content type of a 2xx that is not JSON (audio). */
+  produces?: string
 }
 
 const DENIED = [401, 401, 401, 401, 401]
@@ -105,15 +110,35 @@ const ROUTES: RouteCase[] = [
     url: '/v1/projects/:project_id/requests/:request_id',
     expect: [...DENIED, 404, 200, 200, 200, 403, 403, 401],
   },
-  { method: 'GET', url: '/v1/projects/:project_id/usage', expect: [...DENIED, 404, 200, 200, 200, 403, 403, 401] },
+  {
+    method: 'GET',
+    url: '/v1/projects/:project_id/usage',
+    expect: [...DENIED, 404, 200, 200, 200, 403, 403, 401],
+  },
+  {
+    method: 'POST',
+    url: '/v1/listen',
+    query: '?encoding=linear16&sample_rate=16000',
+    headers: { 'content-type': 'application/octet-stream' },
+    body: Buffer.alloc(16000),
+    expect: [...DENIED, 200, 200, 200, 200, 200, 200, 401],
+  },
   { method: 'POST', url: '/v1/auth/grant', expect: [...DENIED, 200, 200, 200, 200, 403, 403, 401] },
   { method: 'GET', url: '/v1/auth/token', expect: [...DENIED, 200, 200, 200, 200, 200, 200, 401] },
+  {
+    method: 'POST',
+    url: '/v1/speak',
+    body: { text: 'hello' },
+    produces: 'audio/mpeg',
+    expect: [...DENIED, 200, 200, 200, 200, 200, 200, 401],
+  },
 ]
 
 const ERR_CODE: Record<number, string> = { 401: 'INVALID_AUTH', 403: 'FORBIDDEN', 404: 'PROJECT_NOT_FOUND' }
 
 describe('permission matrix', () => {
   let em: TestEarmark
+  let engine: Engine
   let projectId: string
   let headers: Record<Cred, Record<string, string>>
   let members: Record<'owner' | 'admin' | 'member', Member>
@@ -121,7 +146,8 @@ describe('permission matrix', () => {
   const requestId = '5b0c0e8e-0000-4000-8000-000000000001'
 
   before(async () => {
-    em = await createTestEarmark()
+    engine = await createEngine('pocketsphinx', { capacity: 1 })
+    em = await createTestEarmark(':memory:', { engine })
     const { services, clock } = em
     const fx = await bootstrapProject(services)
     projectId = fx.projectId
@@ -182,7 +208,10 @@ describe('permission matrix', () => {
       expiredGrant: { authorization: `Bearer ${shortGrant.token}` },
     }
   })
-  after(() => em.close())
+  after(async () => {
+    await em.close()
+    await engine.close()
+  })
 
   /** A fresh key for a cell to read or delete: owned by the caller's member, so "own keys" rules allow it. */
   async function targetKey(cred: Cred): Promise<string> {
@@ -195,7 +224,7 @@ describe('permission matrix', () => {
       const failures: string[] = []
       for (const [i, cred] of CREDENTIALS.entries()) {
         const expected = route.expect[i]
-        const url = route.url
+        const url = `${route.url}${route.query ?? ''}`
           .replace('*', '/v1/projects')
           .replace(':project_id', projectId)
           .replace(':key_id', route.url.includes(':key_id') ? await targetKey(cred) : '')
@@ -216,6 +245,9 @@ describe('permission matrix', () => {
           const body = res.json() as { err_code: string; request_id: string }
           if (body.err_code !== ERR_CODE[expected]) failures.push(`${cred}: err_code ${body.err_code}`)
           if (body.request_id !== res.headers['dg-request-id']) failures.push(`${cred}: request_id mismatch`)
+        } else if (expected === 200 && route.produces) {
+          assert.equal(res.headers['content-type'], route.produces, `${cred}: content type`)
+          assert.ok(res.rawPayload.length > 0, `${cred}: a body`)
         } else if (expected === 200) {
           assert.equal(typeof res.json(), 'object', `${cred}: a 2xx carries a JSON body`)
         }
