@@ -32,6 +32,11 @@ export interface Authenticator {
   authenticate(scheme: Scheme, secret: string): Promise<Principal>
   /** Parses an `Authorization` header value (`Token …`, `token …` or `Bearer …`) and authenticates it. */
   authenticateHeader(header: string | undefined): Promise<Principal>
+  /**
+   * The principal of a header seen before, synchronously, when nothing it depends on has changed since
+   * (same credentials version, not expired); undefined means "ask `authenticateHeader`", never "refused".
+   */
+  peekHeader(header: string | undefined): Principal | undefined
 }
 
 export interface AuthenticatorOptions {
@@ -101,25 +106,35 @@ export function createAuthenticator({
     return entry
   }
 
+  // Principals that authenticated, by key hash or token text, for the synchronous fast path. Valid while
+  // the credentials version holds; expiry is checked on every use.
+  const principals = new LRUCache<string, { version: number; principal: Principal }>({
+    max: cacheSize ?? 10_000,
+  })
+  const remember = (cacheKey: string, version: number, principal: Principal) => {
+    principals.set(cacheKey, { version, principal })
+    return principal
+  }
+
   const byKey = async (secret: string): Promise<Principal> => {
     const hash = hashKeySecret(secret)
-    const { key, principal } = await cached(`h:${hash}`, () => store.findKeyByHash(hash))
+    const { version, key, principal } = await cached(`h:${hash}`, () => store.findKeyByHash(hash))
     // The lookup is by hash; the compare is constant-time anyway so the check never depends on timing.
     if (!key || !principal || !hashesEqual(key.hash, hash) || !isLive(key, clock.now())) throw invalid()
-    return principal
+    return remember(`h:${hash}`, version, principal)
   }
 
   const byGrant = async (token: string): Promise<Principal> => {
     const claims = await grants.verify(token)
     if (!claims) throw invalid()
     // A grant dies with its parent: deleting the key revokes every token it minted.
-    const { key: parent } = await cached(`k:${claims.projectId}/${claims.accessor}`, () =>
+    const { version, key: parent } = await cached(`k:${claims.projectId}/${claims.accessor}`, () =>
       store.getKey(claims.projectId, claims.accessor),
     )
     if (!parent || !isLive(parent, clock.now())) throw invalid()
     const parentScopes = effectiveScopes(parent.scopes, parent.memberRole)
     const scopes = new Set(claims.scopes.filter((s) => s === USAGE_WRITE && parentScopes.has(s)))
-    return {
+    return remember(`b:${token}`, version, {
       scheme: 'bearer',
       projectId: claims.projectId,
       keyId: parent.id,
@@ -128,7 +143,7 @@ export function createAuthenticator({
       scopes,
       expiresAt: claims.exp * 1000,
       grant: claims,
-    }
+    })
   }
 
   const authenticate = (scheme: Scheme, secret: string) =>
@@ -140,6 +155,15 @@ export function createAuthenticator({
       const parsed = parseAuthorization(header)
       if (!parsed) throw invalid()
       return authenticate(parsed.scheme, parsed.secret)
+    },
+    peekHeader(header) {
+      const parsed = parseAuthorization(header)
+      if (!parsed) return undefined
+      const cacheKey = parsed.scheme === 'token' ? `h:${hashKeySecret(parsed.secret)}` : `b:${parsed.secret}`
+      const hit = principals.get(cacheKey)
+      if (!hit || hit.version !== store.credentialsVersion()) return undefined
+      const { expiresAt } = hit.principal
+      return expiresAt === null || expiresAt > clock.now() ? hit.principal : undefined
     },
   }
 }

@@ -1,4 +1,4 @@
-import type { FastifyRequest } from 'fastify'
+import type { FastifyReply, FastifyRequest, HookHandlerDoneFunction } from 'fastify'
 import type { Authenticator, Principal } from '../../auth/index.js'
 import { ApiError } from '../../errors.js'
 
@@ -19,8 +19,7 @@ export interface AuthPolicy {
  * unauthenticated client cannot make the server buffer an upload.
  */
 export function createAuthHook(authenticator: Authenticator, policy: AuthPolicy) {
-  return async function authenticateRequest(request: FastifyRequest): Promise<void> {
-    const principal = await authenticator.authenticateHeader(request.headers.authorization)
+  const admit = (request: FastifyRequest, principal: Principal) => {
     if (principal.scheme === 'bearer' && !policy.bearer) {
       throw new ApiError(
         'FORBIDDEN',
@@ -28,6 +27,37 @@ export function createAuthHook(authenticator: Authenticator, policy: AuthPolicy)
       )
     }
     request.principal = principal
+  }
+  // Callback style, not async: a credential seen before is admitted synchronously, with no promise.
+  return function authenticateRequest(
+    request: FastifyRequest,
+    _reply: FastifyReply,
+    done: HookHandlerDoneFunction,
+  ): void {
+    const header = request.headers.authorization
+    let known: Principal | undefined
+    try {
+      known = authenticator.peekHeader(header)
+      if (known) admit(request, known)
+    } catch (err) {
+      done(err as Error)
+      return
+    }
+    if (known) {
+      done()
+      return
+    }
+    authenticator.authenticateHeader(header).then(
+      (principal) => {
+        try {
+          admit(request, principal)
+          done()
+        } catch (err) {
+          done(err as Error)
+        }
+      },
+      (err: Error) => done(err),
+    )
   }
 }
 
