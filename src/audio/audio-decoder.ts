@@ -51,10 +51,10 @@ export interface AudioDecoder {
 }
 
 /**
- * Creates the decoder for one stream. Nothing is spawned until the first byte arrives, then the cheapest
- * route is taken: 16 kHz mono linear16 (raw, or in a WAV) passes straight through with no process; other
- * raw PCM goes through ffmpeg's raw demuxer; every other container through ffmpeg, one process per stream,
- * with the demuxer named from the first bytes.
+ * Creates the decoder for one stream, taking the cheapest route: 16 kHz mono linear16 (raw, or in a WAV)
+ * passes straight through with no process; other raw PCM goes through ffmpeg's raw demuxer, started at
+ * once; containers go through ffmpeg too, one process per stream, started on the first bytes so that the
+ * demuxer can be named from them (no process at all for a stream that never sends a byte).
  */
 export function createAudioDecoder(options: AudioDecoderOptions): AudioDecoder {
   const sampleRate = options.sampleRate ?? PCM_SAMPLE_RATE
@@ -112,6 +112,10 @@ export function createAudioDecoder(options: AudioDecoderOptions): AudioDecoder {
     remaining -= take.length
     return backend.write(take)
   }
+
+  // Raw PCM needs nothing from the stream to pick its route, so ffmpeg (when needed) starts now: its
+  // ~100 ms start-up then overlaps the wait for the client's first audio instead of adding to it.
+  if (format.kind === 'raw') route(false)
 
   return {
     write(chunk) {

@@ -20,3 +20,4 @@ export {
 export { type DecodeAllOptions, decodeAll } from './decode-all.js'
 export type { DecoderState } from './decoder-events.js'
 export { concatPcm } from './pcm.js'
+export { MAX_WAV_HEADER_BYTES, type PcmLayout, parseWavHeader, type WavHeader } from './wav-header.js'

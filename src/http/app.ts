@@ -19,6 +19,7 @@ import { keyRoutes } from './routes/keys.js'
 import { listenRoutes } from './routes/listen.js'
 import { memberRoutes } from './routes/members.js'
 import { projectRoutes } from './routes/projects.js'
+import { speakRoutes } from './routes/speak.js'
 import { usageRoutes } from './routes/usage.js'
 
 export interface AppOptions {
@@ -107,6 +108,7 @@ export async function createApp(options: AppOptions): Promise<FastifyInstance> {
   authGrantRoutes(app, deps)
   authTokenRoutes(app, deps)
   usageRoutes(app, deps)
+  speakRoutes(app, deps)
   if (options.engine) {
     const maxUploadBytes = options.speech?.maxUploadBytes ?? 512 * 1024 * 1024
     listenRoutes(app, {

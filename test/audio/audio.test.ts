@@ -4,9 +4,9 @@ import { readdir, readFile } from 'node:fs/promises'
 import { after, before, describe, it } from 'node:test'
 import {
   AUTODETECT,
+  AudioDecodeError,
   type AudioDecoder,
   type AudioDecoderOptions,
-  AudioDecodeError,
   createAudioDecoder,
   decodeAll,
   parseAudioOptions,
@@ -50,7 +50,13 @@ const CASES: Case[] = [
     reference: file,
     lossless: true,
   },
-  { name: 'WebM/Opus', file: 'speech.webm', options: { format: AUTODETECT }, reference: file, lossless: false },
+  {
+    name: 'WebM/Opus',
+    file: 'speech.webm',
+    options: { format: AUTODETECT },
+    reference: file,
+    lossless: false,
+  },
   {
     name: 'live WebM/Opus (MediaRecorder-like)',
     file: 'speech-live.webm',
@@ -273,7 +279,10 @@ describe('audio decoding', () => {
   const garbage: Array<[string, () => Buffer]> = [
     ['random bytes', () => randomBytes(64 * 1024)],
     ['text', () => Buffer.from('this is not audio, only words. '.repeat(500))],
-    ['a WebM header and nothing else of use', () => Buffer.concat([Buffer.from([0x1a, 0x45, 0xdf, 0xa3]), randomBytes(20000)])],
+    [
+      'a WebM header and nothing else of use',
+      () => Buffer.concat([Buffer.from([0x1a, 0x45, 0xdf, 0xa3]), randomBytes(20000)]),
+    ],
   ]
   for (const [name, make] of garbage) {
     it(`rejects ${name} with AudioDecodeError UNDECODABLE`, async () => {
@@ -340,7 +349,10 @@ describe('audio decoding', () => {
     const done = outcome(decoder)
     decoder.write(bytes)
     const pid = decoder.pid
-    await assert.rejects(done, (err: unknown) => err instanceof AudioDecodeError && err.code === 'BACKLOG_FULL')
+    await assert.rejects(
+      done,
+      (err: unknown) => err instanceof AudioDecodeError && err.code === 'BACKLOG_FULL',
+    )
     await decoder.kill()
     assert.ok(pid !== undefined && !isAlive(pid), 'ffmpeg was stopped')
   })

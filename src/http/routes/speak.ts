@@ -1,0 +1,78 @@
+import type { FastifyInstance } from 'fastify'
+import { USAGE_WRITE } from '../../auth/index.js'
+import { ApiError, invalidField } from '../../errors.js'
+import { finishUsage, requireScope, startUsage } from '../../projects/index.js'
+import { parseSpeakQuery, type Speech, synthesize } from '../../tts/index.js'
+import { bodyObject, principalOf } from '../hooks/auth.js'
+import { authHooks, type RouteDeps } from './route-deps.js'
+
+/** Deepgram's limit on one request's text (deepgram-api.md §8.1: 413 past it). */
+export const MAX_SPEAK_CHARACTERS = 2000
+
+/** The text of a `{"text": "…"}` body and its length in characters (code points, as `dg-char-count`). */
+function speakText(body: Record<string, unknown>): { text: string; characters: number } {
+  const text = body.text
+  if (text === undefined && body.url !== undefined) {
+    throw invalidField('url', 'is not supported by Earmark; send the text itself as `text`')
+  }
+  if (typeof text !== 'string') throw invalidField('text', 'must be a string')
+  if (text.trim() === '') throw new ApiError('INVALID_FIELD', 'Input text contains no characters.')
+  const characters = Array.from(text).length
+  if (characters > MAX_SPEAK_CHARACTERS) {
+    throw new ApiError(
+      'PAYLOAD_TOO_LARGE',
+      `Input text has ${characters} characters; the limit is ${MAX_SPEAK_CHARACTERS}.`,
+    )
+  }
+  return { text, characters }
+}
+
+/**
+ * `POST /v1/speak` (deepgram-api.md §8.1): text to speech with flite (espeak-ng as an option), for API
+ * keys and grant tokens holding `usage:write`. The audio is streamed; `dg-request-id` is set by a hook.
+ */
+export function speakRoutes(app: FastifyInstance, { services, authenticator }: RouteDeps): void {
+  const { usage } = authHooks(authenticator)
+  app.post<{ Querystring: Record<string, unknown> }>(
+    '/v1/speak',
+    { onRequest: usage },
+    async (req, reply) => {
+      const principal = principalOf(req)
+      requireScope(principal, USAGE_WRITE)
+      const { model, voice, format, tags } = parseSpeakQuery(req.query)
+      const { text, characters } = speakText(bodyObject(req))
+      const record = await startUsage(services, principal, {
+        requestId: req.id,
+        endpoint: 'speak',
+        method: 'sync',
+        path: '/v1/speak',
+        model,
+        tags,
+      })
+      let speech: Speech
+      try {
+        speech = await synthesize(text, {
+          voice,
+          encoding: format.encoding,
+          container: format.container,
+          sampleRate: format.sampleRate,
+          bitRate: format.bitRate ?? undefined,
+        })
+      } catch (err) {
+        const status = err instanceof ApiError ? err.status : 500
+        const detail = err instanceof ApiError ? err.code : 'INTERNAL_ERROR'
+        await finishUsage(services, record, { characters, status, detail })
+        throw err
+      }
+      // Metered once the audio exists: the characters were spoken even if the client stops reading.
+      // Text to speech is counted in characters; audio seconds are what speech-to-text hours add up.
+      await finishUsage(services, record, { characters, status: 200 })
+      reply
+        .header('content-type', speech.format.contentType)
+        .header('dg-model-name', model)
+        .header('dg-model-uuid', voice.uuid)
+        .header('dg-char-count', String(characters))
+      return reply.send(speech.stream)
+    },
+  )
+}

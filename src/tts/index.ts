@@ -1,0 +1,29 @@
+export { parseSpeakQuery, type SpeakQuery } from './speak-query.js'
+export {
+  DEFAULT_SPEECH_ENCODING,
+  resolveSpeechFormat,
+  SPEECH_CONTAINERS,
+  SPEECH_ENCODINGS,
+  type SpeechContainer,
+  type SpeechEncoding,
+  type SpeechFormat,
+  type SpeechFormatRequest,
+} from './speech-format.js'
+export {
+  encoderArgs,
+  type Speech,
+  type SpeechTools,
+  type SynthesizeOptions,
+  synthesize,
+} from './synthesize.js'
+export {
+  DEFAULT_SPEAK_MODEL,
+  getVoice,
+  MALE_AURA_NAMES,
+  resolveVoice,
+  VOICE_IDS,
+  type Voice,
+  type VoiceEngine,
+  type VoiceId,
+} from './tts-voices.js'
+export { WAVE_FORMAT, type WavHeaderSpec, wavHeader } from './wav-writer.js'

@@ -1,0 +1,55 @@
+import { invalidField } from '../errors.js'
+import { resolveSpeechFormat, type SpeechFormat } from './speech-format.js'
+import { DEFAULT_SPEAK_MODEL, resolveVoice, type Voice } from './tts-voices.js'
+
+/** What `POST /v1/speak`'s query string asks for (deepgram-api.md §8.1). */
+export interface SpeakQuery {
+  /** The model as the client named it (echoed in `dg-model-name`). */
+  model: string
+  voice: Voice
+  format: SpeechFormat
+  /** Deepgram's `tag` values (repeatable), for the usage record. */
+  tags: string[]
+}
+
+/**
+ * Reads `model`, `encoding`, `container`, `sample_rate`, `bit_rate` and `tag`. `mip_opt_out` and the SDKs' other
+ * flags are ignored; `callback` is refused, since Earmark does not call back.
+ * @throws ApiError `INVALID_FIELD` naming the parameter at fault.
+ */
+export function parseSpeakQuery(query: Readonly<Record<string, unknown>>): SpeakQuery {
+  if (single(query, 'callback') !== undefined) throw invalidField('callback', 'is not supported by Earmark')
+  const voice = resolveVoice(single(query, 'model'))
+  const format = resolveSpeechFormat({
+    encoding: single(query, 'encoding'),
+    container: single(query, 'container'),
+    sampleRate: integer(query, 'sample_rate'),
+    bitRate: integer(query, 'bit_rate'),
+  })
+  return { model: single(query, 'model') ?? DEFAULT_SPEAK_MODEL, voice, format, tags: list(query, 'tag') }
+}
+
+function single(query: Readonly<Record<string, unknown>>, name: string): string | undefined {
+  const value = query[name]
+  if (value === undefined || value === null || value === '') return undefined
+  if (typeof value === 'string') return value
+  if (typeof value === 'number' && Number.isFinite(value)) return String(value)
+  throw invalidField(name, 'must be given once')
+}
+
+function integer(query: Readonly<Record<string, unknown>>, name: string): number | undefined {
+  const text = single(query, name)
+  if (text === undefined) return undefined
+  if (!/^\d{1,7}$/.test(text)) throw invalidField(name, 'must be a whole number')
+  return Number(text)
+}
+
+function list(query: Readonly<Record<string, unknown>>, name: string): string[] {
+  const value = query[name]
+  if (value === undefined) return []
+  return (Array.isArray(value) ? value : [value]).map((v: unknown) => {
+    if (typeof v !== 'string' || v.length > 128)
+      throw invalidField(name, 'must be strings of at most 128 characters')
+    return v
+  })
+}
