@@ -15,11 +15,17 @@ export async function grantToken(services: Services, principal: Principal, body:
   if (typeof ttl !== 'number' || !Number.isInteger(ttl) || ttl < 1 || ttl > GRANT_MAX_TTL) {
     throw invalidField('ttl_seconds', `must be an integer from 1 to ${GRANT_MAX_TTL}`)
   }
+  // Earmark's extension: the app's end user the token is for, carried as a claim into usage records.
+  const endUser = body.end_user ?? undefined
+  if (endUser !== undefined && (typeof endUser !== 'string' || endUser.length === 0 || endUser.length > 128)) {
+    throw invalidField('end_user', 'must be a string of 1 to 128 characters')
+  }
   const { token, claims } = await services.grants.mint({
     projectId: principal.projectId,
     accessor: principal.keyId,
     ttlSeconds: ttl,
     notAfterMs: principal.expiresAt,
+    ...(endUser !== undefined ? { endUser } : {}),
   })
   return {
     access_token: token,

@@ -182,4 +182,18 @@ describe('POST /v1/auth/grant', () => {
       )
     }
   })
+
+  it('carries an end_user into the token, its details and the usage it meters (Earmark extension)', async () => {
+    const res = await grant(fx.ownerKey, { end_user: 'user-42' })
+    assert.equal(res.statusCode, 200)
+    const token = res.json().access_token as string
+    assert.equal(decodeJwt(token).end_user, 'user-42')
+    const details = await em.app.inject({ url: '/v1/auth/token', headers: bearerAuth(token) })
+    assert.equal(details.json().end_user, 'user-42')
+    for (const bad of ['', 42, 'x'.repeat(129)]) {
+      const refused = await grant(fx.ownerKey, { end_user: bad })
+      assert.equal(refused.statusCode, 400)
+      assert.match(refused.json().err_msg, /end_user/)
+    }
+  })
 })
