@@ -158,6 +158,10 @@ export function createListenSession(o: ListenSessionOptions): ListenSession {
         if (gotAudio) armIdle() // KeepAlive alone does not satisfy the first-audio timeout
         return
       case 'Finalize':
+        // The decoder hands PCM on in a microtask, and a frame read in the same chunk as this message has not
+        // reached the engine yet: wait one microtask (they run in order), so the final covers all the audio
+        // sent before Finalize (deepgram-api.md §7), not all but the last frame.
+        await new Promise<void>((resolve) => queueMicrotask(resolve))
         await stream?.finalize()
         checkUtteranceEnd()
         return

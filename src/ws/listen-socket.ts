@@ -76,6 +76,8 @@ export function attachListenSocket(app: FastifyInstance, o: ListenSocketOptions)
   const limits = { ...DEFAULT_SESSION_LIMITS, ...o.limits }
   const chosen = new WeakMap<IncomingMessage, string | undefined>()
   const requestIds = new WeakMap<IncomingMessage, string>()
+  /** Set once the app starts closing (see the preClose hook below). */
+  let closing = false
   const wss = new WebSocketServer({
     noServer: true,
     maxPayload: o.maxPayload ?? 4 * 1024 * 1024,
@@ -138,6 +140,10 @@ export function attachListenSocket(app: FastifyInstance, o: ListenSocketOptions)
       await session.abort()
       return
     }
+    if (closing) {
+      await session.abort()
+      throw new ApiError('SERVICE_UNAVAILABLE')
+    }
     usage = await startUsage(o.services, principal, {
       requestId,
       endpoint: 'listen',
@@ -170,6 +176,13 @@ export function attachListenSocket(app: FastifyInstance, o: ListenSocketOptions)
         rejectUpgrade(socket, new ApiError('INTERNAL_ERROR'), requestId)
       }
     })
+  })
+  // server.close() waits for every socket, upgraded ones included, so an open stream would hold app.close()
+  // until its client stops sending (forever, for a steady client): end the streams before the server closes,
+  // and refuse upgrades that complete from then on.
+  app.addHook('preClose', async () => {
+    closing = true
+    for (const client of wss.clients) client.terminate()
   })
   app.addHook('onClose', async () => {
     for (const client of wss.clients) client.terminate()

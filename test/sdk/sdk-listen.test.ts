@@ -1,0 +1,276 @@
+import assert from 'node:assert/strict'
+import { randomBytes } from 'node:crypto'
+import { after, before, describe, it } from 'node:test'
+import {
+  createClient as createClientV3,
+  type ListenLiveClient as LiveClientV3,
+  LiveTranscriptionEvents as LiveEventsV3,
+  type LiveMetadataEvent,
+  type LiveTranscriptionEvent,
+} from 'dg3'
+import {
+  createClient as createClientV4,
+  type ListenLiveClient as LiveClientV4,
+  LiveTranscriptionEvents as LiveEventsV4,
+} from 'dg4'
+import { DeepgramClient } from 'dg5'
+import { type OwnerApi, ownerApi, percent, spokenSentences, wav } from '../helpers/listen-e2e.js'
+import { removeDir, type ServerProcess, startServerProcess } from '../helpers/server-process.js'
+import { chunks, wordErrorRate } from '../helpers/speech.js'
+
+// The official SDKs (v3 3.13, v4 4.11, v5 5.13) transcribe flite speech through a real `earmark serve` process
+// and real PocketSphinx, live (`/v1/listen` WebSocket) and pre-recorded (`POST /v1/listen`), every one of them
+// authenticated with a grant token from `POST /v1/auth/grant` (deepgram-api.md §1.2, §6, §7).
+
+const OWNER_KEY = `emk_test_${randomBytes(16).toString('hex')}`
+
+const SENTENCES = [
+  'the meeting starts at nine in the morning on monday',
+  'turn left at the next corner and park near the bank',
+  'please call stella and ask her to bring these things with her from the store',
+]
+const REFERENCE = SENTENCES.join(' ')
+
+/**
+ * The engine decodes these 36 words in one call with two or three errors (5.6–8.3 %, depending on what the
+ * decoder heard before: PocketSphinx adapts its cepstral mean across streams), and flite sentences in general
+ * at about 15 % (docs/speech.md). 35 % leaves room for that spread, yet any transport fault fails it: the same
+ * audio byte-swapped, read at twice the rate, with every other 100 ms chunk dropped, with each chunk sent twice
+ * or with neighbouring chunks swapped decoded at 83–100 % WER when we tried.
+ */
+const MAX_WER = 0.35
+
+/** What a client saw of one live stream. */
+interface LiveRun {
+  /** The final (`is_final`) transcripts, joined. */
+  transcript: string
+  /** Every `metadata.request_id` of the Results, and the Metadata message's `request_id`. */
+  requestIds: Set<string>
+  /** The `Metadata` message came before the close. */
+  metadata: boolean
+  closeCode: number
+}
+
+/** The v3 and v4 live clients: EventEmitters that dispatch server messages on `type` (deepgram-api.md §7). */
+type EmitterLiveClient = LiveClientV3 | LiveClientV4
+
+function arrayBufferOf(pcm: Int16Array): ArrayBuffer {
+  return pcm.buffer.slice(pcm.byteOffset, pcm.byteOffset + pcm.byteLength) as ArrayBuffer
+}
+
+/** Sends the audio in 100 ms chunks once the v3/v4 client reports Open, then CloseStream; resolves on Close. */
+function driveEmitterLive(
+  live: EmitterLiveClient,
+  events: typeof LiveEventsV3 | typeof LiveEventsV4,
+  pcm: Int16Array,
+): Promise<LiveRun> {
+  return new Promise((resolve, reject) => {
+    const finals: string[] = []
+    const requestIds = new Set<string>()
+    let metadata = false
+    // v3/v4 drop what is sent before the socket opens (their send buffer is never flushed): wait for Open.
+    live.on(events.Open, () => {
+      for (const chunk of chunks(pcm, 100)) live.send(arrayBufferOf(chunk))
+      live.requestClose()
+    })
+    live.on(events.Transcript, (data: LiveTranscriptionEvent) => {
+      requestIds.add(data.metadata.request_id)
+      const text = data.channel.alternatives[0]?.transcript.trim() ?? ''
+      if (data.is_final && text) finals.push(text)
+    })
+    live.on(events.Metadata, (data: LiveMetadataEvent) => {
+      requestIds.add(data.request_id)
+      metadata = true
+    })
+    live.on(events.Error, (err: { message?: string }) => reject(new Error(`live error: ${err.message}`)))
+    live.on(events.Close, (event: { code: number }) =>
+      resolve({ transcript: finals.join(' '), requestIds, metadata, closeCode: event.code }),
+    )
+  })
+}
+
+/** v5: `listen.v1.connect()` builds the socket closed; `socket.connect()` opens it (deepgram-api.md §7). */
+async function liveV5(url: string, token: string, pcm: Int16Array): Promise<LiveRun> {
+  const client = new DeepgramClient({ accessToken: token, baseUrl: url })
+  const socket = await client.listen.v1.connect({
+    model: 'nova-3',
+    encoding: 'linear16',
+    sample_rate: 16000,
+    interim_results: 'true',
+    // A refused or broken stream must fail the test, not be retried behind its back.
+    reconnectAttempts: 0,
+  })
+  const finals: string[] = []
+  const requestIds = new Set<string>()
+  let metadata = false
+  const closed = new Promise<number>((resolve, reject) => {
+    socket.on('close', (event) => resolve(event.code))
+    socket.on('error', (err) => reject(err))
+  })
+  socket.on('message', (message) => {
+    if (message.type === 'Results') {
+      requestIds.add(message.metadata.request_id)
+      const text = message.channel.alternatives[0]?.transcript.trim() ?? ''
+      if (message.is_final && text) finals.push(text)
+    } else if (message.type === 'Metadata') {
+      requestIds.add(message.request_id)
+      metadata = true
+    }
+  })
+  socket.connect()
+  // A refused upgrade fires `error` and a close, never `open`.
+  await Promise.race([
+    socket.waitForOpen(),
+    closed.then((code) => {
+      throw new Error(`closed with ${code} before it opened`)
+    }),
+  ])
+  for (const chunk of chunks(pcm, 100)) socket.sendMedia(chunk)
+  socket.sendCloseStream({ type: 'CloseStream' })
+  const closeCode = await closed
+  socket.close()
+  return { transcript: finals.join(' '), requestIds, metadata, closeCode }
+}
+
+interface Sdk {
+  name: string
+  live(url: string, token: string, pcm: Int16Array): Promise<LiveRun>
+  /** The transcript and request id of a pre-recorded WAV upload. */
+  prerecorded(
+    url: string,
+    token: string,
+    wavBytes: Buffer,
+  ): Promise<{ transcript: string; requestId: string }>
+}
+
+const SDKS: Sdk[] = [
+  {
+    name: 'v3 (@deepgram/sdk 3.13.0)',
+    // v3 has no Bearer option, but `global.headers` reaches both its REST headers and, as `_nodeOnlyHeaders`,
+    // the `ws` upgrade headers on Node; a caller-set Authorization wins over `Token <key>` on both
+    // (lib/helpers.ts convertLegacyOptions, AbstractLiveClient, lib/fetch.ts). The key argument is still
+    // required by the constructor and is never sent.
+    live: (url, token, pcm) => {
+      const client = createClientV3('unused', {
+        global: { url, headers: { Authorization: `Bearer ${token}` } },
+      })
+      const live = client.listen.live({
+        model: 'nova-3',
+        encoding: 'linear16',
+        sample_rate: 16000,
+        interim_results: true,
+      })
+      return driveEmitterLive(live, LiveEventsV3, pcm)
+    },
+    prerecorded: async (url, token, wavBytes) => {
+      const client = createClientV3('unused', {
+        global: { url, headers: { Authorization: `Bearer ${token}` } },
+      })
+      const { result, error } = await client.listen.prerecorded.transcribeFile(wavBytes, { model: 'nova-3' })
+      if (error) throw error
+      return {
+        transcript: result.results.channels[0]?.alternatives[0]?.transcript ?? '',
+        requestId: result.metadata.request_id,
+      }
+    },
+  },
+  {
+    name: 'v4 (@deepgram/sdk 4.11.3)',
+    // `accessToken` (4.5+): `Authorization: Bearer <jwt>` on REST and on the `ws` upgrade.
+    live: (url, token, pcm) => {
+      const client = createClientV4({ accessToken: token, global: { url } })
+      const live = client.listen.live({
+        model: 'nova-3',
+        encoding: 'linear16',
+        sample_rate: 16000,
+        interim_results: true,
+      })
+      return driveEmitterLive(live, LiveEventsV4, pcm)
+    },
+    prerecorded: async (url, token, wavBytes) => {
+      const client = createClientV4({ accessToken: token, global: { url } })
+      const { result, error } = await client.listen.prerecorded.transcribeFile(wavBytes, { model: 'nova-3' })
+      if (error) throw error
+      return {
+        transcript: result.results.channels[0]?.alternatives[0]?.transcript ?? '',
+        requestId: result.metadata.request_id,
+      }
+    },
+  },
+  {
+    name: 'v5 (@deepgram/sdk 5.13.0)',
+    live: liveV5,
+    prerecorded: async (url, token, wavBytes) => {
+      const client = new DeepgramClient({ accessToken: token, baseUrl: url })
+      const body = await client.listen.v1.media.transcribeFile(wavBytes, { model: 'nova-3' })
+      // The response type is a union with the callback answer (`{request_id}` only).
+      assert.ok('results' in body, 'a synchronous response')
+      return {
+        transcript: body.results.channels[0]?.alternatives?.[0]?.transcript ?? '',
+        requestId: body.metadata.request_id,
+      }
+    },
+  },
+]
+
+describe('the official Deepgram SDKs transcribe speech through Earmark with a grant token', {
+  timeout: 120_000,
+}, () => {
+  let server: ServerProcess | undefined
+  let owner: OwnerApi
+  let pcm: Int16Array
+  let wavBytes: Buffer
+  const figures: string[] = []
+
+  before(async () => {
+    // One decoder is enough: every stream and upload here runs after the previous one has ended.
+    server = await startServerProcess({
+      bootstrapKey: OWNER_KEY,
+      env: { EARMARK_CAPACITY: '1' },
+      timeoutMs: 60_000,
+    })
+    owner = await ownerApi(server.url, OWNER_KEY)
+    pcm = await spokenSentences(SENTENCES)
+    wavBytes = wav(pcm)
+  })
+
+  after(async () => {
+    if (figures.length) console.log(`word error rates through the SDKs:\n  ${figures.join('\n  ')}`)
+    if (!server) return
+    await server.stop()
+    removeDir(server.dataDir)
+  })
+
+  const url = () => {
+    if (!server) throw new Error('the server did not start')
+    return server.url
+  }
+
+  for (const sdk of SDKS) {
+    describe(sdk.name, () => {
+      it('streams live audio with a grant token and gets its final Results, Metadata and a 1000 close', {
+        timeout: 60_000,
+      }, async (t) => {
+        const { token } = await owner.grant(OWNER_KEY, 60)
+        const run = await sdk.live(url(), token, pcm)
+        const wer = wordErrorRate(REFERENCE, run.transcript)
+        figures.push(`${sdk.name} live: ${percent(wer)}`)
+        t.diagnostic(`${sdk.name} live WER ${percent(wer)}: ${run.transcript}`)
+        assert.equal(run.closeCode, 1000)
+        assert.ok(run.metadata, 'Metadata before the close')
+        assert.equal(run.requestIds.size, 1, 'every message carries the one request id of the stream')
+        assert.ok(wer <= MAX_WER, `WER ${percent(wer)} > ${percent(MAX_WER)}: ${run.transcript}`)
+      })
+
+      it('transcribes a pre-recorded WAV upload with a grant token', { timeout: 60_000 }, async (t) => {
+        const { token } = await owner.grant(OWNER_KEY, 60)
+        const { transcript, requestId } = await sdk.prerecorded(url(), token, wavBytes)
+        const wer = wordErrorRate(REFERENCE, transcript)
+        figures.push(`${sdk.name} pre-recorded: ${percent(wer)}`)
+        t.diagnostic(`${sdk.name} pre-recorded WER ${percent(wer)}: ${transcript}`)
+        assert.match(requestId, /^[0-9a-f-]{36}$/)
+        assert.ok(wer <= MAX_WER, `WER ${percent(wer)} > ${percent(MAX_WER)}: ${transcript}`)
+      })
+    })
+  }
+})
