@@ -54,10 +54,11 @@ export async function startServerProcess(options: StartOptions = {}): Promise<Se
   const output: string[] = []
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()))
   const url = await new Promise<string>((resolve, reject) => {
-    const timer = setTimeout(
-      () => reject(new Error(`server did not start:\n${output.join('\n')}`)),
-      options.timeoutMs ?? 20_000,
-    )
+    const timer = setTimeout(() => {
+      // Never leave a half-started server behind: it would keep the test process alive.
+      child.kill('SIGKILL')
+      reject(new Error(`server did not start:\n${output.join('\n')}`))
+    }, options.timeoutMs ?? 60_000)
     const onLine = (line: string) => {
       output.push(line)
       if (!line.startsWith('{')) return
