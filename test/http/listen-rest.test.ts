@@ -15,28 +15,10 @@ import {
   type TestEarmark,
   tokenAuth,
 } from '../helpers/earmark.js'
+import { wav } from '../helpers/listen-e2e.js'
 import { concatPcm, silence, speech, wordErrorRate } from '../helpers/speech.js'
 
 const SENTENCES = ['please open the door', 'turn on the lights in the kitchen']
-
-/** A 16 kHz mono 16-bit WAV of `pcm`. */
-function wav(pcm: Int16Array): Buffer {
-  const data = Buffer.from(pcm.buffer, pcm.byteOffset, pcm.byteLength)
-  const h = Buffer.alloc(44)
-  h.write('RIFF', 0)
-  h.writeUInt32LE(36 + data.length, 4)
-  h.write('WAVEfmt ', 8)
-  h.writeUInt32LE(16, 16)
-  h.writeUInt16LE(1, 20)
-  h.writeUInt16LE(1, 22)
-  h.writeUInt32LE(16000, 24)
-  h.writeUInt32LE(32000, 28)
-  h.writeUInt16LE(2, 32)
-  h.writeUInt16LE(16, 34)
-  h.write('data', 36)
-  h.writeUInt32LE(data.length, 40)
-  return Buffer.concat([h, data])
-}
 
 interface ListenBody {
   metadata: { request_id: string; duration: number; sha256: string; channels: number; models: string[] }
