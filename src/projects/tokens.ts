@@ -17,7 +17,10 @@ export async function grantToken(services: Services, principal: Principal, body:
   }
   // Earmark's extension: the app's end user the token is for, carried as a claim into usage records.
   const endUser = body.end_user ?? undefined
-  if (endUser !== undefined && (typeof endUser !== 'string' || endUser.length === 0 || endUser.length > 128)) {
+  if (
+    endUser !== undefined &&
+    (typeof endUser !== 'string' || endUser.length === 0 || endUser.length > 128)
+  ) {
     throw invalidField('end_user', 'must be a string of 1 to 128 characters')
   }
   const { token, claims } = await services.grants.mint({
