@@ -13,6 +13,21 @@ export interface ReadyMessage {
   config: { logLevel: string; accessLog: boolean }
 }
 
+/** What the speech benchmark server (`speech-server.ts`) tells the runner once its servers listen. */
+export interface SpeechReadyMessage {
+  type: 'speech-ready'
+  /** Earmark (HTTP), e.g. `http://127.0.0.1:41234`. */
+  earmarkUrl: string
+  /** The same server for WebSocket clients, e.g. `ws://127.0.0.1:41234`. */
+  earmarkWsUrl: string
+  /** A bare `ws` WebSocketServer in the same process (accepts any upgrade, echoes messages): the baseline. */
+  bareWsUrl: string
+  /** The bootstrap owner key's secret. */
+  apiKey: string
+  /** What the Earmark config was built from, minus the secret. */
+  config: { logLevel: string; accessLog: boolean; capacity: number; uvThreadpoolSize: string }
+}
+
 /** What the runner tells the server: close both servers, remove the data directory, exit. */
 export interface StopMessage {
   type: 'stop'
@@ -38,6 +53,10 @@ function hasType(value: unknown, type: string): boolean {
 
 export function isReadyMessage(value: unknown): value is ReadyMessage {
   return hasType(value, 'ready')
+}
+
+export function isSpeechReadyMessage(value: unknown): value is SpeechReadyMessage {
+  return hasType(value, 'speech-ready')
 }
 
 export function isStopMessage(value: unknown): value is StopMessage {
