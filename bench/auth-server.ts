@@ -9,7 +9,7 @@ import Fastify from 'fastify'
 import { generateKeySecret } from '../src/auth/index.js'
 import { loadConfig } from '../src/config/index.js'
 import { createEarmark } from '../src/main.js'
-import { type CpuMessage, isCpuRequestMessage, isStopMessage, type ReadyMessage } from './protocol.js'
+import { type ReadyMessage, serveRunner } from './protocol.js'
 
 const send = process.send?.bind(process)
 if (!send) throw new Error('bench/auth-server.ts must be started by bench/run.ts (it needs an IPC channel)')
@@ -36,25 +36,7 @@ bare.get('/bare', async () => ({ ok: true, type: 'bare' }))
 bare.post('/bare', async (request) => ({ ok: true, received: request.body }))
 const bareUrl = await bare.listen({ port: 0, host: '127.0.0.1' })
 
-let stopping = false
-async function stop(): Promise<void> {
-  if (stopping) return
-  stopping = true
-  await Promise.allSettled([bare.close(), earmark.close()])
-  // A normal exit, so `--cpu-prof` (BENCH_CPU_PROF) gets to write its profile.
-  process.exit(0)
-}
-
-process.on('message', (message) => {
-  if (isStopMessage(message)) void stop()
-  if (isCpuRequestMessage(message)) {
-    const { user, system } = process.cpuUsage()
-    const reply: CpuMessage = { type: 'cpu', id: message.id, userUs: user, systemUs: system }
-    send(reply)
-  }
-})
-// The runner died or closed the channel: do not linger.
-process.on('disconnect', () => void stop())
+serveRunner(send, () => Promise.allSettled([bare.close(), earmark.close()]))
 
 const ready: ReadyMessage = {
   type: 'ready',

@@ -70,3 +70,26 @@ export function isCpuRequestMessage(value: unknown): value is CpuRequestMessage 
 export function isCpuMessage(value: unknown): value is CpuMessage {
   return hasType(value, 'cpu')
 }
+
+/**
+ * The child side of the protocol: answers CPU requests, and on a stop message (or when the runner goes
+ * away) runs `close` once and exits normally, so `--cpu-prof` gets to write its profile.
+ */
+export function serveRunner(send: (message: unknown) => unknown, close: () => Promise<unknown>): void {
+  let stopping = false
+  const stop = async () => {
+    if (stopping) return
+    stopping = true
+    await close()
+    process.exit(0)
+  }
+  process.on('message', (message) => {
+    if (isStopMessage(message)) void stop()
+    if (isCpuRequestMessage(message)) {
+      const { user, system } = process.cpuUsage()
+      const reply: CpuMessage = { type: 'cpu', id: message.id, userUs: user, systemUs: system }
+      send(reply)
+    }
+  })
+  process.on('disconnect', () => void stop())
+}

@@ -14,7 +14,7 @@ import { WebSocketServer } from 'ws'
 import { generateKeySecret } from '../src/auth/index.js'
 import { loadConfig } from '../src/config/index.js'
 import { createEarmark } from '../src/main.js'
-import { type CpuMessage, isCpuRequestMessage, isStopMessage, type SpeechReadyMessage } from './protocol.js'
+import { type SpeechReadyMessage, serveRunner } from './protocol.js'
 
 const send = process.send?.bind(process)
 if (!send) throw new Error('bench/speech-server.ts must be started by bench/run.ts (it needs an IPC channel)')
@@ -49,27 +49,11 @@ bare.on('connection', (ws) => {
 await new Promise<void>((resolve) => bareHttp.listen(0, '127.0.0.1', resolve))
 const barePort = (bareHttp.address() as AddressInfo).port
 
-let stopping = false
-async function stop(): Promise<void> {
-  if (stopping) return
-  stopping = true
+serveRunner(send, async () => {
   for (const client of bare.clients) client.terminate()
   bare.close()
   await Promise.allSettled([new Promise((resolve) => bareHttp.close(resolve)), earmark.close()])
-  // A normal exit, so `--cpu-prof` (BENCH_CPU_PROF) gets to write its profile.
-  process.exit(0)
-}
-
-process.on('message', (message) => {
-  if (isStopMessage(message)) void stop()
-  if (isCpuRequestMessage(message)) {
-    const { user, system } = process.cpuUsage()
-    const reply: CpuMessage = { type: 'cpu', id: message.id, userUs: user, systemUs: system }
-    send(reply)
-  }
 })
-// The runner died or closed the channel: do not linger.
-process.on('disconnect', () => void stop())
 
 const ready: SpeechReadyMessage = {
   type: 'speech-ready',

@@ -67,16 +67,17 @@ export function resultsMessage(
   }
 }
 
-/** The `Metadata` message sent before a stream closes. */
-export function metadataMessage(ctx: {
+interface MetadataContext {
   requestId: string
   engine: Engine
   sha256: string
   created: string
   duration: number
-}) {
+}
+
+/** The metadata fields a live `Metadata` message and a pre-recorded response share. */
+function metadataFields(ctx: MetadataContext) {
   return {
-    type: 'Metadata',
     transaction_key: 'deprecated',
     request_id: ctx.requestId,
     sha256: ctx.sha256,
@@ -86,6 +87,11 @@ export function metadataMessage(ctx: {
     models: [ctx.engine.model.uuid],
     model_info: { [ctx.engine.model.uuid]: modelInfo(ctx.engine) },
   }
+}
+
+/** The `Metadata` message sent before a stream closes. */
+export function metadataMessage(ctx: MetadataContext) {
+  return { type: 'Metadata', ...metadataFields(ctx) }
 }
 
 /** The pre-recorded response body (deepgram-api.md §6). */
@@ -129,14 +135,7 @@ export function prerecordedResponse(
   }
   return {
     metadata: {
-      transaction_key: 'deprecated',
-      request_id: ctx.requestId,
-      sha256: ctx.sha256,
-      created: ctx.created,
-      duration: round(ctx.duration),
-      channels: 1,
-      models: [ctx.engine.model.uuid],
-      model_info: { [ctx.engine.model.uuid]: modelInfo(ctx.engine) },
+      ...metadataFields(ctx),
       ...(ctx.tags.length ? { tags: ctx.tags } : {}),
     },
     results: {

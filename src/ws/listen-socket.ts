@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto'
-import type { IncomingMessage } from 'node:http'
+import { type IncomingMessage, STATUS_CODES } from 'node:http'
 import type { Duplex } from 'node:stream'
 import type { FastifyInstance } from 'fastify'
 import { WebSocketServer } from 'ws'
@@ -7,7 +7,7 @@ import { type AudioDecoder, createAudioDecoder, parseAudioOptions } from '../aud
 import type { Authenticator, Principal, Scheme } from '../auth/index.js'
 import { parseAuthorization } from '../auth/index.js'
 import { type Engine, EngineBusyError, EngineOptionError } from '../engines/index.js'
-import { ApiError, ERRORS, invalidField } from '../errors.js'
+import { ApiError, invalidField } from '../errors.js'
 import { parseListenOptions } from '../listen/index.js'
 import { finishUsage, requireScope, type Services, startUsage } from '../projects/index.js'
 import { createListenSession, DEFAULT_SESSION_LIMITS, type SessionLimits } from './listen-session.js'
@@ -53,10 +53,7 @@ function rejectUpgrade(
   extra: Record<string, string> = {},
 ): void {
   const body = JSON.stringify({ err_code: err.code, err_msg: err.message, request_id: requestId })
-  const reason = (Object.entries(ERRORS).find(([code]) => code === err.code)?.[1].message ?? 'Error').replace(
-    /[^\x20-\x7e]/g,
-    '',
-  )
+  const reason = STATUS_CODES[err.status] ?? 'Error'
   const headers = {
     'content-type': 'application/json',
     'content-length': String(Buffer.byteLength(body)),
