@@ -9,7 +9,7 @@
 import type { ChildProcess } from 'node:child_process'
 import { mkdirSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { childCpuUs, ROOT, startChild, stopChild } from './child.js'
+import { childCpuUs, pinServer, ROOT, startChild, stopChild } from './child.js'
 import { type LoadOptions, runLoad, type Sample, type Target } from './load.js'
 import { isReadyMessage, type ReadyMessage } from './protocol.js'
 import { envNumber, log, machineInfo, table } from './report.js'
@@ -194,8 +194,10 @@ export async function runAuthBenchmark(
   const { child, ready } = await startChild('auth-server.ts', isReadyMessage, {
     ...(options.cpuProfDir ? { cpuProfDir: options.cpuProfDir } : {}),
   })
+  const pinned = pinServer(child)
   try {
     log(`earmark on ${ready.earmarkUrl}, bare fastify on ${ready.bareUrl}`)
+    log(pinned ? `server pinned to CPU ${pinned.server}, autocannon to CPU ${pinned.runner}` : 'not pinned')
     const jwt = await mintGrant(ready, 3600)
     const all = scenarios(ready, jwt).filter((s) => only.includes(s.id))
     if (all.length === 0) throw new Error('no auth scenario selected')
@@ -233,7 +235,10 @@ export async function runAuthBenchmark(
       `machine: ${machine.nproc} CPUs (${machine.cpu}), node ${machine.node}, ${machine.os}\n` +
         `method: ${settings.rounds} rounds x ${settings.seconds} s (+${settings.warmupSeconds} s warm-up) ` +
         `per side, interleaved baseline/scenario, ${settings.connections} connections, pipelining ` +
-        `${settings.pipelining}; server in a child process, autocannon in this one\n` +
+        `${settings.pipelining}; server in a child process, autocannon in this one` +
+        (pinned
+          ? ` (server pinned to CPU ${pinned.server}, autocannon to CPU ${pinned.runner})\n`
+          : ' (not pinned)\n') +
         `earmark config: EARMARK_LOG_LEVEL=${ready.config.logLevel}, ` +
         `EARMARK_ACCESS_LOG=${ready.config.accessLog} (no per-request access log line)\n` +
         'figures: medians over the rounds; ratio = median req/s of the scenario / median req/s of its baseline\n\n',
@@ -290,7 +295,11 @@ export async function runAuthBenchmark(
       benchmark: 'auth',
       date: new Date().toISOString(),
       machine,
-      settings: { ...settings, earmark: ready.config },
+      settings: {
+        ...settings,
+        earmark: ready.config,
+        pinning: pinned ? { server: pinned.server, runner: pinned.runner } : null,
+      },
       scenarios: results.map((r) => ({
         id: r.id,
         label: r.label,
@@ -320,6 +329,7 @@ export async function runAuthBenchmark(
     out.write(`\nresults: ${OUTPUT} (${report.seconds_total.toFixed(0)} s in all)\n`)
     return { allMet: !results.some((r) => r.met === false) }
   } finally {
+    pinned?.release()
     await stopChild(child)
   }
 }

@@ -1,7 +1,8 @@
 // Benchmark servers run in a child process, so the load generator never shares their event loop. This
 // starts one, waits for its ready message, asks it for its CPU time and stops it.
-import { type ChildProcess, fork } from 'node:child_process'
+import { type ChildProcess, fork, spawnSync } from 'node:child_process'
 import { mkdirSync } from 'node:fs'
+import { availableParallelism } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { type CpuRequestMessage, isCpuMessage } from './protocol.js'
@@ -86,4 +87,36 @@ export function childCpuUs(child: ChildProcess): Promise<number> {
     const request: CpuRequestMessage = { type: 'cpu?', id }
     child.send(request)
   })
+}
+
+/** How the runner and a bench server were spread over the CPUs. */
+export interface Pinning {
+  /** CPU list of the server process (all its threads), e.g. `1`. */
+  server: string
+  /** CPU list of the runner (the load generator), e.g. `0`. */
+  runner: string
+}
+
+function taskset(args: string[]): boolean {
+  return spawnSync('taskset', args, { stdio: 'ignore' }).status === 0
+}
+
+/**
+ * Pins the server child (every thread) to the last CPU and this runner to the others, so the load
+ * generator and the server never take turns on one core and the scheduler does not move them around:
+ * the figures then vary far less from run to run. Needs `taskset` (util-linux) and two CPUs; returns
+ * undefined (nothing pinned) otherwise or with `BENCH_PIN=0`. `release()` gives this runner back all CPUs.
+ */
+export function pinServer(child: ChildProcess): (Pinning & { release(): void }) | undefined {
+  const n = availableParallelism()
+  if (process.env.BENCH_PIN === '0' || n < 2 || child.pid === undefined) return undefined
+  const server = String(n - 1)
+  const runner = n === 2 ? '0' : `0-${n - 2}`
+  const all = `0-${n - 1}`
+  if (!taskset(['-a', '-p', '-c', server, String(child.pid)])) return undefined
+  if (!taskset(['-a', '-p', '-c', runner, String(process.pid)])) {
+    taskset(['-a', '-p', '-c', all, String(child.pid)])
+    return undefined
+  }
+  return { server, runner, release: () => void taskset(['-a', '-p', '-c', all, String(process.pid)]) }
 }

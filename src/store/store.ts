@@ -109,7 +109,8 @@ export interface Store {
   /**
    * A number that changes whenever projects, members, keys or signing keys may have changed, through this
    * store or any other process sharing the data. Synchronous and cheap: authentication calls it per request
-   * to know whether what it cached is still true.
+   * to know whether what it cached is still true. The contract: a change any process's store has
+   * acknowledged (its write promise resolved) shows in the version of every call made after that.
    */
   credentialsVersion(): number
 

@@ -9,7 +9,7 @@ export function genRequestId(): string {
   return randomUUID()
 }
 
-export async function setRequestIdHeader(request: FastifyRequest, reply: FastifyReply): Promise<void> {
+export function setRequestIdHeaders(request: FastifyRequest, reply: FastifyReply): void {
   reply.header('dg-request-id', request.id)
   reply.header('x-request-id', request.id)
 }

@@ -1,5 +1,6 @@
 import { mkdirSync } from 'node:fs'
 import { dirname } from 'node:path'
+import { setTimeout as sleep } from 'node:timers/promises'
 import Database from 'better-sqlite3'
 import type { Role } from '../../auth/scopes.js'
 import type {
@@ -14,6 +15,9 @@ import type {
   UsageRecord,
 } from '../store.js'
 import { SQLITE_MIGRATIONS } from './sqlite-migrations.js'
+
+/** How long a read of another process's commits is trusted, ms (see `credentialsVersion`). */
+const VERSION_TRUST_MS = 1
 
 export interface SqliteStoreOptions {
   /** Path of the database file; `:memory:` for a throwaway store. */
@@ -227,12 +231,28 @@ export function createSqliteStore(options: SqliteStoreOptions): Store {
     getUsage: db.prepare('SELECT * FROM usage_requests WHERE project_id = ? AND id = ?'),
   }
 
-  // Our own credential writes bump `localWrites`; other connections' commits (the CLI, another server on
-  // the same file) change SQLite's data_version. Together they say when cached credentials may be stale.
+  // Our own credential writes bump `localWrites` at once; other connections' commits (the CLI, another
+  // server on the same file) change SQLite's data_version. Reading data_version costs a read transaction
+  // (about 1.5 µs, a tenth of a cheap request), so a read is trusted for VERSION_TRUST_MS, and every
+  // credential write waits as long after its commit before it is acknowledged. Together: a change any
+  // process has acknowledged is seen by every request sent after it (a request that raced the write may go
+  // either way, as it could anyway), on one machine's monotonic clock.
   let localWrites = 0
   const dataVersion = db.prepare('PRAGMA data_version').pluck()
-  const wrote = <T>(result: T): T => {
+  let otherVersion = 0
+  let otherVersionReadAt = Number.NEGATIVE_INFINITY
+  const otherWrites = (): number => {
+    const now = performance.now()
+    if (now - otherVersionReadAt >= VERSION_TRUST_MS) {
+      otherVersionReadAt = now
+      otherVersion = dataVersion.get() as number
+    }
+    return otherVersion
+  }
+  const wrote = async <T>(result: T): Promise<T> => {
     localWrites++
+    const committedAt = performance.now()
+    while (performance.now() - committedAt < VERSION_TRUST_MS) await sleep(VERSION_TRUST_MS)
     return result
   }
 
@@ -273,10 +293,10 @@ export function createSqliteStore(options: SqliteStoreOptions): Store {
 
   return {
     kind: 'sqlite',
-    credentialsVersion: () => localWrites * 1_000_000_007 + (dataVersion.get() as number),
+    credentialsVersion: () => localWrites * 1_000_000_007 + otherWrites(),
     isEmpty: async () => q.anyProject.get() === undefined,
     createProjectWithOwner: async (project, owner, key) => {
-      wrote(createProjectWithOwnerTx.immediate(project, owner, key))
+      await wrote(createProjectWithOwnerTx.immediate(project, owner, key))
     },
     listProjects: async () => (q.listProjects.all() as ProjectRow[]).map(toProject),
     getProject: async (id) => {
@@ -300,7 +320,7 @@ export function createSqliteStore(options: SqliteStoreOptions): Store {
       )
     },
     createMember: async (member) => {
-      wrote(insertMember(member))
+      await wrote(insertMember(member))
     },
     listMembers: async (projectId) => (q.listMembers.all(projectId) as MemberRow[]).map(toMember),
     getMember: async (projectId, memberId) => {
@@ -313,7 +333,7 @@ export function createSqliteStore(options: SqliteStoreOptions): Store {
     },
     setMemberRole: async (projectId, memberId, role) => wrote(setRoleTx.immediate(projectId, memberId, role)),
     insertKey: async (key) => {
-      wrote(insertKeyTx.immediate(key))
+      await wrote(insertKeyTx.immediate(key))
     },
     findKeyByHash: async (hash) => {
       const row = q.keyByHash.get(hash) as KeyRow | undefined
@@ -340,7 +360,7 @@ export function createSqliteStore(options: SqliteStoreOptions): Store {
         }[]
       ).map((r) => ({ kid: r.kid, secret: r.secret, createdAt: r.created_at, retiredAt: r.retired_at })),
     insertSigningKey: async (key: SigningKey) => {
-      wrote(q.insertSigning.run(key.kid, key.secret, key.createdAt, key.retiredAt))
+      await wrote(q.insertSigning.run(key.kid, key.secret, key.createdAt, key.retiredAt))
     },
     retireSigningKey: async (kid, at) => wrote(q.retireSigning.run(at, kid).changes === 1),
     insertUsage: async (r) => {
