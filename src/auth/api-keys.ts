@@ -1,4 +1,4 @@
-import { createHash, randomBytes, timingSafeEqual } from 'node:crypto'
+import { hash, randomBytes, timingSafeEqual } from 'node:crypto'
 import { crc32 } from 'node:zlib'
 
 /**
@@ -28,7 +28,7 @@ export function isWellFormedKey(secret: string): boolean {
 
 /** SHA-256 of the secret, hex. Keys carry 192 random bits, so a fast unsalted hash is enough. */
 export function hashKeySecret(secret: string): string {
-  return createHash('sha256').update(secret).digest('hex')
+  return hash('sha256', secret, 'hex')
 }
 
 /** Constant-time comparison of two hex hashes. */

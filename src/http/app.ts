@@ -11,7 +11,7 @@ import type { Services } from '../projects/index.js'
 import { createCorsHook } from './hooks/cors.js'
 import { handleError, handleNotFound } from './hooks/errors.js'
 import { registerJsonParser } from './hooks/json-body.js'
-import { genRequestId, setRequestIdHeaders } from './hooks/request-id.js'
+import { genRequestId, setRequestIdHeader } from './hooks/request-id.js'
 import { authGrantRoutes } from './routes/auth-grant.js'
 import { authTokenRoutes } from './routes/auth-token.js'
 import { healthRoutes } from './routes/health.js'
@@ -57,7 +57,14 @@ const CORS_ALLOWED = [
   'x-fern-runtime',
   'x-fern-runtime-version',
 ]
-const CORS_EXPOSED = ['dg-model-name', 'dg-model-uuid', 'dg-char-count', 'dg-request-id', 'dg-error']
+const CORS_EXPOSED = [
+  'dg-model-name',
+  'dg-model-uuid',
+  'dg-char-count',
+  'dg-request-id',
+  'dg-error',
+  'x-request-id',
+]
 
 /** The HTTP API. Nothing listens until the caller says so; tests use `app.inject()`. */
 export async function createApp(options: AppOptions): Promise<FastifyInstance> {
@@ -82,7 +89,7 @@ export async function createApp(options: AppOptions): Promise<FastifyInstance> {
     maxAgeSeconds: 600,
   })
   app.addHook('onRequest', function everyResponse(request, reply, done) {
-    setRequestIdHeaders(request, reply)
+    setRequestIdHeader(request, reply)
     cors(request, reply, done)
   })
   if (options.accessLog) {

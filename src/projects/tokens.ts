@@ -64,12 +64,22 @@ function detailsDates(principal: Principal): DetailsDates {
   return dates
 }
 
+/** Whole seconds a credential has left at `now` (epoch ms), or null when it never expires. */
+export function secondsLeft(principal: Principal, now: number): number | null {
+  const { expiresAt } = principal
+  return expiresAt === null ? null : Math.max(0, Math.floor((expiresAt - now) / 1000))
+}
+
 /** `GET /v1/auth/token`: what the calling credential is and may do. Never echoes the secret. */
 export function tokenDetails(services: Services, principal: Principal) {
-  const { expiresAt, grant, key } = principal
+  return tokenDetailsAt(principal, services.clock.now())
+}
+
+/** The details as of `now` (epoch ms). */
+export function tokenDetailsAt(principal: Principal, now: number) {
+  const { grant, key } = principal
   const { expirationDate, created } = detailsDates(principal)
-  const expiresIn =
-    expiresAt === null ? null : Math.max(0, Math.floor((expiresAt - services.clock.now()) / 1000))
+  const expiresIn = secondsLeft(principal, now)
   if (grant) {
     return {
       type: 'access_token',

@@ -58,6 +58,7 @@ function rejectUpgrade(
     'content-type': 'application/json',
     'content-length': String(Buffer.byteLength(body)),
     'dg-request-id': requestId,
+    'x-request-id': requestId,
     'dg-error': err.message.replace(/[^\x20-\x7e]/g, ''),
     connection: 'close',
     ...extra,

@@ -245,6 +245,8 @@ describe('permission matrix', () => {
           const body = res.json() as { err_code: string; request_id: string }
           if (body.err_code !== ERR_CODE[expected]) failures.push(`${cred}: err_code ${body.err_code}`)
           if (body.request_id !== res.headers['dg-request-id']) failures.push(`${cred}: request_id mismatch`)
+          // SDK v5's DeepgramError.requestId reads x-request-id.
+          if (res.headers['x-request-id'] !== body.request_id) failures.push(`${cred}: x-request-id`)
         } else if (expected === 200 && route.produces) {
           assert.equal(res.headers['content-type'], route.produces, `${cred}: content type`)
           assert.ok(res.rawPayload.length > 0, `${cred}: a body`)

@@ -1,5 +1,6 @@
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify'
 import { ApiError, ERRORS, type ErrorCode, isApiError } from '../../errors.js'
+import { setErrorRequestIdHeader } from './request-id.js'
 
 /** Fastify's own client errors, mapped onto the ERRORS table. */
 const FRAMEWORK_CODES: Record<string, ErrorCode> = {
@@ -38,6 +39,7 @@ export function handleError(
       api = new ApiError('INTERNAL_ERROR')
     }
   }
+  setErrorRequestIdHeader(request, reply)
   reply
     .code(api.status)
     .header('dg-error', api.message)
@@ -46,5 +48,6 @@ export function handleError(
 
 export function handleNotFound(request: FastifyRequest, reply: FastifyReply) {
   const { status, message } = ERRORS.NOT_FOUND
+  setErrorRequestIdHeader(request, reply)
   reply.code(status).send(errorBody('NOT_FOUND', message, request.id))
 }
