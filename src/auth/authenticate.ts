@@ -4,7 +4,7 @@ import type { ApiKeyWithMember, Store } from '../store/index.js'
 import { hashesEqual, hashKeySecret } from './api-keys.js'
 import type { Clock } from './clock.js'
 import type { GrantClaims, Grants } from './grants.js'
-import { effectiveScopes, type Role, USAGE_WRITE } from './scopes.js'
+import { effectiveScopes, type Role, roleOf, USAGE_WRITE } from './scopes.js'
 
 /** The two ways to present a credential (deepgram-api.md §1.1). */
 export type Scheme = 'token' | 'bearer'
@@ -19,6 +19,8 @@ export interface Principal {
   memberRole: Role
   /** What the credential may do, fully expanded. */
   scopes: ReadonlySet<string>
+  /** The highest role those scopes make up (`roleOf(scopes)`), worked out once. */
+  role: Role | undefined
   /** Epoch ms after which the credential is dead, or null. */
   expiresAt: number | null
   /** Present for a grant token. */
@@ -64,13 +66,15 @@ export function isLive(key: ApiKeyWithMember, now: number): boolean {
 
 /** The principal of an API key, acting as itself. */
 export function keyPrincipal(key: ApiKeyWithMember): Principal {
+  const scopes = effectiveScopes(key.scopes, key.memberRole)
   return {
     scheme: 'token',
     projectId: key.projectId,
     keyId: key.id,
     memberId: key.memberId,
     memberRole: key.memberRole,
-    scopes: effectiveScopes(key.scopes, key.memberRole),
+    scopes,
+    role: roleOf(scopes),
     expiresAt: key.expiresAt,
     key,
   }
@@ -141,6 +145,7 @@ export function createAuthenticator({
       memberId: parent.memberId,
       memberRole: parent.memberRole,
       scopes,
+      role: roleOf(scopes),
       expiresAt: claims.exp * 1000,
       grant: claims,
     })

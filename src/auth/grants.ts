@@ -137,15 +137,8 @@ export async function createGrants(options: GrantsOptions): Promise<Grants> {
       const iat = Math.floor(nowMs / 1000)
       let exp = iat + ttlSeconds
       if (notAfterMs !== null) exp = Math.min(exp, Math.floor(notAfterMs / 1000))
-      const claims: GrantClaims = {
-        jti: randomUUID(),
-        projectId,
-        accessor,
-        scopes: [USAGE_WRITE],
-        iat,
-        exp,
-        ...(endUser !== undefined ? { endUser } : {}),
-      }
+      const claims: GrantClaims = { jti: randomUUID(), projectId, accessor, scopes: [USAGE_WRITE], iat, exp }
+      if (endUser !== undefined) claims.endUser = endUser
       const token = current.sign({
         iss: ISSUER,
         sub: accessor,

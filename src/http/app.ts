@@ -12,6 +12,7 @@ import { createCorsHook } from './hooks/cors.js'
 import { handleError, handleNotFound } from './hooks/errors.js'
 import { registerJsonParser } from './hooks/json-body.js'
 import { genRequestId, setRequestIdHeader } from './hooks/request-id.js'
+import { lazyChildLogger } from './request-logger.js'
 import { authGrantRoutes } from './routes/auth-grant.js'
 import { authTokenRoutes } from './routes/auth-token.js'
 import { healthRoutes } from './routes/health.js'
@@ -72,6 +73,7 @@ export async function createApp(options: AppOptions): Promise<FastifyInstance> {
     loggerInstance: options.logger,
     // Fastify's own two lines a request are replaced by the one access line below.
     logController: new LogController({ disableRequestLogging: true }),
+    childLoggerFactory: lazyChildLogger,
     genReqId: genRequestId,
     requestIdHeader: false,
     bodyLimit: options.jsonBodyLimit ?? 64 * 1024,

@@ -7,7 +7,6 @@ import {
   isSubset,
   isValidScope,
   type Principal,
-  roleOf,
 } from '../auth/index.js'
 import { ApiError, invalidField } from '../errors.js'
 import type { ApiKeyRecord, ApiKeyWithMember, Member } from '../store/index.js'
@@ -135,7 +134,7 @@ function memberView(k: ApiKeyWithMember) {
 
 /** Owners see every key of the project; admins and members only their own member's (deepgram-api.md §3). */
 function canSee(principal: Principal, key: ApiKeyWithMember): boolean {
-  return key.memberId === principal.memberId || roleOf(principal.scopes) === 'owner'
+  return key.memberId === principal.memberId || principal.role === 'owner'
 }
 
 async function visibleKey(services: Services, principal: Principal, projectId: string, keyId: string) {
@@ -186,7 +185,7 @@ export async function listKeys(
   const now = services.clock.now()
   const all = await services.store.listKeys(
     projectId,
-    roleOf(principal.scopes) === 'owner' ? {} : { memberId: principal.memberId },
+    principal.role === 'owner' ? {} : { memberId: principal.memberId },
   )
   const keys = all.filter((k) => {
     const expired = k.expiresAt !== null && k.expiresAt <= now

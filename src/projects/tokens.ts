@@ -1,11 +1,11 @@
-import { GRANT_DEFAULT_TTL, GRANT_MAX_TTL, type Principal, roleAtLeast, roleOf } from '../auth/index.js'
+import { GRANT_DEFAULT_TTL, GRANT_MAX_TTL, type Principal, roleAtLeast } from '../auth/index.js'
 import { ApiError, invalidField } from '../errors.js'
 import { isoDate, type Services } from './context.js'
 
 /** `POST /v1/auth/grant` (deepgram-api.md §2): a short-lived `usage:write` JWT for a member-or-higher key. */
 export async function grantToken(services: Services, principal: Principal, body: Record<string, unknown>) {
   if (principal.scheme !== 'token') throw new ApiError('FORBIDDEN', 'A grant token cannot mint another.')
-  if (!roleAtLeast(roleOf(principal.scopes), 'member')) {
+  if (!roleAtLeast(principal.role, 'member')) {
     throw new ApiError(
       'FORBIDDEN',
       'Insufficient permissions: granting needs a key with the member role or higher.',

@@ -69,4 +69,44 @@ describe('logging', () => {
       await store.close()
     }
   })
+
+  it('names the request id on every line logged for a request (the request logger is made on first use)', async () => {
+    const lines: string[] = []
+    const sink = new Writable({
+      write(chunk, _enc, done) {
+        lines.push(String(chunk))
+        done()
+      },
+    })
+    const clock = createManualClock()
+    const store = createSqliteStore({ path: ':memory:' })
+    const services: Services = { store, clock, grants: await createGrants({ store, clock }) }
+    const app = await createApp({
+      services,
+      authenticator: createAuthenticator(services),
+      logger: createLogger({ logLevel: 'info' }, sink),
+      accessLog: true,
+    })
+    app.get('/boom', async () => {
+      throw new Error('internal detail')
+    })
+    try {
+      const ok = await app.inject({ url: '/healthz' })
+      const boom = await app.inject({ url: '/boom' })
+      assert.equal(boom.statusCode, 500)
+      const parsed = lines.map((l) => JSON.parse(l) as { reqId?: string; msg: string; level: number })
+      const forOk = parsed.filter((l) => l.reqId === ok.headers['dg-request-id'])
+      const forBoom = parsed.filter((l) => l.reqId === boom.headers['dg-request-id'])
+      assert.deepEqual(
+        forOk.map((l) => l.msg),
+        ['request'],
+      )
+      assert.deepEqual(forBoom.map((l) => l.msg).sort(), ['request', 'unhandled error'])
+      assert.equal(boom.json().err_msg.includes('internal detail'), false)
+      assert.equal(lines.length, 3, 'no line without its request id')
+    } finally {
+      await app.close()
+      await store.close()
+    }
+  })
 })
