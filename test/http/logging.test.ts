@@ -13,24 +13,30 @@ import type { Services } from '../../src/projects/index.js'
 import { createSqliteStore } from '../../src/store/sqlite/sqlite-store.js'
 import { bootstrapProject } from '../helpers/earmark.js'
 
+/** An app whose log lines (access log on) are collected in `lines`. */
+async function loggedApp(logLevel: 'trace' | 'info') {
+  const lines: string[] = []
+  const sink = new Writable({
+    write(chunk, _enc, done) {
+      lines.push(String(chunk))
+      done()
+    },
+  })
+  const clock = createManualClock()
+  const store = createSqliteStore({ path: ':memory:' })
+  const services: Services = { store, clock, grants: await createGrants({ store, clock }) }
+  const app = await createApp({
+    services,
+    authenticator: createAuthenticator(services),
+    logger: createLogger({ logLevel }, sink),
+    accessLog: true,
+  })
+  return { app, store, services, lines }
+}
+
 describe('logging', () => {
   it('never writes a key secret or a grant token to a log line, on success or failure', async () => {
-    const lines: string[] = []
-    const sink = new Writable({
-      write(chunk, _enc, done) {
-        lines.push(String(chunk))
-        done()
-      },
-    })
-    const clock = createManualClock()
-    const store = createSqliteStore({ path: ':memory:' })
-    const services: Services = { store, clock, grants: await createGrants({ store, clock }) }
-    const app = await createApp({
-      services,
-      authenticator: createAuthenticator(services),
-      logger: createLogger({ logLevel: 'trace' }, sink),
-      accessLog: true,
-    })
+    const { app, store, services, lines } = await loggedApp('trace')
     try {
       const fx = await bootstrapProject(services)
       const secrets = [fx.ownerKey]
@@ -71,22 +77,7 @@ describe('logging', () => {
   })
 
   it('names the request id on every line logged for a request (the request logger is made on first use)', async () => {
-    const lines: string[] = []
-    const sink = new Writable({
-      write(chunk, _enc, done) {
-        lines.push(String(chunk))
-        done()
-      },
-    })
-    const clock = createManualClock()
-    const store = createSqliteStore({ path: ':memory:' })
-    const services: Services = { store, clock, grants: await createGrants({ store, clock }) }
-    const app = await createApp({
-      services,
-      authenticator: createAuthenticator(services),
-      logger: createLogger({ logLevel: 'info' }, sink),
-      accessLog: true,
-    })
+    const { app, store, lines } = await loggedApp('info')
     app.get('/boom', async () => {
       throw new Error('internal detail')
     })
