@@ -110,22 +110,27 @@ export function createAuthenticator({
     return entry
   }
 
-  // Principals that authenticated, by key hash or token text, for the synchronous fast path. Valid while
-  // the credentials version holds; expiry is checked on every use.
-  const principals = new LRUCache<string, { version: number; principal: Principal }>({
-    max: cacheSize ?? 10_000,
-  })
-  const remember = (cacheKey: string, version: number, principal: Principal) => {
-    principals.set(cacheKey, { version, principal })
-    return principal
+  // Principals that authenticated, for the synchronous fast path: keys by their hash, grant tokens by their
+  // signature (the JWS's last part) with the whole token kept and compared, since hashing a ~300-character
+  // token as a map key on every request cost more than the rest of the lookup. Valid while the credentials
+  // version holds; expiry is checked on every use.
+  interface Known {
+    version: number
+    principal: Principal
+    /** For a grant token: the whole token the signature belongs to. */
+    token?: string
   }
+  const knownKeys = new LRUCache<string, Known>({ max: cacheSize ?? 10_000 })
+  const knownTokens = new LRUCache<string, Known>({ max: cacheSize ?? 10_000 })
+  const signatureOf = (token: string) => token.slice(token.lastIndexOf('.') + 1)
 
   const byKey = async (secret: string): Promise<Principal> => {
     const hash = hashKeySecret(secret)
     const { version, key, principal } = await cached(`h:${hash}`, () => store.findKeyByHash(hash))
     // The lookup is by hash; the compare is constant-time anyway so the check never depends on timing.
     if (!key || !principal || !hashesEqual(key.hash, hash) || !isLive(key, clock.now())) throw invalid()
-    return remember(`h:${hash}`, version, principal)
+    knownKeys.set(hash, { version, principal })
+    return principal
   }
 
   const byGrant = async (token: string): Promise<Principal> => {
@@ -138,7 +143,7 @@ export function createAuthenticator({
     if (!parent || !isLive(parent, clock.now())) throw invalid()
     const parentScopes = effectiveScopes(parent.scopes, parent.memberRole)
     const scopes = new Set(claims.scopes.filter((s) => s === USAGE_WRITE && parentScopes.has(s)))
-    return remember(`b:${token}`, version, {
+    const principal: Principal = {
       scheme: 'bearer',
       projectId: claims.projectId,
       keyId: parent.id,
@@ -148,7 +153,9 @@ export function createAuthenticator({
       role: roleOf(scopes),
       expiresAt: claims.exp * 1000,
       grant: claims,
-    })
+    }
+    knownTokens.set(signatureOf(token), { version, principal, token })
+    return principal
   }
 
   const authenticate = (scheme: Scheme, secret: string) =>
@@ -164,9 +171,12 @@ export function createAuthenticator({
     peekHeader(header) {
       const parsed = parseAuthorization(header)
       if (!parsed) return undefined
-      const cacheKey = parsed.scheme === 'token' ? `h:${hashKeySecret(parsed.secret)}` : `b:${parsed.secret}`
-      const hit = principals.get(cacheKey)
+      const { scheme, secret } = parsed
+      const hit =
+        scheme === 'token' ? knownKeys.get(hashKeySecret(secret)) : knownTokens.get(signatureOf(secret))
       if (!hit || hit.version !== store.credentialsVersion()) return undefined
+      // Same signature, other header or payload: not the token that was verified.
+      if (scheme === 'bearer' && hit.token !== secret) return undefined
       const { expiresAt } = hit.principal
       return expiresAt === null || expiresAt > clock.now() ? hit.principal : undefined
     },
