@@ -208,7 +208,7 @@ export function buildCli(io: CliIo = processIo): Command {
         if (!key || !isLive(key, services.clock.now()))
           throw new ApiError('KEY_NOT_FOUND', 'No live key with that id.')
         // The CLI acts as that key: the same rules as the API (member role or higher, expiry capped).
-        json(await grantToken(services, keyPrincipal(key), { ttl_seconds: opts.ttl }))
+        json(grantToken(services, keyPrincipal(key), { ttl_seconds: opts.ttl }))
       }),
     )
 

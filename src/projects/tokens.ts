@@ -3,7 +3,7 @@ import { ApiError, invalidField } from '../errors.js'
 import { isoDate, type Services } from './context.js'
 
 /** `POST /v1/auth/grant` (deepgram-api.md §2): a short-lived `usage:write` JWT for a member-or-higher key. */
-export async function grantToken(services: Services, principal: Principal, body: Record<string, unknown>) {
+export function grantToken(services: Services, principal: Principal, body: Record<string, unknown>) {
   if (principal.scheme !== 'token') throw new ApiError('FORBIDDEN', 'A grant token cannot mint another.')
   if (!roleAtLeast(principal.role, 'member')) {
     throw new ApiError(
@@ -23,7 +23,7 @@ export async function grantToken(services: Services, principal: Principal, body:
   ) {
     throw invalidField('end_user', 'must be a string of 1 to 128 characters')
   }
-  const { token, claims } = await services.grants.mint({
+  const { token, claims } = services.grants.mint({
     projectId: principal.projectId,
     accessor: principal.keyId,
     ttlSeconds: ttl,

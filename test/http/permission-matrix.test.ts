@@ -179,14 +179,14 @@ describe('permission matrix', () => {
       status: 200,
       detail: null,
     })
-    const shortGrant = await services.grants.mint({
+    const shortGrant = services.grants.mint({
       projectId,
       accessor: memberKey.id,
       ttlSeconds: 1,
       notAfterMs: null,
     })
     clock.advance(2000)
-    const grant = await services.grants.mint({
+    const grant = services.grants.mint({
       projectId,
       accessor: memberKey.id,
       ttlSeconds: 3600,

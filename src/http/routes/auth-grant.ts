@@ -7,14 +7,15 @@ const JSON_TYPE = 'application/json; charset=utf-8'
 
 export function authGrantRoutes(app: FastifyInstance, { services, authenticator }: RouteDeps): void {
   const { management } = authHooks(authenticator)
-  app.post('/v1/auth/grant', { onRequest: management }, async (req, reply) => {
-    const { access_token: token, expires_in: expiresIn } = await grantToken(
+  // Synchronous from end to end (fast-jwt signs with node:crypto): no promise on the way.
+  app.post('/v1/auth/grant', { onRequest: management }, (req, reply) => {
+    const { access_token: token, expires_in: expiresIn } = grantToken(
       services,
       principalOf(req),
       bodyObject(req),
     )
     // Written out rather than serialised: a compact JWS is base64url and dots, nothing to escape, and
-    // scanning its ~300 characters for escapes was a tenth of this route's cost.
-    return reply.type(JSON_TYPE).send(`{"access_token":"${token}","expires_in":${expiresIn}}`)
+    // scanning its ~470 characters for escapes was a tenth of this route's cost.
+    reply.type(JSON_TYPE).send(`{"access_token":"${token}","expires_in":${expiresIn}}`)
   })
 }
