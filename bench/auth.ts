@@ -4,7 +4,8 @@
 // so drift hits both alike, and the verdict uses the ratio of the medians.
 //
 // Env: BENCH_SECONDS (3), BENCH_ROUNDS (5), BENCH_WARMUP_SECONDS (1), BENCH_CONNECTIONS (10),
-// BENCH_CPU_PROF (a directory: CPU-profile the server child), BENCH_STRICT=1 (exit 1 when a target is not met).
+// BENCH_CPU_PROF (a directory: CPU-profile the server child), BENCH_STRICT=1 (exit 1 when a target is not met),
+// BENCH_PIN=0 (do not pin the server and autocannon to separate CPUs).
 // Which scenarios run is bench/run.ts's business (BENCH_ONLY).
 import type { ChildProcess } from 'node:child_process'
 import { mkdirSync, writeFileSync } from 'node:fs'
@@ -194,6 +195,8 @@ export async function runAuthBenchmark(
   const { child, ready } = await startChild('auth-server.ts', isReadyMessage, {
     ...(options.cpuProfDir ? { cpuProfDir: options.cpuProfDir } : {}),
   })
+  // Read before pinning: availableParallelism() then counts only the runner's CPUs.
+  const machine = machineInfo()
   const pinned = pinServer(child)
   try {
     log(`earmark on ${ready.earmarkUrl}, bare fastify on ${ready.bareUrl}`)
@@ -228,7 +231,6 @@ export async function runAuthBenchmark(
       })
     }
 
-    const machine = machineInfo()
     const out = process.stdout
     out.write('\nEarmark auth benchmark\n')
     out.write(
