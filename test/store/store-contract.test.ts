@@ -167,6 +167,50 @@ for (const name of selected) {
       assert.equal((await store.listSigningKeys()).find((k) => k.kid === a.kid)?.retiredAt, T0 + 1)
     })
 
+    it("moves the credentials version on every credential write, ours or another process's, once acknowledged", async () => {
+      // A second store on the same data stands for another process (the CLI, another server).
+      const other = make(dir)
+      try {
+        const p = project()
+        const owner = member(p.id)
+        await store.createProjectWithOwner(p, owner, key(owner))
+        // One target per writer: a write that changes nothing need not move the version.
+        const doomed = [key(owner), key(owner)]
+        for (const k of doomed) await store.insertKey(k)
+        const writes: [string, (s: Store, i: number) => Promise<unknown>][] = [
+          [
+            'project with owner',
+            () => {
+              const q = project()
+              const o = member(q.id)
+              return store.createProjectWithOwner(q, o, key(o))
+            },
+          ],
+          ['member', (s) => s.createMember(member(p.id, 'member'))],
+          ['key', (s) => s.insertKey(key(owner))],
+          ['key deletion', (s, i) => s.deleteKey(p.id, doomed[i]?.id ?? '', T0 + 5)],
+          ['project rename', (s, i) => s.updateProject(p.id, { name: `Q${i}` })],
+        ]
+        for (const [what, write] of writes) {
+          for (const [i, [by, writer]] of (
+            [
+              ['this store', store],
+              ['another store', other],
+            ] as const
+          ).entries()) {
+            // Asked right before, so whatever the store caches of the version is fresh.
+            const before = store.credentialsVersion()
+            await write(writer, i)
+            assert.notEqual(store.credentialsVersion(), before, `${what} by ${by}`)
+          }
+        }
+        const before = store.credentialsVersion()
+        assert.equal(store.credentialsVersion(), before, 'no write, same version')
+      } finally {
+        await other.close()
+      }
+    })
+
     it('opens an existing store again without re-applying migrations', async () => {
       const again = make(dir)
       try {
