@@ -5,37 +5,21 @@
 //   stream of the concurrency sweep;
 // - a bare `ws` WebSocketServer on its own port (no auth, no engine, echoes messages): the upgrade baseline.
 // The runner sets UV_THREADPOOL_SIZE in this process's environment, as bin/earmark.js does for a real server.
-import { mkdtempSync, rmSync } from 'node:fs'
 import { createServer } from 'node:http'
 import type { AddressInfo } from 'node:net'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
 import { WebSocketServer } from 'ws'
-import { generateKeySecret } from '../src/auth/index.js'
-import { loadConfig } from '../src/config/index.js'
-import { createEarmark } from '../src/main.js'
+import { runnerChannel, startBenchEarmark } from './bench-earmark.js'
 import { type SpeechReadyMessage, serveRunner } from './protocol.js'
 
-const send = process.send?.bind(process)
-if (!send) throw new Error('bench/speech-server.ts must be started by bench/run.ts (it needs an IPC channel)')
-
-const capacity = process.env.EARMARK_CAPACITY ?? '8'
-const dataDir = mkdtempSync(join(tmpdir(), 'earmark-bench-speech-'))
-// Removed however this process ends (a failed start included).
-process.once('exit', () => rmSync(dataDir, { recursive: true, force: true }))
-const apiKey = generateKeySecret()
-const config = loadConfig({
-  PORT: '0',
-  HOST: '127.0.0.1',
-  EARMARK_DATA_DIR: dataDir,
-  EARMARK_BOOTSTRAP_KEY: apiKey,
-  EARMARK_LOG_LEVEL: 'warn',
-  EARMARK_ACCESS_LOG: 'false',
-  EARMARK_CAPACITY: capacity,
+const send = runnerChannel('speech-server.ts')
+const {
+  earmark,
+  config,
+  url: earmarkUrl,
+  apiKey,
+} = await startBenchEarmark('earmark-bench-speech-', {
+  EARMARK_CAPACITY: process.env.EARMARK_CAPACITY ?? '8',
 })
-
-const earmark = await createEarmark(config)
-const earmarkUrl = await earmark.app.listen({ port: config.port, host: config.host })
 
 const bareHttp = createServer((_req, res) => {
   res.writeHead(404).end()

@@ -15,7 +15,7 @@ export {
 } from './keys.js'
 export { addMember, getMemberScopes, listMembers, setMemberScope } from './members.js'
 export { getProject, listProjects, projectView, updateProject } from './projects.js'
-export { grantToken, secondsLeft, tokenDetails, tokenDetailsAt } from './tokens.js'
+export { grantToken, secondsLeft, tokenDetails } from './tokens.js'
 export {
   END_USER_TAG,
   endUserOf,

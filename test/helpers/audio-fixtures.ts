@@ -61,6 +61,18 @@ export type FixtureName =
   | 'speech-48k-stereo.raw'
   | 'speech-8k.mulaw'
 
+/** ffmpeg output options for what a browser's MediaRecorder sends: clusters of unknown size, no cues or duration. */
+export const LIVE_WEBM_ARGS = [
+  '-c:a',
+  'libopus',
+  '-live',
+  '1',
+  '-cluster_time_limit',
+  '100',
+  '-f',
+  'webm',
+] as const
+
 const SENTENCE =
   'The quick brown fox jumps over the lazy dog. Pack my box with five dozen liquor jugs, said the decoder.'
 
@@ -74,20 +86,7 @@ export async function makeAudioFixtures(): Promise<AudioFixtures> {
   await Promise.all([
     ff(['-i', src, '-ar', '48000', '-ac', '2', path('speech-48k-stereo.wav')]),
     ff(['-i', src, '-c:a', 'libopus', path('speech.webm')]),
-    // What a browser's MediaRecorder sends: clusters of unknown size, no duration, no cues.
-    ff([
-      '-i',
-      src,
-      '-c:a',
-      'libopus',
-      '-live',
-      '1',
-      '-cluster_time_limit',
-      '100',
-      '-f',
-      'webm',
-      path('speech-live.webm'),
-    ]),
+    ff(['-i', src, ...LIVE_WEBM_ARGS, path('speech-live.webm')]),
     // Short Ogg pages, as a streaming encoder writes them (ffmpeg's default page is a second long).
     ff(['-i', src, '-c:a', 'libopus', '-page_duration', '20000', path('speech.ogg')]),
     ff(['-i', src, '-c:a', 'libmp3lame', '-b:a', '64k', path('speech.mp3')]),

@@ -3,6 +3,7 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
+import { LIVE_WEBM_ARGS } from './audio-fixtures.js'
 import { finals, openSocket, type StreamLog } from './live-server.js'
 import { concatPcm, SAMPLE_RATE, silence, speech } from './speech.js'
 
@@ -72,17 +73,7 @@ export async function webmVariants(wavBytes: Uint8Array): Promise<WebmVariants> 
       run('ffmpeg', ['-hide_banner', '-loglevel', 'error', '-y', '-i', src, ...args])
     await Promise.all([
       ff(['-c:a', 'libopus', join(dir, 'speech.webm')]),
-      ff([
-        '-c:a',
-        'libopus',
-        '-live',
-        '1',
-        '-cluster_time_limit',
-        '100',
-        '-f',
-        'webm',
-        join(dir, 'speech-live.webm'),
-      ]),
+      ff([...LIVE_WEBM_ARGS, join(dir, 'speech-live.webm')]),
     ])
     return {
       webm: await readFile(join(dir, 'speech.webm')),

@@ -58,6 +58,22 @@ function arrayBufferOf(pcm: Int16Array): ArrayBuffer {
   return pcm.buffer.slice(pcm.byteOffset, pcm.byteOffset + pcm.byteLength) as ArrayBuffer
 }
 
+/** The transcript and request id of a v3/v4 pre-recorded answer (`{ result, error }`). */
+function emitterPrerecorded(answer: {
+  result: {
+    results: { channels: { alternatives: { transcript: string }[] }[] }
+    metadata: { request_id: string }
+  } | null
+  error: unknown
+}): { transcript: string; requestId: string } {
+  const { result, error } = answer
+  if (error || !result) throw error ?? new Error('no result and no error')
+  return {
+    transcript: result.results.channels[0]?.alternatives[0]?.transcript ?? '',
+    requestId: result.metadata.request_id,
+  }
+}
+
 /** Sends the audio in 100 ms chunks once the v3/v4 client reports Open, then CloseStream; resolves on Close. */
 function driveEmitterLive(
   live: EmitterLiveClient,
@@ -166,12 +182,7 @@ const SDKS: Sdk[] = [
       const client = createClientV3('unused', {
         global: { url, headers: { Authorization: `Bearer ${token}` } },
       })
-      const { result, error } = await client.listen.prerecorded.transcribeFile(wavBytes, { model: 'nova-3' })
-      if (error) throw error
-      return {
-        transcript: result.results.channels[0]?.alternatives[0]?.transcript ?? '',
-        requestId: result.metadata.request_id,
-      }
+      return emitterPrerecorded(await client.listen.prerecorded.transcribeFile(wavBytes, { model: 'nova-3' }))
     },
   },
   {
@@ -189,12 +200,7 @@ const SDKS: Sdk[] = [
     },
     prerecorded: async (url, token, wavBytes) => {
       const client = createClientV4({ accessToken: token, global: { url } })
-      const { result, error } = await client.listen.prerecorded.transcribeFile(wavBytes, { model: 'nova-3' })
-      if (error) throw error
-      return {
-        transcript: result.results.channels[0]?.alternatives[0]?.transcript ?? '',
-        requestId: result.metadata.request_id,
-      }
+      return emitterPrerecorded(await client.listen.prerecorded.transcribeFile(wavBytes, { model: 'nova-3' }))
     },
   },
   {

@@ -1,6 +1,6 @@
 import type { FastifyInstance } from 'fastify'
 import type { Principal } from '../../auth/index.js'
-import { secondsLeft, tokenDetailsAt } from '../../projects/index.js'
+import { secondsLeft, tokenDetails } from '../../projects/index.js'
 import { principalOf } from '../hooks/auth.js'
 import { authHooks, type RouteDeps } from './route-deps.js'
 
@@ -20,7 +20,7 @@ export function authTokenRoutes(app: FastifyInstance, { services, authenticator 
     const expiresIn = secondsLeft(principal, now)
     let answer = answers.get(principal)
     if (answer === undefined || answer.expiresIn !== expiresIn) {
-      answer = { expiresIn, json: JSON.stringify(tokenDetailsAt(principal, now)) }
+      answer = { expiresIn, json: JSON.stringify(tokenDetails(principal, now)) }
       answers.set(principal, answer)
     }
     reply.type(JSON_TYPE).send(answer.json)
