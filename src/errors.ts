@@ -8,6 +8,8 @@ export const ERRORS = {
   INVALID_JSON: { status: 400, message: 'Invalid JSON submitted.' },
   INVALID_FIELD: { status: 400, message: 'A field of the request is invalid.' },
   BAD_AUDIO: { status: 400, message: 'Bad Request: failed to process audio: corrupt or unsupported data' },
+  /** Deepgram's words for a model or voice it does not have (deepgram-api.md §5, §8.1). */
+  MODEL_NOT_FOUND: { status: 400, message: 'Bad Request: No such model/version combination found.' },
   REMOTE_CONTENT_ERROR: { status: 400, message: 'Could not fetch the audio at the given URL.' },
   INVALID_AUTH: { status: 401, message: 'Invalid credentials.' },
   FORBIDDEN: { status: 403, message: 'Insufficient permissions.' },
@@ -23,6 +25,7 @@ export const ERRORS = {
   TOO_MANY_REQUESTS: { status: 429, message: 'Too many requests. Please try again later' },
   INTERNAL_ERROR: { status: 500, message: 'Internal server error.' },
   SERVICE_UNAVAILABLE: { status: 503, message: 'Please try again later' },
+  GATEWAY_TIMEOUT: { status: 504, message: 'The request took too long to process. Please try again later' },
 } as const satisfies Record<string, { status: number; message: string }>
 
 export type ErrorCode = keyof typeof ERRORS
