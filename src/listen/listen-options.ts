@@ -1,4 +1,5 @@
-import { invalidField } from '../errors.js'
+import { ApiError, invalidField } from '../errors.js'
+import { isListenModel } from './listen-models.js'
 
 /** Query options of `/v1/listen` that Earmark acts on (deepgram-api.md §6, §7). Others are accepted and ignored. */
 export interface ListenOptions {
@@ -60,8 +61,13 @@ function list(query: Query, field: string): string[] {
   })
 }
 
-/** Validates the query of a `/v1/listen` request or upgrade; a bad value is a 400 naming the field. */
+/**
+ * Validates the query of a `/v1/listen` request or upgrade; a bad value is a 400 naming the field, a model
+ * Earmark does not serve a 400 `MODEL_NOT_FOUND` (both before anything is metered).
+ */
 export function parseListenOptions(query: Query): ListenOptions {
+  const model = single(query, 'model') || null
+  if (model !== null && !isListenModel(model)) throw new ApiError('MODEL_NOT_FOUND')
   const endpointingRaw = single(query, 'endpointing')
   let endpointing: number | false = 10
   if (endpointingRaw === 'false') endpointing = false
@@ -73,7 +79,7 @@ export function parseListenOptions(query: Query): ListenOptions {
   const punctuate = bool(query, 'punctuate', false)
   const smartFormat = bool(query, 'smart_format', false)
   return {
-    model: single(query, 'model') ?? null,
+    model,
     language: single(query, 'language') || 'en',
     interimResults,
     endpointing,

@@ -19,6 +19,7 @@ export {
 export {
   DEFAULT_SPEAK_MODEL,
   getVoice,
+  isSpeakModel,
   MALE_AURA_NAMES,
   resolveVoice,
   VOICE_IDS,

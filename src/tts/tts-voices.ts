@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto'
-import { invalidField } from '../errors.js'
+import { ApiError } from '../errors.js'
 
 /** The program that renders a voice. */
 export type VoiceEngine = 'flite' | 'espeak-ng'
@@ -43,9 +43,39 @@ const VOICE_TABLE: Record<VoiceId, Omit<Voice, 'id' | 'uuid'>> = {
 export const DEFAULT_SPEAK_MODEL = 'aura-2-thalia-en'
 
 /**
- * Deepgram Aura voice names that are male (Aura 1, Aura 2 English and Spanish). Every `aura*` model maps
- * onto a flite voice: these names to `flite-rms`, every other name (the female voices, and any name Earmark
- * does not know) to `flite-slt`. The language suffix is ignored: both voices speak English only.
+ * Deepgram's Aura voices (the v5 SDK's `SpeakV1Model` list, deepgram-api.md §8.1), by generation and
+ * language. A name outside this catalogue is refused as Deepgram refuses it (400, `MODEL_NOT_FOUND`).
+ */
+const AURA_VOICES: Readonly<Record<'aura' | 'aura-2', Readonly<Record<string, string>>>> = {
+  aura: { en: 'angus arcas asteria athena helios hera luna orion orpheus perseus stella zeus' },
+  'aura-2': {
+    en:
+      'amalthea andromeda apollo arcas aries asteria athena atlas aurora callista cora cordelia delia draco ' +
+      'electra harmonia helena hera hermes hyperion iris janus juno jupiter luna mars minerva neptune ' +
+      'odysseus ophelia orion orpheus pandora phoebe pluto saturn selene thalia theia vesta zeus',
+    es:
+      'agustina alvaro antonia aquila carina celeste diana estrella gloria javier luciano nestor olivia ' +
+      'selena silvia sirio valerio',
+    de: 'aurelia elara fabian julius kara lara viktoria',
+    nl: 'beatrix cornelia daphne hestia lars leda rhea roman sander',
+    fr: 'agathe hector',
+    it: 'cesare cinzia demetra dionisio elio flavio livia maia melia perseo',
+    ja: 'ama ebisu fujin izanami uzume',
+  },
+}
+
+/** Every Aura model name, e.g. `aura-asteria-en`, `aura-2-thalia-en`, mapped to its speaker's name. */
+const AURA_MODELS: ReadonlyMap<string, string> = new Map(
+  Object.entries(AURA_VOICES).flatMap(([generation, languages]) =>
+    Object.entries(languages).flatMap(([language, speakers]) =>
+      speakers.split(' ').map((speaker) => [`${generation}-${speaker}-${language}`, speaker] as const),
+    ),
+  ),
+)
+
+/**
+ * Aura speakers with a male voice. Every Aura model maps onto a flite voice: these to `flite-rms`, the
+ * others to `flite-slt`. Both speak English only, whatever the model's language.
  */
 export const MALE_AURA_NAMES: ReadonlySet<string> = new Set([
   // Aura 1
@@ -63,6 +93,7 @@ export const MALE_AURA_NAMES: ReadonlySet<string> = new Set([
   'draco',
   'hermes',
   'hyperion',
+  'janus',
   'jupiter',
   'mars',
   'neptune',
@@ -73,8 +104,24 @@ export const MALE_AURA_NAMES: ReadonlySet<string> = new Set([
   'alvaro',
   'aquila',
   'javier',
+  'luciano',
   'nestor',
   'sirio',
+  'valerio',
+  // Aura 2, German, Dutch, French, Italian, Japanese
+  'fabian',
+  'julius',
+  'lars',
+  'roman',
+  'sander',
+  'hector',
+  'cesare',
+  'dionisio',
+  'elio',
+  'flavio',
+  'perseo',
+  'ebisu',
+  'fujin',
 ])
 
 function voiceUuid(id: VoiceId): string {
@@ -95,18 +142,20 @@ function isVoiceId(value: string): value is VoiceId {
 }
 
 /**
- * The voice for a `model` query value: an Earmark voice id, or any Deepgram `aura*` name (see
- * `MALE_AURA_NAMES`). Absent means `DEFAULT_SPEAK_MODEL`.
- * @throws ApiError `INVALID_FIELD` naming `model` for anything else.
+ * The voice for a `model` query value: an Earmark voice id, or a Deepgram Aura model (see `AURA_VOICES`
+ * and `MALE_AURA_NAMES`). Absent means `DEFAULT_SPEAK_MODEL`.
+ * @throws ApiError `MODEL_NOT_FOUND` for anything else.
  */
 export function resolveVoice(model: string | undefined): Voice {
   const name = (model ?? DEFAULT_SPEAK_MODEL).trim().toLowerCase()
   if (isVoiceId(name)) return getVoice(name)
-  if (/^aura(-|$)/.test(name)) {
-    // aura-<name>-<lang> or aura-2-<name>-<lang>
-    const parts = name.split('-').filter((p) => p !== 'aura' && !/^\d+$/.test(p))
-    const speaker = parts[0] ?? ''
-    return getVoice(MALE_AURA_NAMES.has(speaker) ? 'flite-rms' : 'flite-slt')
-  }
-  throw invalidField('model', `unknown model; use an aura-* name or one of ${VOICE_IDS.join(', ')}`)
+  const speaker = AURA_MODELS.get(name)
+  if (speaker !== undefined) return getVoice(MALE_AURA_NAMES.has(speaker) ? 'flite-rms' : 'flite-slt')
+  throw new ApiError('MODEL_NOT_FOUND')
+}
+
+/** True when `/v1/speak` has a voice for `model`. */
+export function isSpeakModel(model: string): boolean {
+  const name = model.trim().toLowerCase()
+  return isVoiceId(name) || AURA_MODELS.has(name)
 }

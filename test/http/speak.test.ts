@@ -171,7 +171,7 @@ describe('POST /v1/speak', () => {
       ['aura-2-thalia-en', female],
       ['aura-orion-en', male],
       ['aura-2-zeus-en', male],
-      ['aura-2-someone-new-en', female],
+      ['aura-2-fabian-de', male],
       ['flite-awb', getVoice('flite-awb').uuid],
       ['flite-kal', getVoice('flite-kal').uuid],
       ['espeak-en', getVoice('espeak-en').uuid],
@@ -229,7 +229,17 @@ describe('POST /v1/speak', () => {
     ['text that is not a string', '', { text: 42 }, 400, 'INVALID_FIELD', /`text`/],
     ['a url instead of text', '', { url: 'https://example.com/a.txt' }, 400, 'INVALID_FIELD', /`url`/],
     ['2001 characters', '', { text: 'a'.repeat(2001) }, 413, 'PAYLOAD_TOO_LARGE'],
-    ['an unknown model', '?model=nova-3', undefined, 400, 'INVALID_FIELD', /`model`/],
+    ['a speech-to-text model', '?model=nova-3', undefined, 400, 'MODEL_NOT_FOUND', /No such model/],
+    ['an Aura name Deepgram does not have', '?model=aura-2-nobody-en', undefined, 400, 'MODEL_NOT_FOUND'],
+    ['an Aura model with a NUL', '?model=aura-%00', undefined, 400, 'MODEL_NOT_FOUND'],
+    [
+      'an Aura model with an emoji',
+      `?model=aura-${encodeURIComponent('🙂')}`,
+      undefined,
+      400,
+      'MODEL_NOT_FOUND',
+    ],
+    ['an Aura model with CR/LF', '?model=aura-2-thalia-en%0D%0Ax-evil:1', undefined, 400, 'MODEL_NOT_FOUND'],
     ['an unknown encoding', '?encoding=wav', undefined, 400, 'INVALID_FIELD', /`encoding`/],
     [
       'mulaw at 24 kHz',
@@ -276,8 +286,29 @@ describe('POST /v1/speak', () => {
       assert.equal(body.err_code, code)
       assert.equal(body.request_id, res.headers['dg-request-id'])
       if (message) assert.match(body.err_msg, message)
+      assert.match(String(res.headers['dg-error']), /^[\x20-\x7e]+$/)
+      if (status < 500) {
+        const usage = await em.services.store.getUsage(projectId, body.request_id)
+        assert.equal(usage, undefined, 'a refused request is not metered')
+      }
     })
   }
+
+  it('takes every Aura voice the v5 SDK names, and Earmark voice ids, in any case', async () => {
+    for (const model of [
+      'aura-asteria-en',
+      'AURA-2-Thalia-EN',
+      'aura-2-sirio-es',
+      'aura-2-uzume-ja',
+      'espeak-en',
+    ]) {
+      const res = await speak(`?model=${model}&encoding=linear16&container=none&sample_rate=8000`, {
+        text: 'hi',
+      })
+      assert.equal(res.statusCode, 200, `${model}: ${res.body}`)
+      assert.equal(res.headers['dg-model-name'], model)
+    }
+  })
 
   it('takes exactly 2000 characters', async () => {
     const text = 'Speech. '.repeat(250)

@@ -1,5 +1,6 @@
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify'
 import { ApiError, ERRORS, type ErrorCode, isApiError } from '../../errors.js'
+import { headerSafe } from '../header-value.js'
 import { setErrorRequestIdHeader } from './request-id.js'
 
 /** Fastify's own client errors, mapped onto the ERRORS table. */
@@ -42,7 +43,8 @@ export function handleError(
   setErrorRequestIdHeader(request, reply)
   reply
     .code(api.status)
-    .header('dg-error', api.message)
+    // The message may quote the client's input; the header gets a safe copy, the body the whole of it.
+    .header('dg-error', headerSafe(api.message))
     .send(errorBody(api.code, api.message, request.id))
 }
 

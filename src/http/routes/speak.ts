@@ -3,6 +3,7 @@ import { USAGE_WRITE } from '../../auth/index.js'
 import { ApiError, invalidField } from '../../errors.js'
 import { finishUsage, requireScope, startUsage } from '../../projects/index.js'
 import { parseSpeakQuery, type Speech, synthesize } from '../../tts/index.js'
+import { headerSafe } from '../header-value.js'
 import { bodyObject, principalOf } from '../hooks/auth.js'
 import { authHooks, type RouteDeps } from './route-deps.js'
 
@@ -69,7 +70,7 @@ export function speakRoutes(app: FastifyInstance, { services, authenticator }: R
       await finishUsage(services, record, { characters, status: 200 })
       reply
         .header('content-type', speech.format.contentType)
-        .header('dg-model-name', model)
+        .header('dg-model-name', headerSafe(model))
         .header('dg-model-uuid', voice.uuid)
         .header('dg-char-count', String(characters))
       return reply.send(speech.stream)
