@@ -17,7 +17,7 @@ export {
   RAW_ENCODINGS,
   type RawEncoding,
 } from './audio-format.js'
-export { type DecodeAllOptions, decodeAll } from './decode-all.js'
+export { type DecodeAllOptions, decodeAll, decodeStream } from './decode-all.js'
 export type { DecoderState } from './decoder-events.js'
 export { concatPcm } from './pcm.js'
 export { MAX_WAV_HEADER_BYTES, type PcmLayout, parseWavHeader, type WavHeader } from './wav-header.js'

@@ -73,6 +73,16 @@ export interface Transcription {
   duration: number
 }
 
+/** How a one-shot decode waits for a free decoder (the same capacity live streams take). */
+export interface Admission {
+  /** How long to wait for a free decoder, ms; 0 refuses at once. Default: the engine's own. */
+  waitMs?: number
+  /** Refuse at once with EngineBusyError when this many one-shot decodes already wait. Default: no bound. */
+  maxQueue?: number
+  /** Aborting gives up the place in the queue, or stops the decode; the promise rejects with the reason. */
+  signal?: AbortSignal
+}
+
 export interface Engine {
   readonly name: string
   /** The PCM sample rate this engine takes. */
@@ -85,11 +95,20 @@ export interface Engine {
   inUse(): number
   /** Opens a stream, or throws `EngineBusyError` when all capacity is taken. */
   openStream(options: StreamOptions, sink: StreamSink): Promise<EngineStream>
-  /** Decodes a whole buffer (pre-recorded audio); waits up to `waitMs` for free capacity, else throws EngineBusyError. */
+  /**
+   * Decodes a whole recording (pre-recorded audio) on one decoder taken from the same capacity as streams.
+   * `pcm` is one buffer, or PCM chunks of any size pulled one at a time once a decoder is free: a source
+   * that decodes a file lazily (starting ffmpeg on its first `next()`) then holds nothing while the
+   * request waits, and neither the encoded bytes nor the PCM are ever whole in memory. The engine stops
+   * pulling (calling the iterator's `return()`) as soon as it fails or `admission.signal` aborts.
+   * `admission` is the wait for capacity (a number is `waitMs`, kept for older callers).
+   * @throws EngineBusyError when no decoder frees within the wait, or the queue is full; an error the
+   * source throws, or the signal's reason, as is. The decoder is back in the pool before it rejects.
+   */
   transcribe(
-    pcm: Int16Array,
+    pcm: Int16Array | AsyncIterable<Int16Array>,
     options: Omit<StreamOptions, 'interimResults'>,
-    waitMs?: number,
+    admission?: number | Admission,
   ): Promise<Transcription>
   /** Frees every decoder. */
   close(): Promise<void>

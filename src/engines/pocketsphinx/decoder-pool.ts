@@ -8,8 +8,13 @@ export interface DecoderPool {
   inUse(): number
   /** A free decoder, or undefined at once when none is free. */
   tryAcquire(): PocketsphinxDecoder | undefined
-  /** Waits up to `waitMs` for a free decoder (first come, first served), else rejects with EngineBusyError. */
-  acquire(waitMs: number): Promise<PocketsphinxDecoder>
+  /**
+   * Waits up to `waitMs` for a free decoder (first come, first served), else rejects with EngineBusyError;
+   * at once when `maxWaiters` already wait. Aborting `signal` leaves the queue and rejects with its reason.
+   */
+  acquire(waitMs: number, options?: AcquireOptions): Promise<PocketsphinxDecoder>
+  /** Callers waiting in `acquire` now. */
+  waiting(): number
   /** Gives a decoder back. A `broken` one is freed and replaced by a fresh one in the background. */
   release(decoder: PocketsphinxDecoder, options?: { broken?: boolean }): void
   /** Rejects waiters, frees idle decoders now and lent ones when they come back. */
@@ -23,10 +28,17 @@ export interface DecoderPoolOptions {
   onReplaceError?: (err: unknown) => void
 }
 
+export interface AcquireOptions {
+  maxWaiters?: number
+  signal?: AbortSignal
+}
+
 interface Waiter {
   resolve(decoder: PocketsphinxDecoder): void
-  reject(err: Error): void
+  reject(err: unknown): void
   timer: NodeJS.Timeout
+  /** Detaches the abort listener. */
+  done(): void
 }
 
 /** Loads `size` decoders in parallel (each load runs on the threadpool) and resolves when all are warm. */
@@ -61,7 +73,7 @@ export async function createDecoderPool(options: DecoderPoolOptions): Promise<De
     }
     const waiter = waiters.shift()
     if (waiter) {
-      clearTimeout(waiter.timer)
+      waiter.done()
       waiter.resolve(lend(decoder))
     } else {
       idle.push(decoder)
@@ -76,20 +88,36 @@ export async function createDecoderPool(options: DecoderPoolOptions): Promise<De
       const decoder = idle.shift()
       return decoder && lend(decoder)
     },
-    acquire(waitMs) {
+    waiting: () => waiters.length,
+    acquire(waitMs, acquireOptions = {}) {
+      const { signal, maxWaiters = Number.POSITIVE_INFINITY } = acquireOptions
       if (closed) return Promise.reject(new EngineBusyError('The speech engine is shutting down.'))
+      if (signal?.aborted) return Promise.reject(signal.reason)
       const decoder = idle.shift()
       if (decoder) return Promise.resolve(lend(decoder))
       if (waitMs <= 0) return Promise.reject(new EngineBusyError())
+      if (waiters.length >= maxWaiters) {
+        return Promise.reject(new EngineBusyError('Too many requests are waiting for speech capacity.'))
+      }
       return new Promise((resolve, reject) => {
+        const leave = (err: unknown) => {
+          const at = waiters.indexOf(waiter)
+          if (at < 0) return
+          waiters.splice(at, 1)
+          waiter.done()
+          reject(err)
+        }
+        const onAbort = () => leave(signal?.reason)
         const waiter: Waiter = {
           resolve,
           reject,
-          timer: setTimeout(() => {
-            waiters.splice(waiters.indexOf(waiter), 1)
-            reject(new EngineBusyError())
-          }, waitMs),
+          timer: setTimeout(() => leave(new EngineBusyError()), waitMs),
+          done: () => {
+            clearTimeout(waiter.timer)
+            signal?.removeEventListener('abort', onAbort)
+          },
         }
+        signal?.addEventListener('abort', onAbort, { once: true })
         waiters.push(waiter)
       })
     },
@@ -110,7 +138,7 @@ export async function createDecoderPool(options: DecoderPoolOptions): Promise<De
     async close() {
       closed = true
       for (const waiter of waiters.splice(0)) {
-        clearTimeout(waiter.timer)
+        waiter.done()
         waiter.reject(new EngineBusyError('The speech engine is shutting down.'))
       }
       for (const decoder of idle.splice(0)) track(decoder.close())

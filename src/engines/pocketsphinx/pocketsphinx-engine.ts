@@ -82,7 +82,10 @@ function positiveInteger(name: string, value: number): number {
  *   pauses after half of it when endpointing is false) have speechFinal false; so do finals from finalize
  *   and close. A Finalize with nothing new since the last final still yields an empty final.
  * - `transcribe` reads the caller's buffer in place on the threadpool: do not change it until it resolves.
- *   It returns only utterances with words.
+ *   It returns only utterances with words. Given an async iterable, it pulls the next chunk only once the
+ *   slice before was decoded: the decoder's pace is the back-pressure on the source. One-shot decodes
+ *   queue for the same decoders as streams (streams never queue: they are refused at once when all are
+ *   lent out); `admission.maxQueue` bounds that queue.
  * - Decoding runs on the libuv threadpool (4 threads unless UV_THREADPOOL_SIZE is set before first use):
  *   give it at least capacity + 4 so decoders never starve fs, dns and crypto work.
  */
@@ -111,20 +114,26 @@ export async function createPocketsphinxEngine(options: PocketsphinxEngineOption
   const streams = new Set<EngineStream>()
   const transcriptions = new Set<Promise<unknown>>()
   let closing: Promise<void> | undefined
+  /** Stops streamed one-shot decodes at close: a long file would otherwise hold the shutdown. */
+  const shutdown = new AbortController()
 
   const transcribeOn = async (
     decoder: PocketsphinxDecoder,
-    pcm: Int16Array,
+    pcm: Int16Array | AsyncIterable<Int16Array>,
     endpointingMs: number | false,
+    signal: AbortSignal | undefined,
   ) => {
-    let broken = false
+    const health = { broken: false }
     try {
-      return await transcribeWithDecoder(decoder, pcm, { endpointingMs, maxUtteranceMs, sliceSamples })
-    } catch (err) {
-      broken = true
-      throw err
+      return await transcribeWithDecoder(decoder, pcm, {
+        endpointingMs,
+        maxUtteranceMs,
+        sliceSamples,
+        health,
+        ...(signal ? { signal } : {}),
+      })
     } finally {
-      pool.release(decoder, { broken })
+      pool.release(decoder, health)
     }
   }
 
@@ -159,11 +168,25 @@ export async function createPocketsphinxEngine(options: PocketsphinxEngineOption
       return stream
     },
 
-    async transcribe(pcm, transcribeOptions, waitMs = transcribeWaitMs) {
+    async transcribe(pcm, transcribeOptions, admission = {}) {
       checkOptions(transcribeOptions)
       if (closing) throw new EngineBusyError('The speech engine is shutting down.')
-      const decoder = await pool.acquire(waitMs)
-      const job = transcribeOn(decoder, pcm, transcribeOptions.endpointingMs)
+      const {
+        waitMs = transcribeWaitMs,
+        maxQueue,
+        signal,
+      } = typeof admission === 'number' ? { waitMs: admission } : admission
+      const decoder = await pool.acquire(waitMs, {
+        ...(maxQueue !== undefined ? { maxWaiters: maxQueue } : {}),
+        ...(signal ? { signal } : {}),
+      })
+      const stop =
+        pcm instanceof Int16Array
+          ? signal
+          : signal
+            ? AbortSignal.any([signal, shutdown.signal])
+            : shutdown.signal
+      const job = transcribeOn(decoder, pcm, transcribeOptions.endpointingMs, stop)
       transcriptions.add(job)
       try {
         return await job
@@ -174,6 +197,7 @@ export async function createPocketsphinxEngine(options: PocketsphinxEngineOption
 
     close() {
       closing ??= (async () => {
+        shutdown.abort(new EngineBusyError('The speech engine is shutting down.'))
         await Promise.allSettled([...streams].map((s) => s.close()))
         await Promise.allSettled([...transcriptions])
         await pool.close()
