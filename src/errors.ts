@@ -19,6 +19,7 @@ export const ERRORS = {
   MEMBER_NOT_FOUND: { status: 404, message: 'Member not found.' },
   REQUEST_NOT_FOUND: { status: 404, message: 'Request not found.' },
   METHOD_NOT_ALLOWED: { status: 405, message: 'Method not allowed.' },
+  REQUEST_TIMEOUT: { status: 408, message: 'The request body did not arrive in time.' },
   CONFLICT: { status: 409, message: 'The request conflicts with the current state.' },
   PAYLOAD_TOO_LARGE: { status: 413, message: 'Payload size exceeds the limit.' },
   UNSUPPORTED_MEDIA_TYPE: { status: 415, message: 'Content-Type is not supported.' },
