@@ -17,7 +17,7 @@ import { authGrantRoutes } from './routes/auth-grant.js'
 import { authTokenRoutes } from './routes/auth-token.js'
 import { healthRoutes } from './routes/health.js'
 import { keyRoutes } from './routes/keys.js'
-import { listenRoutes } from './routes/listen.js'
+import { DEFAULT_PRERECORDED_LIMITS, listenRoutes, type PrerecordedLimits } from './routes/listen.js'
 import { memberRoutes } from './routes/members.js'
 import { projectRoutes } from './routes/projects.js'
 import { speakRoutes } from './routes/speak.js'
@@ -42,6 +42,8 @@ export interface AppOptions {
     maxUploadBytes?: number
     /** How long a pre-recorded request waits for capacity before a 429, ms (10 000). */
     capacityWaitMs?: number
+    /** Queue, upload and duration limits of pre-recorded requests (see `DEFAULT_PRERECORDED_LIMITS`). */
+    prerecorded?: Partial<PrerecordedLimits>
   }
   /** Called for every route as it is registered (the permission-matrix guard uses it). */
   onRoute?: (route: RouteOptions) => void
@@ -79,6 +81,8 @@ export async function createApp(options: AppOptions): Promise<FastifyInstance> {
     bodyLimit: options.jsonBodyLimit ?? 64 * 1024,
     exposeHeadRoutes: false,
     return503OnClosing: true,
+    // A URL Fastify cannot decode (`%ED%A0%80`) never reaches a route or the error handler otherwise.
+    frameworkErrors: handleError,
   })
   if (options.onRoute) app.addHook('onRoute', options.onRoute)
 
@@ -131,7 +135,8 @@ export async function createApp(options: AppOptions): Promise<FastifyInstance> {
       engine: options.engine,
       maxUploadBytes,
       capacityWaitMs: options.speech?.capacityWaitMs ?? 10_000,
-      fetch: { allowedHosts: [], maxBytes: maxUploadBytes, timeoutMs: 30_000, ...options.speech?.fetch },
+      limits: { ...DEFAULT_PRERECORDED_LIMITS, ...options.speech?.prerecorded },
+      fetch: { allowedHosts: [], maxBytes: maxUploadBytes, timeoutMs: 120_000, ...options.speech?.fetch },
     })
   }
   return app

@@ -1,7 +1,7 @@
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify'
 import { ApiError, ERRORS, type ErrorCode, isApiError } from '../../errors.js'
 import { headerSafe } from '../header-value.js'
-import { setErrorRequestIdHeader } from './request-id.js'
+import { setErrorRequestIdHeader, setRequestIdHeader } from './request-id.js'
 
 /** Fastify's own client errors, mapped onto the ERRORS table. */
 const FRAMEWORK_CODES: Record<string, ErrorCode> = {
@@ -40,6 +40,8 @@ export function handleError(
       api = new ApiError('INTERNAL_ERROR')
     }
   }
+  // Framework errors (a bad URL) come before the hook that sets dg-request-id.
+  setRequestIdHeader(request, reply)
   setErrorRequestIdHeader(request, reply)
   reply
     .code(api.status)
