@@ -17,7 +17,7 @@ import {
   type Engine,
   measureRealTimeFactor,
 } from './engines/index.js'
-import { createApp } from './http/index.js'
+import { createApp, redactSecrets } from './http/index.js'
 import { type BootstrapResult, bootstrapIfEmpty, type Services } from './projects/index.js'
 import { createSqliteStore } from './store/sqlite/sqlite-store.js'
 import { attachListenSocket } from './ws/index.js'
@@ -75,7 +75,13 @@ export const LOG_REDACT = [
 
 /** The process logger (stdout unless `destination` is given). */
 export function createLogger(config: Pick<Config, 'logLevel'>, destination?: DestinationStream) {
-  const options = { level: config.logLevel, redact: { paths: LOG_REDACT, censor: '[redacted]' } }
+  const options = {
+    level: config.logLevel,
+    redact: { paths: LOG_REDACT, censor: '[redacted]' },
+    // The last line of defence: a key or JWT that reached any field (an error message quoting input, an
+    // upgrade URL) is cut out of the finished line before it is written.
+    hooks: { streamWrite: redactSecrets },
+  }
   return destination ? pino(options, destination) : pino(options)
 }
 

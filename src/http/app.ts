@@ -12,6 +12,7 @@ import { createCorsHook } from './hooks/cors.js'
 import { handleError, handleNotFound } from './hooks/errors.js'
 import { registerJsonParser } from './hooks/json-body.js'
 import { genRequestId, setRequestIdHeader } from './hooks/request-id.js'
+import { redactPath } from './redact-secrets.js'
 import { lazyChildLogger } from './request-logger.js'
 import { authGrantRoutes } from './routes/auth-grant.js'
 import { authTokenRoutes } from './routes/auth-token.js'
@@ -100,11 +101,12 @@ export async function createApp(options: AppOptions): Promise<FastifyInstance> {
   })
   if (options.accessLog) {
     app.addHook('onResponse', async (request, reply) => {
-      // The path only: a query string is the client's to fill and is never logged.
+      // The path only, with anything shaped like a key or token cut out: a query string is the client's
+      // to fill and is never logged, and a client may paste a secret into a path (`/v1/auth/token/emk_…`).
       request.log.info(
         {
           method: request.method,
-          path: request.url.split('?', 1)[0],
+          path: redactPath(request.url),
           status: reply.statusCode,
           ms: Math.round(reply.elapsedTime * 10) / 10,
         },

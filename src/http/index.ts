@@ -1,1 +1,2 @@
 export { type AppOptions, createApp } from './app.js'
+export { REDACTED, redactPath, redactSecrets } from './redact-secrets.js'

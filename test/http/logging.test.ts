@@ -7,7 +7,7 @@ import {
   createManualClock,
   generateKeySecret,
 } from '../../src/auth/index.js'
-import { createApp } from '../../src/http/index.js'
+import { createApp, REDACTED, redactPath, redactSecrets } from '../../src/http/index.js'
 import { createLogger } from '../../src/main.js'
 import type { Services } from '../../src/projects/index.js'
 import { createSqliteStore } from '../../src/store/sqlite/sqlite-store.js'
@@ -99,5 +99,69 @@ describe('logging', () => {
       await app.close()
       await store.close()
     }
+  })
+
+  it('logs a path with a key, a JWT or another long secret pasted into it redacted, and never a query', async () => {
+    const { app, store, services, lines } = await loggedApp('info')
+    app.get('/echo-boom', async (req) => {
+      throw new Error(`internal detail about ${req.headers['x-echo']}`)
+    })
+    try {
+      const fx = await bootstrapProject(services)
+      const granted = await app.inject({
+        method: 'POST',
+        url: '/v1/auth/grant',
+        headers: { authorization: `Token ${fx.ownerKey}` },
+      })
+      const jwt = (granted.json() as { access_token: string }).access_token
+      const deepgramKey = 'aaaaaaaa0123456789abcdef0123456789abcdef'
+      const secrets = [fx.ownerKey, jwt, deepgramKey, fx.ownerKey.slice(4), jwt.split('.')[2] ?? jwt]
+      const paths = [
+        `/v1/auth/token/${fx.ownerKey}`,
+        `/v1/auth/token/${fx.ownerKey.replace('_', '%5F')}/more`,
+        `/v1/projects/${jwt}/keys`,
+        `/v1/keys/${deepgramKey}`,
+        `/v1/projects/${fx.projectId}/keys?secret=${fx.ownerKey}`,
+      ]
+      for (const url of paths) await app.inject({ url, headers: { authorization: `Token ${fx.ownerKey}` } })
+      for (const echo of [fx.ownerKey, jwt])
+        await app.inject({ url: '/echo-boom', headers: { 'x-echo': echo } })
+      const log = lines.join('')
+      for (const s of secrets) assert.ok(!log.includes(s), `a secret reached the log: ${s.slice(0, 12)}…`)
+      const logged = lines.map((l) => JSON.parse(l) as { path?: string; msg: string })
+      const accessPaths = logged.filter((l) => l.msg === 'request').map((l) => l.path)
+      assert.ok(
+        accessPaths.includes(`/v1/projects/${fx.projectId}/keys`),
+        'a UUID is kept and the query dropped',
+      )
+      assert.ok(accessPaths.includes(`/v1/auth/token/${REDACTED}`))
+      assert.ok(accessPaths.includes(`/v1/auth/token/${REDACTED}/more`))
+      assert.equal(
+        logged.filter((l) => l.msg === 'unhandled error').length,
+        2,
+        'the error lines were written',
+      )
+    } finally {
+      await app.close()
+      await store.close()
+    }
+  })
+})
+
+describe('redaction', () => {
+  it('redactPath keeps ordinary segments and UUIDs and drops the query', () => {
+    assert.equal(
+      redactPath('/v1/projects/0b5c3f2e-8a1d-4c3e-9f00-112233445566/keys?x=emk_1'),
+      '/v1/projects/0b5c3f2e-8a1d-4c3e-9f00-112233445566/keys',
+    )
+    assert.equal(redactPath('/v1/listen'), '/v1/listen')
+    assert.equal(redactPath('/v1/x/EMK_short'), `/v1/x/${REDACTED}`)
+    assert.equal(redactPath('/v1/x/%E0%A4%A'), '/v1/x/%E0%A4%A')
+    assert.equal(redactPath(`/v1/x/${'Zm9v'.repeat(10)}`), `/v1/x/${REDACTED}`)
+  })
+  it('redactSecrets cuts keys and JWTs out of any text and leaves the rest', () => {
+    assert.equal(redactSecrets('{"msg":"bad key emk_00ff in /a"}'), `{"msg":"bad key ${REDACTED} in /a"}`)
+    assert.equal(redactSecrets('token eyJhbGciOi.eyJzdWIi.c2ln end'), `token ${REDACTED} end`)
+    assert.equal(redactSecrets('nothing here'), 'nothing here')
   })
 })
