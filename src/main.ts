@@ -128,9 +128,20 @@ export async function createEarmark(config: Config, clock: Clock = systemClock):
     jsonBodyLimit: config.jsonBodyLimit,
     engine,
     speech: {
-      fetch: { allowedHosts: config.fetchAllowedHosts },
+      fetch: {
+        allowedHosts: config.fetchAllowedHosts,
+        timeoutMs: config.fetchTimeoutMs,
+        idleTimeoutMs: config.fetchIdleTimeoutMs,
+      },
       maxUploadBytes: config.maxUploadBytes,
       capacityWaitMs: config.capacityWaitMs,
+      prerecorded: {
+        maxQueue: config.listenQueue,
+        maxUploads: config.listenMaxUploads,
+        maxAudioSeconds: config.maxAudioSeconds,
+        uploadIdleTimeoutMs: config.uploadIdleTimeoutMs,
+        uploadDir: config.uploadDir,
+      },
     },
   })
   attachListenSocket(app, {

@@ -5,6 +5,7 @@ export {
   isAudioDecodeError,
 } from './audio-decode-error.js'
 export { type AudioDecoder, createAudioDecoder } from './audio-decoder.js'
+export { knownDuration } from './audio-duration.js'
 export {
   AUTODETECT,
   type AudioDecoderOptions,
@@ -20,4 +21,11 @@ export {
 export { type DecodeAllOptions, decodeAll, decodeStream } from './decode-all.js'
 export type { DecoderState } from './decoder-events.js'
 export { concatPcm } from './pcm.js'
+export {
+  type SpooledUpload,
+  type SpoolOptions,
+  spoolUpload,
+  sweepSpoolDir,
+  tooLarge,
+} from './upload-spool.js'
 export { MAX_WAV_HEADER_BYTES, type PcmLayout, parseWavHeader, type WavHeader } from './wav-header.js'

@@ -36,6 +36,20 @@ const schema = z.object({
     .int()
     .min(1024)
     .default(512 * 1024 * 1024),
+  /** Pre-recorded requests that may wait for a decoder at once; one more gets 429 at once. */
+  EARMARK_LISTEN_QUEUE: z.coerce.number().int().min(0).max(1024).default(8),
+  /** Pre-recorded uploads that may be received at once (each spooled to disk); one more gets 429 at once. */
+  EARMARK_LISTEN_MAX_UPLOADS: z.coerce.number().int().min(1).max(1024).default(16),
+  /** Longest pre-recorded audio, seconds: refused with 413 from the header when known, else cut off. */
+  EARMARK_MAX_AUDIO_SECONDS: z.coerce.number().int().min(1).max(86_400).default(3600),
+  /** An upload body that sends no byte for this long gets 408, ms. */
+  EARMARK_UPLOAD_IDLE_TIMEOUT_MS: z.coerce.number().int().min(100).max(600_000).default(30_000),
+  /** Where uploads are spooled while they arrive (0700, files 0600); default `<data dir>/uploads`. */
+  EARMARK_UPLOAD_DIR: z.string().min(1).optional(),
+  /** A `{"url"}` fetch must be complete (every hop, the whole body) within this, ms. */
+  EARMARK_FETCH_TIMEOUT_MS: z.coerce.number().int().min(100).max(3_600_000).default(120_000),
+  /** A `{"url"}` fetch that sends no byte for this long is given up, ms. */
+  EARMARK_FETCH_IDLE_TIMEOUT_MS: z.coerce.number().int().min(100).max(600_000).default(10_000),
   /** Live streams close with NET-0001 after this long without audio (or KeepAlive once audio flowed), ms. */
   EARMARK_WS_IDLE_TIMEOUT_MS: z.coerce.number().int().min(100).max(600_000).default(10_000),
 })
@@ -58,6 +72,13 @@ export interface Config {
   fetchAllowedHosts: string[]
   maxUploadBytes: number
   wsIdleTimeoutMs: number
+  listenQueue: number
+  listenMaxUploads: number
+  maxAudioSeconds: number
+  uploadIdleTimeoutMs: number
+  uploadDir: string
+  fetchTimeoutMs: number
+  fetchIdleTimeoutMs: number
 }
 
 /** Reads the config from `env` (default `process.env`); throws with every problem listed. */
@@ -88,5 +109,12 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       .filter((h) => h.length > 0),
     maxUploadBytes: e.EARMARK_MAX_UPLOAD_BYTES,
     wsIdleTimeoutMs: e.EARMARK_WS_IDLE_TIMEOUT_MS,
+    listenQueue: e.EARMARK_LISTEN_QUEUE,
+    listenMaxUploads: e.EARMARK_LISTEN_MAX_UPLOADS,
+    maxAudioSeconds: e.EARMARK_MAX_AUDIO_SECONDS,
+    uploadIdleTimeoutMs: e.EARMARK_UPLOAD_IDLE_TIMEOUT_MS,
+    uploadDir: resolve(e.EARMARK_UPLOAD_DIR ?? resolve(dataDir, 'uploads')),
+    fetchTimeoutMs: e.EARMARK_FETCH_TIMEOUT_MS,
+    fetchIdleTimeoutMs: e.EARMARK_FETCH_IDLE_TIMEOUT_MS,
   }
 }

@@ -1,7 +1,18 @@
-import { createHash } from 'node:crypto'
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import type { Readable } from 'node:stream'
-import type { FastifyInstance, FastifyRequest } from 'fastify'
-import { decodeAll, isAudioDecodeError, parseAudioOptions } from '../../audio/index.js'
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
+import {
+  decodeStream,
+  isAudioDecodeError,
+  knownDuration,
+  parseAudioOptions,
+  type SpooledUpload,
+  spoolUpload,
+  sweepSpoolDir,
+  tooLarge,
+} from '../../audio/index.js'
 import { type Engine, EngineBusyError, EngineOptionError } from '../../engines/index.js'
 import { ApiError, invalidField } from '../../errors.js'
 import {
@@ -14,6 +25,35 @@ import { finishUsage, requireScope, startUsage } from '../../projects/index.js'
 import { bodyObject, principalOf } from '../hooks/auth.js'
 import { authHooks, type RouteDeps } from './route-deps.js'
 
+/**
+ * What bounds a pre-recorded request. An upload goes to a temporary file first (hashed and counted as it
+ * arrives), so a slow client holds a file and a socket, never a decoder; only then does it queue for a
+ * decoder of the same pool live streams use, and its audio is decoded from the file as a pull stream into
+ * the engine. Memory therefore does not grow with the upload (docs/speech.md, "Pre-recorded limits").
+ */
+export interface PrerecordedLimits {
+  /** Requests with their audio in hand that may wait for a decoder; one more gets 429 at once. */
+  maxQueue: number
+  /** Uploads that may be received at once; one more gets 429 before its body is read. */
+  maxUploads: number
+  /** Longest audio, seconds: 413 from the header when the size tells it, else once decoding passes it. */
+  maxAudioSeconds: number
+  /** An upload that sends no byte for this long gets 408, ms. */
+  uploadIdleTimeoutMs: number
+  /**
+   * Where uploads are spooled (created 0700; files 0600, removed when their request ends; leftovers of an
+   * earlier run are removed at start). Default: a private directory under the OS temp dir, for this app.
+   */
+  uploadDir?: string
+}
+
+export const DEFAULT_PRERECORDED_LIMITS: PrerecordedLimits = {
+  maxQueue: 8,
+  maxUploads: 16,
+  maxAudioSeconds: 3600,
+  uploadIdleTimeoutMs: 30_000,
+}
+
 export interface ListenRouteOptions {
   engine: Engine
   fetch: FetchAudioOptions
@@ -21,79 +61,140 @@ export interface ListenRouteOptions {
   maxUploadBytes: number
   /** How long a request may wait for free speech capacity before a 429. */
   capacityWaitMs: number
+  limits: PrerecordedLimits
 }
 
-/** Counts, hashes and caps the bytes of an upload as they stream through. */
-async function* tap(
-  source: AsyncIterable<Buffer | Uint8Array>,
-  sha: ReturnType<typeof createHash>,
-  max: number,
-) {
-  let total = 0
-  for await (const chunk of source) {
-    total += chunk.length
-    if (total > max) throw new ApiError('PAYLOAD_TOO_LARGE')
-    sha.update(chunk)
-    yield Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk)
+/** A `{"url"}` body is a few hundred bytes; raw audio never goes through a body parser. */
+const JSON_BODY_LIMIT = 64 * 1024
+
+/** The client closed the connection before its answer: nobody is left to answer, only to meter. */
+class ClientGone extends Error {}
+
+/** `pcm` passed through, its samples counted (for metering a decode that stopped half-way). */
+async function* counted(pcm: AsyncIterable<Int16Array>, count: (samples: number) => void) {
+  for await (const chunk of pcm) {
+    count(chunk.length)
+    yield chunk
   }
+}
+
+/**
+ * An answer sent before the whole body was read closes the connection: otherwise Node would read (and
+ * throw away) the rest of a body of any size before the connection could serve its next request.
+ */
+function closeUnlessRead(req: FastifyRequest, reply: FastifyReply): void {
+  if (!req.raw.complete) reply.header('connection', 'close')
 }
 
 /** `POST /v1/listen` (deepgram-api.md §6): raw audio of any content type, or JSON `{"url"}`. */
 export function listenRoutes(app: FastifyInstance, deps: RouteDeps & ListenRouteOptions): void {
-  const { services, authenticator, engine } = deps
+  const { services, authenticator, engine, limits } = deps
   const { usage } = authHooks(authenticator)
+  const uploadDir = limits.uploadDir ?? mkdtempSync(join(tmpdir(), 'earmark-uploads-'))
+  if (limits.uploadDir) {
+    app.addHook('onReady', async () => {
+      const removed = await sweepSpoolDir(uploadDir)
+      if (removed > 0) app.log.warn({ removed }, 'removed upload files left by an earlier run')
+    })
+  }
+  /** Requests in progress: aborted when the server shuts down, so a long decode does not hold it. */
+  const inFlight = new Set<AbortController>()
+  app.addHook('preClose', async () => {
+    for (const ac of inFlight) ac.abort(new ApiError('SERVICE_UNAVAILABLE'))
+  })
+  app.addHook('onClose', async () => {
+    if (!limits.uploadDir) rmSync(uploadDir, { recursive: true, force: true })
+  })
+  let uploads = 0
+  const maxSamples = limits.maxAudioSeconds * engine.sampleRate
+  const tooLong = () =>
+    new ApiError('PAYLOAD_TOO_LARGE', `Audio is longer than the limit of ${limits.maxAudioSeconds} s.`)
+
+  /** Refuses an oversize body from its Content-Length, before a byte of it is read. */
+  function refuseOversize(req: FastifyRequest, reply: FastifyReply, done: (err?: Error) => void) {
+    if (Number(req.headers['content-length']) > deps.maxUploadBytes) {
+      reply.header('connection', 'close')
+      done(new ApiError('PAYLOAD_TOO_LARGE', tooLarge(deps.maxUploadBytes)))
+      return
+    }
+    done()
+  }
 
   app.register(async (scope) => {
     // Everything but JSON is media (deepgram-api.md §0 #6): hand the handler the unread stream.
     scope.addContentTypeParser('*', (_req: FastifyRequest, payload: Readable, done) => done(null, payload))
     scope.post<{ Querystring: Record<string, string | string[]> }>(
       '/v1/listen',
-      { onRequest: usage, bodyLimit: deps.maxUploadBytes },
-      async (req) => {
+      { onRequest: [refuseOversize, usage], bodyLimit: JSON_BODY_LIMIT },
+      async (req, reply) => {
         const principal = principalOf(req)
         requireScope(principal, 'usage:write')
         const options = parseListenOptions(req.query)
         if (options.callback) throw invalidField('callback', 'callbacks are not supported by this server')
         const audio = parseAudioOptions(req.query)
         const isJson = (req.headers['content-type'] ?? '').toLowerCase().startsWith('application/json')
-        const source: AsyncIterable<Buffer | Uint8Array> = isJson
-          ? fetchAudio(bodyObject(req).url, deps.fetch)
-          : ((req.body as Readable | undefined) ?? req.raw)
-        const record = await startUsage(services, principal, {
-          requestId: req.id,
-          endpoint: 'listen',
-          method: 'sync',
-          path: '/v1/listen',
-          model: options.model,
-          tags: options.tags,
-        })
-        const sha = createHash('sha256')
-        let audioSeconds = 0
+        const url = isJson ? bodyObject(req).url : undefined
+        if (uploads >= limits.maxUploads) {
+          closeUnlessRead(req, reply)
+          throw new ApiError(
+            'TOO_MANY_REQUESTS',
+            'Too many uploads are arriving at once. Please try again later',
+          )
+        }
+        uploads++
+        let uploading = true
+        const ac = new AbortController()
+        inFlight.add(ac)
+        const onClose = () => {
+          if (!reply.raw.writableFinished) ac.abort(new ClientGone('The client closed the request.'))
+        }
+        reply.raw.on('close', onClose)
+        let record: Awaited<ReturnType<typeof startUsage>> | undefined
+        let spool: SpooledUpload | undefined
+        let samples = 0
+        let status = 500
+        let detail: string | null = 'INTERNAL_ERROR'
         try {
-          let pcm: Int16Array
+          record = await startUsage(services, principal, {
+            requestId: req.id,
+            endpoint: 'listen',
+            method: 'sync',
+            path: '/v1/listen',
+            model: options.model,
+            tags: options.tags,
+          })
           try {
-            pcm = await decodeAll(tap(source, sha, deps.maxUploadBytes), audio)
-          } catch (err) {
-            if (isAudioDecodeError(err)) throw new ApiError('BAD_AUDIO')
-            throw err
-          }
-          audioSeconds = pcm.length / engine.sampleRate
-          let result: Awaited<ReturnType<Engine['transcribe']>>
-          try {
-            result = await engine.transcribe(
-              pcm,
-              { language: options.language, endpointingMs: options.endpointing },
-              deps.capacityWaitMs,
+            spool = await spoolUpload(
+              isJson
+                ? fetchAudio(url, deps.fetch, ac.signal)
+                : ((req.body as Readable | undefined) ?? req.raw),
+              {
+                dir: uploadDir,
+                maxBytes: deps.maxUploadBytes,
+                // A fetch keeps its own (documented) deadlines.
+                idleTimeoutMs: isJson ? deps.fetch.timeoutMs + 1000 : limits.uploadIdleTimeoutMs,
+                signal: ac.signal,
+              },
             )
-          } catch (err) {
-            if (err instanceof EngineBusyError) throw new ApiError('TOO_MANY_REQUESTS', err.message)
-            if (err instanceof EngineOptionError) throw invalidField(err.field, err.message)
-            throw err
+          } finally {
+            uploads--
+            uploading = false
           }
+          const known = knownDuration(spool.head, spool.bytes, audio.format)
+          if (known !== undefined && known > limits.maxAudioSeconds) throw tooLong()
+          // Lazy: no file is opened and no ffmpeg started before the engine pulls, i.e. holds a decoder.
+          const pcm = decodeStream(spool.chunks(), { ...audio, sampleRate: engine.sampleRate, maxSamples })
+          const result = await engine.transcribe(
+            counted(pcm, (n) => {
+              samples += n
+            }),
+            { language: options.language, endpointingMs: options.endpointing },
+            { waitMs: deps.capacityWaitMs, maxQueue: limits.maxQueue, signal: ac.signal },
+          )
           const body = prerecordedResponse(result.utterances, {
             requestId: req.id,
             engine,
-            sha256: sha.digest('hex'),
+            sha256: spool.sha256,
             created: new Date(record.startedAt).toISOString(),
             duration: result.duration,
             punctuate: options.punctuate,
@@ -101,18 +202,39 @@ export function listenRoutes(app: FastifyInstance, deps: RouteDeps & ListenRoute
             paragraphs: options.paragraphs,
             tags: options.tags,
           })
-          await finishUsage(services, record, { audioSeconds, status: 200 })
+          status = 200
+          detail = null
           return body
         } catch (err) {
-          const status = err instanceof ApiError ? err.status : 500
-          await finishUsage(services, record, {
-            audioSeconds,
-            status,
-            detail: err instanceof ApiError ? err.code : 'INTERNAL_ERROR',
-          })
-          throw err
+          const mapped = mapError(err)
+          if (err instanceof ClientGone) {
+            // Nginx's 499 "client closed request": no answer was sent, the record says why.
+            status = 499
+            detail = 'CLIENT_CLOSED'
+          } else {
+            status = mapped instanceof ApiError ? mapped.status : 500
+            detail = mapped instanceof ApiError ? mapped.code : 'INTERNAL_ERROR'
+          }
+          closeUnlessRead(req, reply)
+          throw mapped
+        } finally {
+          reply.raw.off('close', onClose)
+          inFlight.delete(ac)
+          if (uploading) uploads--
+          await spool?.remove()
+          if (record) {
+            await finishUsage(services, record, { audioSeconds: samples / engine.sampleRate, status, detail })
+          }
         }
       },
     )
   })
+
+  function mapError(err: unknown): unknown {
+    if (isAudioDecodeError(err)) return err.code === 'TOO_LONG' ? tooLong() : new ApiError('BAD_AUDIO')
+    if (err instanceof EngineBusyError) return new ApiError('TOO_MANY_REQUESTS', err.message)
+    if (err instanceof EngineOptionError) return invalidField(err.field, err.message)
+    if (err instanceof ClientGone) return new ApiError('BAD_REQUEST', err.message)
+    return err
+  }
 }
