@@ -20,7 +20,7 @@ import {
 import { createApp, redactSecrets } from './http/index.js'
 import { type BootstrapResult, bootstrapIfEmpty, type Services } from './projects/index.js'
 import { createSqliteStore } from './store/sqlite/sqlite-store.js'
-import { attachListenSocket } from './ws/index.js'
+import { attachSocketRoutes, createListenRoute, type SocketServer } from './ws/index.js'
 
 /** Real read speech from Debian's pocketsphinx-testdata: warms decoders up and measures capacity. */
 const WARMUP_SPEECH = '/usr/share/pocketsphinx/test/data/goforward.raw'
@@ -105,6 +105,8 @@ export interface Earmark {
   services: Services
   authenticator: Authenticator
   engine: Engine
+  /** The WebSocket routes (`sockets.paths`) and how many upgrades and sockets are live. */
+  sockets: SocketServer
   bootstrap: BootstrapResult | undefined
   close(): Promise<void>
 }
@@ -144,17 +146,16 @@ export async function createEarmark(config: Config, clock: Clock = systemClock):
       },
     },
   })
-  attachListenSocket(app, {
-    services,
+  const sockets = attachSocketRoutes(app, {
     authenticator,
-    engine,
-    limits: { idleTimeoutMs: config.wsIdleTimeoutMs },
+    routes: [createListenRoute({ services, engine, limits: { idleTimeoutMs: config.wsIdleTimeoutMs } })],
   })
   return {
     app,
     services,
     authenticator,
     engine,
+    sockets,
     bootstrap,
     close: async () => {
       await app.close()

@@ -1,4 +1,4 @@
-import type { AudioDecodeError } from './audio-decode-error.js'
+import { AudioDecodeError } from './audio-decode-error.js'
 import {
   type AudioDecoderOptions,
   type AudioFormat,
@@ -50,18 +50,32 @@ export interface AudioDecoder {
   readonly pid: number | undefined
 }
 
+/** Options of one stream's decoder. */
+export interface StreamDecoderOptions extends AudioDecoderOptions {
+  /**
+   * Fail with `UNDECODABLE` once more bytes than this were written and no PCM came out (a live stream of
+   * bytes that only look like a container). Default: no bound (an upload may start with a large tag).
+   */
+  maxBytesBeforeAudio?: number
+}
+
 /**
  * Creates the decoder for one stream, taking the cheapest route: 16 kHz mono linear16 (raw, or in a WAV)
  * passes straight through with no process; other raw PCM goes through ffmpeg's raw demuxer, started at
  * once; containers go through ffmpeg too, one process per stream, started on the first bytes so that the
  * demuxer can be named from them (no process at all for a stream that never sends a byte).
  */
-export function createAudioDecoder(options: AudioDecoderOptions): AudioDecoder {
+export function createAudioDecoder(options: StreamDecoderOptions): AudioDecoder {
   const sampleRate = options.sampleRate ?? PCM_SAMPLE_RATE
   const ffmpegPath = options.ffmpegPath ?? 'ffmpeg'
   const maxPendingBytes = options.maxPendingBytes ?? DEFAULT_MAX_PENDING_BYTES
   const format: AudioFormat = options.format
   const events = new DecoderEvents()
+  const maxBytesBeforeAudio = options.maxBytesBeforeAudio ?? Number.POSITIVE_INFINITY
+  let sawPcm = false
+  events.onPcm(() => {
+    sawPcm = true
+  })
   let backend: DecoderBackend | null = null
   let head: Uint8Array[] = []
   let headBytes = 0
@@ -121,6 +135,12 @@ export function createAudioDecoder(options: AudioDecoderOptions): AudioDecoder {
     write(chunk) {
       if (events.state !== 'open' || chunk.length === 0) return true
       inputBytes += chunk.length
+      if (!sawPcm && inputBytes > maxBytesBeforeAudio) {
+        events.fail(new AudioDecodeError('UNDECODABLE', `no audio in the first ${maxBytesBeforeAudio} bytes`))
+        head = []
+        void backend?.kill()
+        return true
+      }
       if (backend) return forward(chunk)
       head.push(chunk)
       headBytes += chunk.length

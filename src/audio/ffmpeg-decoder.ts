@@ -36,12 +36,21 @@ export function rawInputArgs(layout: PcmLayout): string[] {
 }
 
 /**
+ * How much of an unrecognised stream ffmpeg may read to name its format. Its default is 1 MiB, and on a
+ * stream that stays open it waits for all of it: random bytes then held a live stream until the idle
+ * timeout instead of failing. Every format ffmpeg knows and Earmark does not sniff (ADTS AAC, AIFF, CAF,
+ * MPEG-TS, ASF, AU, W64, AC-3, MP2, WavPack) was still recognised from 2 KiB fed slowly (ffmpeg 5.1).
+ */
+export const FORMAT_PROBE_BYTES = 2048
+
+/**
  * ffmpeg input options for a container. The demuxer is named when the first bytes say which (or the
- * client's `encoding` implies one), which spares ffmpeg its 2 KiB format probe.
+ * client's `encoding` implies one), which spares ffmpeg its 2 KiB format probe; otherwise the probe is
+ * bounded to `FORMAT_PROBE_BYTES`, so unrecognisable bytes fail as soon as that much arrived.
  */
 export function containerInputArgs(head: Uint8Array, hint: ContainerEncoding | null): string[] {
   const demuxer: Demuxer | null = sniffContainer(head) ?? demuxerForHint(hint)
-  return [...LOW_LATENCY, ...(demuxer ? ['-f', demuxer] : [])]
+  return [...LOW_LATENCY, ...(demuxer ? ['-f', demuxer] : ['-formatprobesize', String(FORMAT_PROBE_BYTES)])]
 }
 
 /** The whole command line after the binary: stdin to mono s16le at `sampleRate` on stdout. */

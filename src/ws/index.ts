@@ -1,3 +1,13 @@
 export { CLOSE, type CloseKind } from './close-codes.js'
+export { checkHandshake, type HandshakeRefusal, WEBSOCKET_VERSION } from './handshake.js'
 export { DEFAULT_SESSION_LIMITS, type SessionLimits } from './listen-session.js'
-export { attachListenSocket, type ListenSocketOptions, upgradeCredentials } from './listen-socket.js'
+export { createListenRoute, LIVE_MAX_BYTES_BEFORE_AUDIO, type ListenSocketOptions } from './listen-socket.js'
+export {
+  attachSocketRoutes,
+  type SocketLease,
+  type SocketRoute,
+  type SocketRoutesOptions,
+  type SocketServer,
+  type UpgradeContext,
+  upgradeCredentials,
+} from './upgrade.js'

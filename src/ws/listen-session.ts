@@ -1,11 +1,12 @@
 import { createHash } from 'node:crypto'
 import type { FastifyBaseLogger } from 'fastify'
-import type { WebSocket } from 'ws'
+import type { RawData, WebSocket } from 'ws'
 import type { AudioDecoder } from '../audio/index.js'
 import type { Engine, EngineStream, FinalHypothesis, Hypothesis, StreamSink } from '../engines/index.js'
 import type { ListenOptions } from '../listen/index.js'
 import { metadataMessage, resultsMessage } from '../listen/index.js'
 import { CLOSE, type CloseKind } from './close-codes.js'
+import { controlType } from './control-message.js'
 
 /** Knobs of a live session; defaults follow Deepgram (deepgram-api.md §7). */
 export interface SessionLimits {
@@ -17,6 +18,13 @@ export interface SessionLimits {
 
 export const DEFAULT_SESSION_LIMITS: SessionLimits = { idleTimeoutMs: 10_000, maxBacklogMs: 20_000 }
 
+/** How a session ended: the close code (the client's own when it left), its reason and the audio decoded. */
+export interface SessionOutcome {
+  code: number
+  reason: string
+  audioSeconds: number
+}
+
 export interface ListenSessionOptions {
   requestId: string
   engine: Engine
@@ -25,18 +33,27 @@ export interface ListenSessionOptions {
   log: FastifyBaseLogger
   /** Makes the decoder that turns the client's bytes into engine PCM. */
   createDecoder: () => AudioDecoder
-  /** Called once, when the session is over, with the close code and the audio seconds decoded. */
-  onEnd(outcome: { code: number; reason: string; audioSeconds: number }): void
+  /** Called exactly once, when the session is over and everything it claimed is released. */
+  onEnd(outcome: SessionOutcome): void
 }
 
-/** One live `/v1/listen` stream: the client's socket, an audio decoder and an engine stream. */
+/**
+ * One live `/v1/listen` stream: the client's socket, an audio decoder and an engine stream.
+ *
+ * Nothing a client sends can make it throw or leave a promise without an owner: control messages are parsed
+ * as any JSON value, every asynchronous step is awaited by the session, and a fault closes this stream alone
+ * with 1011 `NET-0000` (logged with the request id). Whatever happens, `onEnd` runs once and `ended`
+ * resolves, with the engine stream closed and the decoder's ffmpeg gone.
+ */
 export interface ListenSession {
-  /** Opens the engine stream (throws EngineBusyError / EngineOptionError before the upgrade completes). */
+  /** Claims the engine stream and the decoder (throws EngineBusyError / EngineOptionError). */
   open(): Promise<void>
-  /** Binds the upgraded socket. */
+  /** Binds the upgraded socket: from now on its close ends the session. */
   attach(ws: WebSocket): void
-  /** Releases everything without a socket (the upgrade failed after open). */
-  abort(): Promise<void>
+  /** Ends the session with no socket, or alongside it, recording `code` (e.g. 1006: the client left). */
+  abandon(code: number, reason: string): Promise<void>
+  /** Settles once the session ended and released everything; never rejects. */
+  readonly ended: Promise<void>
 }
 
 export function createListenSession(o: ListenSessionOptions): ListenSession {
@@ -50,16 +67,30 @@ export function createListenSession(o: ListenSessionOptions): ListenSession {
   /** Settles when the decoder delivered its last PCM (after `end()`) or failed. */
   let decoded: Promise<void> = Promise.resolve()
   let gotAudio = false
+  /** Set by CloseStream (or its legacy empty frame): no more audio or Finalize is taken. */
   let closing = false
-  let ended = false
+  let finished: Promise<void> | undefined
+  let resolveEnded: () => void = () => {}
+  const ended = new Promise<void>((resolve) => {
+    resolveEnded = resolve
+  })
   let paused = false
   let idleTimer: NodeJS.Timeout | undefined
   let tick: NodeJS.Timeout | undefined
   let lastWordEnd: number | null = null
   let utteranceEndPending = false
+  /** The Finalize running now (or settled), and whether another waits behind it. */
+  let finalizing: Promise<void> = Promise.resolve()
+  let finalizeWaiting = false
 
   const send = (message: object) => {
     if (ws && ws.readyState === ws.OPEN) ws.send(JSON.stringify(message))
+  }
+
+  /** A fault of this stream (not the client's): logged with the request id, then 1011 NET-0000. */
+  const fault = (what: string, err: unknown) => {
+    log.error({ err, request_id: requestId }, what)
+    void finish('INTERNAL')
   }
 
   const noteWords = (h: Hypothesis) => {
@@ -99,8 +130,7 @@ export function createListenSession(o: ListenSessionOptions): ListenSession {
       if (options.vadEvents) send({ type: 'SpeechStarted', channel: [0, 1], timestamp })
     },
     onError(err) {
-      log.error({ err, request_id: requestId }, 'engine error')
-      void finish('INTERNAL')
+      fault('engine error', err)
     },
   }
 
@@ -109,10 +139,17 @@ export function createListenSession(o: ListenSessionOptions): ListenSession {
     idleTimer = setTimeout(() => void finish('NO_AUDIO'), limits.idleTimeoutMs)
   }
 
-  /** Ends the session: flush what can be flushed, send Metadata on a normal end, close with `kind`. */
-  const finish = async (kind: CloseKind, clientClosed?: { code: number }) => {
-    if (ended) return
-    ended = true
+  /**
+   * Ends the session once: flush what can be flushed, send Metadata on a normal end, close with `kind`,
+   * release the decoder and the engine stream, then `onEnd`. Every step is guarded, so it never rejects.
+   */
+  const finish = (kind: CloseKind, clientClosed?: { code: number; reason?: string }): Promise<void> => {
+    finished ??= end(kind, clientClosed)
+    return finished
+  }
+
+  const end = async (kind: CloseKind, clientClosed?: { code: number; reason?: string }) => {
+    closing = true
     clearTimeout(idleTimer)
     clearInterval(tick)
     try {
@@ -120,62 +157,91 @@ export function createListenSession(o: ListenSessionOptions): ListenSession {
       if (kind === 'NORMAL' && !clientClosed && decoder) {
         decoder.end()
         await decoded
-      } else {
-        await decoder?.kill()
       }
     } catch (err) {
-      log.warn({ err, request_id: requestId }, 'audio decoder failed at end of stream')
+      log.info({ err, request_id: requestId }, 'audio decoder failed at end of stream')
       kind = 'BAD_AUDIO'
     }
     try {
+      await decoder?.kill()
+    } catch (err) {
+      log.error({ err, request_id: requestId }, 'audio decoder failed to stop')
+    }
+    try {
+      await finalizing
       await stream?.close()
     } catch (err) {
       log.error({ err, request_id: requestId }, 'engine stream failed to close')
+      if (kind === 'NORMAL') kind = 'INTERNAL'
     }
-    checkUtteranceEnd()
-    const close = CLOSE[kind]
-    if (kind === 'NORMAL') {
-      send(metadataMessage({ requestId, engine, sha256: sha.digest('hex'), created, duration: position() }))
+    try {
+      checkUtteranceEnd()
+      if (kind === 'NORMAL') {
+        send(metadataMessage({ requestId, engine, sha256: sha.digest('hex'), created, duration: position() }))
+      }
+      const close = CLOSE[kind]
+      if (ws && (ws.readyState === ws.OPEN || ws.readyState === ws.CONNECTING)) {
+        ws.close(close.code, close.reason)
+      }
+      o.onEnd({
+        code: clientClosed?.code ?? close.code,
+        reason: clientClosed ? (clientClosed.reason ?? 'client closed') : close.reason,
+        audioSeconds: stream?.audioSeconds ?? 0,
+      })
+    } catch (err) {
+      log.error({ err, request_id: requestId }, 'live stream failed to end cleanly')
+      ws?.terminate()
+    } finally {
+      resolveEnded()
     }
-    if (ws && (ws.readyState === ws.OPEN || ws.readyState === ws.CONNECTING))
-      ws.close(close.code, close.reason)
-    o.onEnd({
-      code: clientClosed?.code ?? close.code,
-      reason: clientClosed ? 'client closed' : close.reason,
-      audioSeconds: stream?.audioSeconds ?? 0,
+  }
+
+  /**
+   * Finalize flushes the audio received so far. While one runs, a second one waits behind it and any later
+   * ones join the waiting one: it starts after them all and covers their audio too, so a flood of Finalize
+   * queues at most one engine call.
+   */
+  const requestFinalize = () => {
+    if (closing || finalizeWaiting || !stream) return
+    finalizeWaiting = true
+    const target = stream
+    finalizing = finalizing.then(async () => {
+      // The decoder hands PCM on in a microtask, and a frame read in the same chunk as this message has not
+      // reached the engine yet: wait one microtask (they run in order), so the final covers all the audio
+      // sent before Finalize (deepgram-api.md §7), not all but the last frame.
+      await new Promise<void>((resolve) => queueMicrotask(resolve))
+      finalizeWaiting = false
+      if (closing) return
+      try {
+        await target.finalize()
+        checkUtteranceEnd()
+      } catch (err) {
+        // A stream closed meanwhile (CloseStream, a fault, the client leaving) refuses Finalize: expected.
+        if (!closing) fault('Finalize failed', err)
+      }
     })
   }
 
-  const onControl = async (text: string) => {
-    let message: { type?: unknown }
-    try {
-      message = JSON.parse(text) as { type?: unknown }
-    } catch {
-      return // not JSON: ignored, like any unknown control message
-    }
-    switch (message.type) {
+  const onControl = (text: string) => {
+    switch (controlType(text)) {
       case 'KeepAlive':
-        if (gotAudio) armIdle() // KeepAlive alone does not satisfy the first-audio timeout
+        if (gotAudio && !closing) armIdle() // KeepAlive alone does not satisfy the first-audio timeout
         return
       case 'Finalize':
-        // The decoder hands PCM on in a microtask, and a frame read in the same chunk as this message has not
-        // reached the engine yet: wait one microtask (they run in order), so the final covers all the audio
-        // sent before Finalize (deepgram-api.md §7), not all but the last frame.
-        await new Promise<void>((resolve) => queueMicrotask(resolve))
-        await stream?.finalize()
-        checkUtteranceEnd()
+        requestFinalize()
         return
       case 'CloseStream':
+        if (closing) return
         closing = true
-        await finish('NORMAL')
+        void finish('NORMAL')
         return
       default:
-        return // Configure and anything else: ignored (deepgram-api.md §7)
+        return // not JSON, not an object, Configure and any other type: ignored (deepgram-api.md §7)
     }
   }
 
   const onAudio = (chunk: Buffer) => {
-    if (closing || ended) return
+    if (closing) return
     if (chunk.length === 0) {
       // The legacy end-of-stream signal: an empty binary frame.
       closing = true
@@ -188,18 +254,32 @@ export function createListenSession(o: ListenSessionOptions): ListenSession {
     decoder?.write(chunk)
   }
 
+  const onMessage = (data: RawData, isBinary: boolean) => {
+    try {
+      const buf = Array.isArray(data) ? Buffer.concat(data) : Buffer.isBuffer(data) ? data : Buffer.from(data)
+      if (isBinary) onAudio(buf)
+      else onControl(buf.toString('utf8'))
+    } catch (err) {
+      fault('live message handling failed', err)
+    }
+  }
+
   /** Back-pressure: stop reading the socket while the engine is far behind, resume when it catches up. */
   const watchBacklog = () => {
-    if (!ws || !stream) return
-    const behind = stream.backlogMs > limits.maxBacklogMs
-    if (behind && !paused) {
-      ws.pause()
-      paused = true
-    } else if (!behind && paused) {
-      ws.resume()
-      paused = false
+    if (!ws || !stream || closing) return
+    try {
+      const behind = stream.backlogMs > limits.maxBacklogMs
+      if (behind && !paused) {
+        ws.pause()
+        paused = true
+      } else if (!behind && paused) {
+        ws.resume()
+        paused = false
+      }
+      checkUtteranceEnd()
+    } catch (err) {
+      fault('live back-pressure check failed', err)
     }
-    checkUtteranceEnd()
   }
 
   return {
@@ -215,31 +295,35 @@ export function createListenSession(o: ListenSessionOptions): ListenSession {
         d.onError(reject)
       })
       decoded.catch(() => {}) // handled by the error listener below, or awaited in finish()
-      d.onPcm((pcm) => stream?.push(pcm))
+      d.onPcm((pcm) => {
+        try {
+          stream?.push(pcm)
+        } catch (err) {
+          fault('engine refused audio', err)
+        }
+      })
       d.onError((err) => {
         log.info({ request_id: requestId, reason: err.code }, 'undecodable audio')
-        if (!closing) void finish('BAD_AUDIO')
+        if (!closing) void finish(err.code === 'DECODER_UNAVAILABLE' ? 'INTERNAL' : 'BAD_AUDIO')
       })
     },
     attach(socket) {
       ws = socket
+      if (finished) {
+        socket.terminate()
+        return
+      }
       armIdle()
       tick = setInterval(watchBacklog, 100)
-      socket.on('message', (data, isBinary) => {
-        const buf = Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data as ArrayBuffer)
-        if (isBinary) onAudio(buf)
-        else void onControl(buf.toString('utf8'))
-      })
+      socket.on('message', onMessage)
+      // ws emits 'close' after every 'error' (invalid UTF-8: 1007, a frame over maxPayload: 1009), so the
+      // session ends there, once, with the code the socket closed with.
       socket.on('close', (code) => void finish('NORMAL', { code }))
-      socket.on('error', (err) => {
-        log.info({ err, request_id: requestId }, 'socket error')
-        void finish('INTERNAL', { code: 1006 })
-      })
+      socket.on('error', (err) => log.info({ err, request_id: requestId }, 'socket error'))
     },
-    async abort() {
-      ended = true
-      await decoder?.kill()
-      await stream?.close()
+    abandon(code, reason) {
+      return finish('INTERNAL', { code, reason })
     },
+    ended,
   }
 }

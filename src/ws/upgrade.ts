@@ -1,0 +1,250 @@
+import { randomUUID } from 'node:crypto'
+import { type IncomingMessage, STATUS_CODES } from 'node:http'
+import type { Duplex } from 'node:stream'
+import type { FastifyBaseLogger, FastifyInstance } from 'fastify'
+import { type WebSocket, WebSocketServer } from 'ws'
+import type { Authenticator, Principal, Scheme } from '../auth/index.js'
+import { parseAuthorization } from '../auth/index.js'
+import { ApiError, isApiError } from '../errors.js'
+import { headerSafe } from '../http/header-value.js'
+import { requireScope } from '../projects/index.js'
+import { checkHandshake, offeredProtocols } from './handshake.js'
+
+/** What a socket route is told about an upgrade that passed the handshake, path, credential and scope checks. */
+export interface UpgradeContext {
+  req: IncomingMessage
+  url: URL
+  /** The query: one string per name, or every value of a repeated name. */
+  query: Record<string, string | string[]>
+  principal: Principal
+  requestId: string
+  log: FastifyBaseLogger
+}
+
+/**
+ * What a socket route claimed for one upgrade (a decoder, a process, a usage record). Exactly one of two
+ * things happens to it: `attach(ws)` hands it the upgraded socket, whose close must then release everything;
+ * or `release()` is called because no socket came (the client left, the handshake was refused, shutdown).
+ */
+export interface SocketLease {
+  attach(ws: WebSocket): void
+  /** Releases everything without a socket; safe to call more than once, and after `attach`. */
+  release(): Promise<void>
+  /** Settles (never rejects) once everything the lease claimed is released, whichever way it ended. */
+  readonly released: Promise<void>
+}
+
+/**
+ * One WebSocket route. `prepare` claims what the socket needs, as late as possible: it runs only after the
+ * handshake, the credential and the scope passed, so a refused request claims nothing. It throws `ApiError`
+ * to refuse the upgrade (a Deepgram-shaped HTTP answer); when it throws it must have released what it took.
+ */
+export interface SocketRoute {
+  /** The exact path, e.g. `/v1/listen`. */
+  path: string
+  /** The scope the credential needs, e.g. `usage:write`. */
+  scope: string
+  prepare(ctx: UpgradeContext): Promise<SocketLease>
+}
+
+export interface SocketRoutesOptions {
+  authenticator: Authenticator
+  routes: readonly SocketRoute[]
+  /** Largest single WebSocket message, bytes. Default 4 MiB. */
+  maxPayload?: number
+  /** How long shutdown waits for open sockets to release what they hold, ms. Default 10 s. */
+  shutdownGraceMs?: number
+}
+
+/** The socket side of the app: which paths it serves, and how many upgrades and sockets are live. */
+export interface SocketServer {
+  readonly paths: readonly string[]
+  /** Upgrades being handled plus sockets whose lease is not yet released. */
+  readonly active: number
+}
+
+/**
+ * Credentials of an upgrade: the `Authorization` header, else the subprotocol pair `token, <key>` /
+ * `bearer, <jwt>` (deepgram-api.md §0 #1-2, §1.1). Returns the subprotocol to echo, never the secret.
+ */
+export function upgradeCredentials(
+  req: IncomingMessage,
+): { scheme: Scheme; secret: string; protocol: string | undefined } | undefined {
+  const offered = offeredProtocols(req.headers['sec-websocket-protocol']) ?? []
+  const first = offered[0]?.toLowerCase()
+  const fromHeader = parseAuthorization(req.headers.authorization)
+  if (fromHeader) {
+    // A client that also offers protocols must get one back; echo the scheme name only.
+    const protocol = first === 'token' || first === 'bearer' ? offered[0] : undefined
+    return { ...fromHeader, protocol }
+  }
+  if ((first === 'token' || first === 'bearer') && offered[1]) {
+    return { scheme: first, secret: offered[1], protocol: offered[0] }
+  }
+  return undefined
+}
+
+function queryOf(url: URL): Record<string, string | string[]> {
+  const query: Record<string, string | string[]> = {}
+  for (const key of new Set(url.searchParams.keys())) {
+    const all = url.searchParams.getAll(key)
+    query[key] = all.length === 1 ? (all[0] ?? '') : all
+  }
+  return query
+}
+
+/** The client is gone (reset, or half-closed) or the socket was destroyed: nothing should be claimed for it. */
+function gone(socket: Duplex): boolean {
+  return socket.destroyed || !socket.readable || !socket.writable
+}
+
+/** How long a refused client gets to read the answer before its socket is destroyed, ms. */
+const REFUSAL_LINGER_MS = 2000
+
+/**
+ * Writes a Deepgram-shaped HTTP error in place of the 101 (deepgram-api.md §7 "Upgrade outcome"): the body
+ * `{err_code, err_msg, request_id}`, `dg-request-id`, `x-request-id` and a header-safe `dg-error`.
+ */
+function refuse(socket: Duplex, err: ApiError, requestId: string, extra: Record<string, string> = {}): void {
+  if (socket.destroyed) return
+  const body = JSON.stringify({ err_code: err.code, err_msg: err.message, request_id: requestId })
+  const headers: Record<string, string> = {
+    'content-type': 'application/json',
+    'content-length': String(Buffer.byteLength(body)),
+    'dg-request-id': requestId,
+    'x-request-id': requestId,
+    'dg-error': headerSafe(err.message),
+    connection: 'close',
+    ...extra,
+  }
+  const head = Object.entries(headers)
+    .map(([k, v]) => `${k}: ${v}`)
+    .join('\r\n')
+  // Whatever the client sends after its request is read and dropped, so the close is a FIN, not a reset
+  // that could destroy the answer before the client reads it; a client that never closes is cut.
+  socket.resume()
+  socket.end(`HTTP/1.1 ${err.status} ${STATUS_CODES[err.status] ?? 'Error'}\r\n${head}\r\n\r\n${body}`)
+  setTimeout(() => socket.destroy(), REFUSAL_LINGER_MS).unref()
+}
+
+/**
+ * Serves WebSocket upgrades on the app's HTTP server for `routes`. One path for every route: check the
+ * handshake → find the route → authenticate → check the scope → `prepare` (claims) → 101 → `attach`.
+ * Whatever happens between the claim and the 101 (the client leaves, `ws` refuses, the server shuts down),
+ * the lease is released; after the 101 the socket owns it.
+ */
+export function attachSocketRoutes(app: FastifyInstance, o: SocketRoutesOptions): SocketServer {
+  const routes = new Map(o.routes.map((r) => [r.path, r]))
+  if (routes.size !== o.routes.length) throw new Error('two socket routes share a path')
+  const log = app.log
+  const chosen = new WeakMap<IncomingMessage, string | undefined>()
+  const requestIds = new WeakMap<IncomingMessage, string>()
+  /** Upgrades being handled, and leases not yet released: shutdown waits for both. */
+  const pending = new Set<Promise<void>>()
+  /** Set once the app starts closing (see the preClose hook below). */
+  let closing = false
+  const wss = new WebSocketServer({
+    noServer: true,
+    maxPayload: o.maxPayload ?? 4 * 1024 * 1024,
+    perMessageDeflate: false,
+    handleProtocols: (_protocols, req) => chosen.get(req) ?? false,
+  })
+
+  const track = (p: Promise<void>) => {
+    const settled = p.then(
+      () => {},
+      () => {},
+    )
+    pending.add(settled)
+    void settled.then(() => pending.delete(settled))
+  }
+
+  const upgrade = async (req: IncomingMessage, socket: Duplex, head: Buffer, requestId: string) => {
+    const refusal = checkHandshake(req)
+    if (refusal) {
+      refuse(socket, refusal.error, requestId, refusal.headers)
+      return
+    }
+    let url: URL
+    try {
+      url = new URL(req.url ?? '/', 'http://localhost')
+    } catch {
+      throw new ApiError('BAD_REQUEST', 'Invalid request target.')
+    }
+    const route = routes.get(url.pathname)
+    if (!route) throw new ApiError('NOT_FOUND')
+    if (closing) throw new ApiError('SERVICE_UNAVAILABLE')
+    const credentials = upgradeCredentials(req)
+    if (!credentials) throw new ApiError('INVALID_AUTH')
+    const principal = await o.authenticator.authenticate(credentials.scheme, credentials.secret)
+    requireScope(principal, route.scope)
+    if (gone(socket)) return // left while its credential was checked: nothing was claimed
+    if (closing) throw new ApiError('SERVICE_UNAVAILABLE')
+    const lease = await route.prepare({ req, url, query: queryOf(url), principal, requestId, log })
+    track(lease.released)
+    if (gone(socket) || closing) {
+      await lease.release()
+      if (!gone(socket)) throw new ApiError('SERVICE_UNAVAILABLE')
+      return
+    }
+    chosen.set(req, credentials.protocol)
+    let attached = false
+    // ws completes a sound handshake synchronously (no verifyClient is set): when the callback has not run
+    // by the time handleUpgrade returns, ws refused or dropped the socket, and the lease is released here.
+    wss.handleUpgrade(req, socket, head, (ws) => {
+      attached = true
+      try {
+        lease.attach(ws)
+      } catch (err) {
+        log.error({ err, request_id: requestId }, 'socket attach failed')
+        ws.terminate()
+        void lease.release()
+      }
+    })
+    if (!attached) await lease.release()
+  }
+
+  // Every 101 carries the request id, like every HTTP response.
+  wss.on('headers', (headers, req) => {
+    const id = requestIds.get(req)
+    if (id) headers.push(`dg-request-id: ${id}`)
+  })
+
+  app.server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+    socket.on('error', () => socket.destroy())
+    const requestId = randomUUID()
+    requestIds.set(req, requestId)
+    const job = upgrade(req, socket, head, requestId).catch((err: unknown) => {
+      if (isApiError(err)) {
+        if (err.status >= 500) log.warn({ request_id: requestId, err_code: err.code }, 'upgrade refused')
+        refuse(socket, err, requestId)
+        return
+      }
+      log.error({ err, request_id: requestId }, 'upgrade failed')
+      refuse(socket, new ApiError('INTERNAL_ERROR'), requestId)
+    })
+    track(job)
+  })
+
+  // server.close() waits for every socket, upgraded ones included, so an open stream would hold app.close()
+  // until its client stops sending (forever, for a steady client): end the sockets before the server closes,
+  // refuse upgrades from then on, and wait until every lease let go of what it held (engine streams, ffmpeg,
+  // usage records), so the engine and the store close after them.
+  app.addHook('preClose', async () => {
+    closing = true
+    for (const client of wss.clients) client.terminate()
+    const grace = new Promise<void>((resolve) => setTimeout(resolve, o.shutdownGraceMs ?? 10_000).unref())
+    const timedOut = await Promise.race([Promise.all([...pending]).then(() => false), grace.then(() => true)])
+    if (timedOut) log.error({ pending: pending.size }, 'sockets still held resources at shutdown')
+  })
+  app.addHook('onClose', async () => {
+    for (const client of wss.clients) client.terminate()
+    wss.close()
+  })
+  return {
+    paths: [...routes.keys()],
+    get active() {
+      return pending.size
+    },
+  }
+}
