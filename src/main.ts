@@ -19,6 +19,7 @@ import {
 } from './engines/index.js'
 import { createApp, redactSecrets } from './http/index.js'
 import { type BootstrapResult, bootstrapIfEmpty, type Services } from './projects/index.js'
+import { widePermissions } from './store/sqlite/sqlite-file-modes.js'
 import { createSqliteStore } from './store/sqlite/sqlite-store.js'
 import { attachSocketRoutes, createListenRoute, type SocketServer } from './ws/index.js'
 
@@ -115,6 +116,13 @@ export interface Earmark {
 export async function createEarmark(config: Config, clock: Clock = systemClock): Promise<Earmark> {
   const logger = createLogger(config)
   const services = await openServices(config, clock)
+  const wide = widePermissions(config.sqlitePath)
+  if (wide.length > 0) {
+    logger.warn(
+      { paths: wide },
+      'other users can read the data directory or database, which hold the grant-signing secrets: chmod 700 the directory and 600 the files',
+    )
+  }
   const bootstrap = await bootstrapIfEmpty(services, {
     ownerKey: config.bootstrapKey,
     projectName: config.projectName,

@@ -1,5 +1,3 @@
-import { mkdirSync } from 'node:fs'
-import { dirname } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import Database from 'better-sqlite3'
 import type { Role } from '../../auth/scopes.js'
@@ -14,6 +12,7 @@ import type {
   UsageFilter,
   UsageRecord,
 } from '../store.js'
+import { prepareDatabasePath } from './sqlite-file-modes.js'
 import { SQLITE_MIGRATIONS } from './sqlite-migrations.js'
 
 /** How long a read of another process's commits is trusted, ms (see `credentialsVersion`). */
@@ -177,7 +176,8 @@ export function migrateSqlite(db: Database.Database): void {
 
 /** The embedded store: one SQLite file in WAL mode. */
 export function createSqliteStore(options: SqliteStoreOptions): Store {
-  if (options.path !== ':memory:') mkdirSync(dirname(options.path), { recursive: true })
+  // The file holds the grant-signing secrets: created owner-only before SQLite opens it.
+  if (options.path !== ':memory:') prepareDatabasePath(options.path)
   const db = new Database(options.path)
   db.pragma('journal_mode = WAL')
   // FULL: a committed key creation or deletion survives power loss, not only a process crash.
