@@ -137,6 +137,12 @@ export async function createEarmark(config: Config, clock: Clock = systemClock):
     accessLog: config.accessLog,
     jsonBodyLimit: config.jsonBodyLimit,
     engine,
+    speak: {
+      ...(config.speakConcurrency ? { concurrency: config.speakConcurrency } : {}),
+      maxQueue: config.speakQueue,
+      waitMs: config.speakWaitMs,
+      timeoutMs: config.speakTimeoutMs,
+    },
     speech: {
       fetch: {
         allowedHosts: config.fetchAllowedHosts,

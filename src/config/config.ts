@@ -52,6 +52,14 @@ const schema = z.object({
   EARMARK_FETCH_IDLE_TIMEOUT_MS: z.coerce.number().int().min(100).max(600_000).default(10_000),
   /** Live streams close with NET-0001 after this long without audio (or KeepAlive once audio flowed), ms. */
   EARMARK_WS_IDLE_TIMEOUT_MS: z.coerce.number().int().min(100).max(600_000).default(10_000),
+  /** `/v1/speak` syntheses (flite, then ffmpeg) at once; default the number of cores. */
+  EARMARK_SPEAK_CONCURRENCY: z.coerce.number().int().min(1).max(256).optional(),
+  /** `/v1/speak` requests that may wait for a synthesis slot; one more gets 429 at once. */
+  EARMARK_SPEAK_QUEUE: z.coerce.number().int().min(0).max(4096).default(32),
+  /** How long a `/v1/speak` request waits for a slot before a 429, ms. */
+  EARMARK_SPEAK_WAIT_MS: z.coerce.number().int().min(0).max(600_000).default(10_000),
+  /** How long flite (or espeak-ng), and then ffmpeg, may each run before they are killed (504), ms. */
+  EARMARK_SPEAK_TIMEOUT_MS: z.coerce.number().int().min(100).max(600_000).default(30_000),
 })
 
 export interface Config {
@@ -79,6 +87,11 @@ export interface Config {
   uploadDir: string
   fetchTimeoutMs: number
   fetchIdleTimeoutMs: number
+  /** Undefined: the number of cores. */
+  speakConcurrency: number | undefined
+  speakQueue: number
+  speakWaitMs: number
+  speakTimeoutMs: number
 }
 
 /** Reads the config from `env` (default `process.env`); throws with every problem listed. */
@@ -116,5 +129,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     uploadDir: resolve(e.EARMARK_UPLOAD_DIR ?? resolve(dataDir, 'uploads')),
     fetchTimeoutMs: e.EARMARK_FETCH_TIMEOUT_MS,
     fetchIdleTimeoutMs: e.EARMARK_FETCH_IDLE_TIMEOUT_MS,
+    speakConcurrency: e.EARMARK_SPEAK_CONCURRENCY,
+    speakQueue: e.EARMARK_SPEAK_QUEUE,
+    speakWaitMs: e.EARMARK_SPEAK_WAIT_MS,
+    speakTimeoutMs: e.EARMARK_SPEAK_TIMEOUT_MS,
   }
 }

@@ -21,7 +21,7 @@ import { keyRoutes } from './routes/keys.js'
 import { DEFAULT_PRERECORDED_LIMITS, listenRoutes, type PrerecordedLimits } from './routes/listen.js'
 import { memberRoutes } from './routes/members.js'
 import { projectRoutes } from './routes/projects.js'
-import { speakRoutes } from './routes/speak.js'
+import { type SpeakLimits, speakRoutes } from './routes/speak.js'
 import { usageRoutes } from './routes/usage.js'
 
 export interface AppOptions {
@@ -48,6 +48,8 @@ export interface AppOptions {
   }
   /** Called for every route as it is registered (the permission-matrix guard uses it). */
   onRoute?: (route: RouteOptions) => void
+  /** `/v1/speak` concurrency, queue and time limits. */
+  speak?: SpeakLimits
 }
 
 /** Headers browsers may send and read (deepgram-api.md §0 #10). */
@@ -129,7 +131,7 @@ export async function createApp(options: AppOptions): Promise<FastifyInstance> {
   authGrantRoutes(app, deps)
   authTokenRoutes(app, deps)
   usageRoutes(app, deps)
-  speakRoutes(app, deps)
+  speakRoutes(app, { ...deps, limits: options.speak ?? {} })
   if (options.engine) {
     const maxUploadBytes = options.speech?.maxUploadBytes ?? 512 * 1024 * 1024
     listenRoutes(app, {

@@ -9,6 +9,7 @@ export {
   type SpeechFormat,
   type SpeechFormatRequest,
 } from './speech-format.js'
+export { createSpeechJobs, type SpeechJobs, type SpeechJobsOptions } from './speech-jobs.js'
 export {
   encoderArgs,
   type Speech,

@@ -1,8 +1,9 @@
-import { type ChildProcessByStdio, spawn } from 'node:child_process'
-import { mkdtemp, open, rm } from 'node:fs/promises'
+import { spawn } from 'node:child_process'
+import { createReadStream } from 'node:fs'
+import { mkdtemp, open, rm, stat } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { Readable, Transform, type Writable } from 'node:stream'
+import { Readable } from 'node:stream'
 import { parseWavHeader } from '../audio/index.js'
 import { ApiError } from '../errors.js'
 import { resolveSpeechFormat, type SpeechFormat, type SpeechFormatRequest } from './speech-format.js'
@@ -20,8 +21,13 @@ export interface SynthesizeOptions extends SpeechFormatRequest {
   /** An Earmark voice id (`flite-slt`, …) or a voice from `resolveVoice`. */
   voice: VoiceId | Voice
   tools?: SpeechTools
-  /** How long the voice engine may take, ms. Default 60 000 (2000 characters take ~3 s with flite). */
+  /**
+   * How long each program (the voice engine, then ffmpeg) may run, ms; past it, it is killed and reaped
+   * and the call fails with `GATEWAY_TIMEOUT`. Default 60 000 (2000 characters take ~3 s with flite).
+   */
   timeoutMs?: number
+  /** ffmpeg's own limit, ms, when it should differ from `timeoutMs`. */
+  encodeTimeoutMs?: number
   /** Where the per-request temporary directory goes. Default the OS temp directory. */
   tmpDir?: string
 }
@@ -29,16 +35,17 @@ export interface SynthesizeOptions extends SpeechFormatRequest {
 /** Synthesised speech, ready to stream. */
 export interface Speech {
   /**
-   * The encoded audio. Read it to the end or destroy it: destroying it (as Fastify does when the client
-   * goes away) kills ffmpeg; the temporary files go when ffmpeg has exited.
+   * The encoded audio, read from a finished file: every program has exited by the time `synthesize`
+   * resolves. Read it to the end or destroy it (as Fastify does when the client goes away); either way the
+   * temporary files go.
    */
   stream: Readable
   format: SpeechFormat
   voice: Voice
   /** Seconds of audio. */
   seconds: number
-  /** The exact byte count the stream delivers for WAV and raw PCM; null for the codecs. */
-  byteLength: number | null
+  /** The exact byte count the stream delivers. */
+  byteLength: number
 }
 
 const DEFAULT_TIMEOUT_MS = 60_000
@@ -61,27 +68,36 @@ export async function synthesize(text: string, options: SynthesizeOptions): Prom
   const format = resolveSpeechFormat(options)
   const voice = typeof options.voice === 'string' ? getVoice(options.voice) : options.voice
   const tools = options.tools ?? {}
+  const timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS
   const dir = await mkdtemp(join(options.tmpDir ?? tmpdir(), 'earmark-tts-'))
+  const removeDir = () => rm(dir, { recursive: true, force: true })
   try {
     const wavPath = join(dir, 'voice.wav')
-    await renderVoice(voice, text, wavPath, tools, options.timeoutMs ?? DEFAULT_TIMEOUT_MS)
+    await renderVoice(voice, text, wavPath, tools, timeoutMs)
     const rendered = await readRendered(wavPath)
     const outSamples = Math.round((rendered.samples * format.sampleRate) / rendered.sampleRate)
     const bytesPerSample =
       format.encoding === 'linear16' ? 2 : format.encoding === 'mulaw' || format.encoding === 'alaw' ? 1 : 0
-    const byteLength = bytesPerSample > 0 ? outSamples * bytesPerSample : null
-    const header = format.container === 'wav' && byteLength !== null ? wavHeaderFor(format, byteLength) : null
+    const exactBytes = bytesPerSample > 0 ? outSamples * bytesPerSample : null
+    const header = format.container === 'wav' && exactBytes !== null ? wavHeaderFor(format, exactBytes) : null
     const speech = { format, voice, seconds: outSamples / format.sampleRate }
-    if (byteLength === 0) {
-      await rm(dir, { recursive: true, force: true })
+    if (exactBytes === 0) {
+      await removeDir()
       return { ...speech, stream: Readable.from(header ? [header] : []), byteLength: header?.length ?? 0 }
     }
-    const stream = await convert(wavPath, format, tools.ffmpeg ?? 'ffmpeg', byteLength, header, () =>
-      rm(dir, { recursive: true, force: true }),
-    )
-    return { ...speech, stream, byteLength: byteLength === null ? null : byteLength + (header?.length ?? 0) }
+    const outPath = join(dir, 'speech.out')
+    await runTool({
+      program: tools.ffmpeg ?? 'ffmpeg',
+      args: ffmpegArgs(wavPath, format, outPath),
+      name: 'ffmpeg',
+      timeoutMs: options.encodeTimeoutMs ?? timeoutMs,
+    })
+    const encoded = (await stat(outPath)).size
+    const stream = encodedStream(outPath, encoded, exactBytes, header, format, removeDir)
+    const body = exactBytes ?? encoded
+    return { ...speech, stream, byteLength: body + (header?.length ?? 0) }
   } catch (err) {
-    await rm(dir, { recursive: true, force: true })
+    await removeDir()
     throw err
   }
 }
@@ -90,7 +106,53 @@ function unavailable(program: string): ApiError {
   return new ApiError('SERVICE_UNAVAILABLE', `Text-to-speech is unavailable: ${program} is not installed.`)
 }
 
-async function renderVoice(
+interface ToolRun {
+  program: string
+  args: string[]
+  /** The program's name for messages (`flite`, `ffmpeg`). */
+  name: string
+  timeoutMs: number
+  /** Written to stdin, which is then closed; without it stdin is not opened. */
+  stdin?: string
+}
+
+/**
+ * Runs one program to its end. Past `timeoutMs` it is SIGKILLed, and the call settles only once the
+ * process has exited (so no zombie and no half-written file outlives it).
+ * @throws ApiError `GATEWAY_TIMEOUT` when it was killed for time; `SERVICE_UNAVAILABLE` when it is missing.
+ */
+function runTool(run: ToolRun): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    const proc = spawn(run.program, run.args, {
+      stdio: [run.stdin === undefined ? 'ignore' : 'pipe', 'ignore', 'ignore'],
+    })
+    let timedOut = false
+    const timer = setTimeout(() => {
+      timedOut = true
+      proc.kill('SIGKILL')
+    }, run.timeoutMs)
+    proc.on('error', (err: NodeJS.ErrnoException) => {
+      clearTimeout(timer)
+      reject(err.code === 'ENOENT' ? unavailable(run.name) : err)
+    })
+    proc.on('close', (code, signal) => {
+      clearTimeout(timer)
+      if (timedOut) {
+        reject(new ApiError('GATEWAY_TIMEOUT', `Speech synthesis took too long (${run.name}).`))
+      } else if (code === 0) {
+        resolve()
+      } else {
+        reject(new Error(`${run.name} failed (${signal ?? `exit ${code}`})`))
+      }
+    })
+    if (run.stdin !== undefined && proc.stdin) {
+      proc.stdin.on('error', () => {}) // EPIPE if it died early; 'close' reports why
+      proc.stdin.end(run.stdin)
+    }
+  })
+}
+
+function renderVoice(
   voice: Voice,
   text: string,
   wavPath: string,
@@ -101,23 +163,9 @@ async function renderVoice(
     voice.engine === 'flite'
       ? [tools.flite ?? 'flite', ['-voice', voice.name, '-f', '-', '-o', wavPath]]
       : [tools.espeakNg ?? 'espeak-ng', ['-v', voice.name, '--stdin', '-w', wavPath]]
-  const proc = spawn(program, args, { stdio: ['pipe', 'ignore', 'ignore'] })
-  const timer = setTimeout(() => proc.kill('SIGKILL'), timeoutMs)
-  try {
-    await new Promise<void>((resolve, reject) => {
-      proc.on('error', (err: NodeJS.ErrnoException) =>
-        reject(err.code === 'ENOENT' ? unavailable(voice.engine) : err),
-      )
-      proc.on('close', (code, signal) =>
-        code === 0 ? resolve() : reject(new Error(`${voice.engine} failed (${signal ?? `exit ${code}`})`)),
-      )
-      proc.stdin.on('error', () => {}) // EPIPE if it died early; 'close' reports why
-      // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what it removes
-      proc.stdin.end(`${text.replace(/[\u0000-\u0008\u000b-\u001f\u007f]/g, ' ')}\n`)
-    })
-  } finally {
-    clearTimeout(timer)
-  }
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what it removes
+  const stdin = `${text.replace(/[\u0000-\u0008\u000b-\u001f\u007f]/g, ' ')}\n`
+  return runTool({ program, args, name: voice.engine, timeoutMs, stdin })
 }
 
 /** The rendered voice's sample count and rate, from its WAV header. */
@@ -170,22 +218,9 @@ export function encoderArgs(format: SpeechFormat): string[] {
   }
 }
 
-type Converter = ChildProcessByStdio<Writable | null, Readable, Readable | null>
-
-/**
- * Runs ffmpeg on the rendered voice and returns its output once the first bytes came out (so a failure
- * at start is an error, not a truncated 200). Headerless PCM is cut or padded to exactly `exactBytes`
- * and preceded by `header`.
- */
-async function convert(
-  wavPath: string,
-  format: SpeechFormat,
-  ffmpegPath: string,
-  exactBytes: number | null,
-  header: Buffer | null,
-  cleanup: () => Promise<void>,
-): Promise<Readable> {
-  const args = [
+/** ffmpeg's command line: the rendered voice in, `format` out to `outPath`, no metadata (`bitexact`). */
+function ffmpegArgs(wavPath: string, format: SpeechFormat, outPath: string): string[] {
+  return [
     '-hide_banner',
     '-nostdin',
     '-loglevel',
@@ -199,72 +234,37 @@ async function convert(
     '-flags:a',
     '+bitexact',
     ...encoderArgs(format),
-    'pipe:1',
+    '-y',
+    outPath,
   ]
-  const proc: Converter = spawn(ffmpegPath, args, { stdio: ['ignore', 'pipe', 'ignore'] })
-  let exited = false
-  const exit = new Promise<number | null>((resolve, reject) => {
-    proc.on('error', (err: NodeJS.ErrnoException) =>
-      reject(err.code === 'ENOENT' ? unavailable('ffmpeg') : err),
-    )
-    proc.on('close', (code) => resolve(code))
-  })
-  const removeFiles = () => {
-    exited = true
-    return cleanup()
-  }
-  exit.then(removeFiles, removeFiles).catch(() => {})
+}
 
-  let started = false
-  let markStarted: () => void = () => {}
-  let failStart: (err: Error) => void = () => {}
-  const start = new Promise<void>((resolve, reject) => {
-    markStarted = resolve
-    failStart = reject
-  })
-  const begin = (stream: Transform) => {
-    if (started) return
-    started = true
-    if (header) stream.push(header)
-    markStarted()
-  }
-  let written = 0
+/**
+ * The encoded file as a stream, after `header`. Headerless PCM is cut or padded with silence to exactly
+ * `exactBytes` (ffmpeg's resampler may be a few samples off the count the header announced). `cleanup`
+ * runs once the stream is closed, read to its end or destroyed.
+ */
+function encodedStream(
+  path: string,
+  size: number,
+  exactBytes: number | null,
+  header: Buffer | null,
+  format: SpeechFormat,
+  cleanup: () => Promise<void>,
+): Readable {
+  const take = exactBytes === null ? size : Math.min(size, exactBytes)
   const silence = format.encoding in SILENCE ? SILENCE[format.encoding as keyof typeof SILENCE] : 0
-  const finish = async (stream: Transform) => {
-    const code = await exit
-    if (code !== 0) throw new Error(`ffmpeg failed to encode ${format.encoding} (exit ${code})`)
-    begin(stream)
-    if (exactBytes !== null && written < exactBytes) stream.push(Buffer.alloc(exactBytes - written, silence))
+  const pad = exactBytes === null ? 0 : exactBytes - take
+  const file = take > 0 ? createReadStream(path, { start: 0, end: take - 1 }) : null
+  async function* parts() {
+    if (header) yield header
+    if (file) for await (const chunk of file) yield chunk as Buffer
+    if (pad > 0) yield Buffer.alloc(pad, silence)
   }
-  const out = new Transform({
-    transform(chunk: Buffer, _encoding, callback) {
-      begin(this)
-      if (exactBytes === null) return callback(null, chunk)
-      const take = Math.min(chunk.length, exactBytes - written)
-      written += Math.max(take, 0)
-      callback(null, take > 0 ? chunk.subarray(0, take) : undefined)
-    },
-    flush(callback) {
-      finish(this).then(
-        () => callback(),
-        (err: unknown) => {
-          const error = err instanceof Error ? err : new Error(String(err))
-          failStart(error)
-          callback(error)
-        },
-      )
-    },
+  const stream = Readable.from(parts(), { objectMode: false })
+  stream.once('close', () => {
+    file?.destroy()
+    cleanup().catch(() => {})
   })
-  // The client went away (or the stream was read to its end): ffmpeg must not outlive it.
-  out.on('close', () => {
-    if (!exited) proc.kill('SIGKILL')
-  })
-  proc.stdout.pipe(out)
-  try {
-    await start
-  } catch (err) {
-    out.destroy()
-    throw err
-  }
-  return out
+  return stream
 }

@@ -34,7 +34,7 @@ export interface TestEarmark {
  */
 export async function createTestEarmark(
   path = ':memory:',
-  speech: { engine?: Engine; options?: AppOptions['speech'] } = {},
+  speech: { engine?: Engine; options?: AppOptions['speech']; speak?: AppOptions['speak'] } = {},
 ): Promise<TestEarmark> {
   const clock = createManualClock()
   const store = createSqliteStore({ path })
@@ -46,6 +46,7 @@ export async function createTestEarmark(
     services,
     authenticator,
     onRoute: (r) => routes.push(r),
+    ...(speech.speak ? { speak: speech.speak } : {}),
     ...(speech.engine ? { engine: speech.engine, speech: speech.options } : {}),
   })
   await app.ready()
