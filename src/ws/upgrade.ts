@@ -178,13 +178,18 @@ export function attachSocketRoutes(app: FastifyInstance, o: SocketRoutesOptions)
     if (!credentials) throw new ApiError('INVALID_AUTH')
     const principal = await o.authenticator.authenticate(credentials.scheme, credentials.secret)
     requireScope(principal, route.scope)
-    if (gone(socket)) return // left while its credential was checked: nothing was claimed
+    if (gone(socket)) {
+      // Left while its credential was checked: nothing was claimed. Destroyed, since no one reads it.
+      socket.destroy()
+      return
+    }
     if (closing) throw new ApiError('SERVICE_UNAVAILABLE')
     const lease = await route.prepare({ req, url, query: queryOf(url), principal, requestId, log })
     track(lease.released)
     if (gone(socket) || closing) {
       await lease.release()
       if (!gone(socket)) throw new ApiError('SERVICE_UNAVAILABLE')
+      socket.destroy()
       return
     }
     chosen.set(req, credentials.protocol)
@@ -201,7 +206,10 @@ export function attachSocketRoutes(app: FastifyInstance, o: SocketRoutesOptions)
         void lease.release()
       }
     })
-    if (!attached) await lease.release()
+    if (!attached) {
+      socket.destroy()
+      await lease.release()
+    }
   }
 
   // Every 101 carries the request id, like every HTTP response.
