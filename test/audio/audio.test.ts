@@ -1,6 +1,5 @@
 import assert from 'node:assert/strict'
 import { randomBytes } from 'node:crypto'
-import { readdir, readFile } from 'node:fs/promises'
 import { after, before, describe, it } from 'node:test'
 import {
   AUTODETECT,
@@ -18,6 +17,7 @@ import {
   energyEnvelope,
   envelopeCorrelation,
   type FixtureName,
+  ffmpegChildren,
   makeAudioFixtures,
   referencePcm,
 } from '../helpers/audio-fixtures.js'
@@ -104,19 +104,6 @@ function isAlive(pid: number): boolean {
   } catch {
     return false
   }
-}
-
-/** ffmpeg processes this test process started and that still run (zombies included: they are not reaped). */
-async function ffmpegChildren(): Promise<number[]> {
-  const pids: number[] = []
-  for (const entry of await readdir('/proc')) {
-    if (!/^\d+$/.test(entry)) continue
-    const stat = await readFile(`/proc/${entry}/stat`, 'utf8').catch(() => '')
-    // pid (comm) state ppid ...
-    const m = /^\d+ \((.*)\) \S+ (\d+)/.exec(stat)
-    if (m && m[1] === 'ffmpeg' && Number(m[2]) === process.pid) pids.push(Number(entry))
-  }
-  return pids
 }
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))

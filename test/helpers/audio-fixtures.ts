@@ -1,5 +1,5 @@
 import { execFile } from 'node:child_process'
-import { mkdtemp, readFile, rm } from 'node:fs/promises'
+import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
@@ -165,4 +165,17 @@ export function chunked(bytes: Uint8Array, sizes: readonly number[]): Uint8Array
     at += size
   }
   return out
+}
+
+/** ffmpeg processes this test process started and that still run (zombies included: they are not reaped). */
+export async function ffmpegChildren(): Promise<number[]> {
+  const pids: number[] = []
+  for (const entry of await readdir('/proc')) {
+    if (!/^\d+$/.test(entry)) continue
+    const stat = await readFile(`/proc/${entry}/stat`, 'utf8').catch(() => '')
+    // pid (comm) state ppid ...
+    const m = /^\d+ \((.*)\) \S+ (\d+)/.exec(stat)
+    if (m && m[1] === 'ffmpeg' && Number(m[2]) === process.pid) pids.push(Number(entry))
+  }
+  return pids
 }
