@@ -113,8 +113,13 @@ export interface Earmark {
 }
 
 /** Composition root: config → store → auth → app. Bootstraps an empty store. Does not listen. */
-export async function createEarmark(config: Config, clock: Clock = systemClock): Promise<Earmark> {
-  const logger = createLogger(config)
+export async function createEarmark(
+  config: Config,
+  clock: Clock = systemClock,
+  /** Where log lines go instead of stdout (tests keep them in a file). */
+  logDestination?: DestinationStream,
+): Promise<Earmark> {
+  const logger = createLogger(config, logDestination)
   const services = await openServices(config, clock)
   const wide = widePermissions(config.sqlitePath)
   if (wide.length > 0) {

@@ -8,6 +8,7 @@ import {
 } from '../../src/auth/index.js'
 import type { Engine } from '../../src/engines/index.js'
 import { type AppOptions, createApp } from '../../src/http/index.js'
+import { createLogger } from '../../src/main.js'
 import {
   addMember,
   bootstrapIfEmpty,
@@ -18,6 +19,7 @@ import {
 } from '../../src/projects/index.js'
 import type { Member } from '../../src/store/index.js'
 import { createSqliteStore } from '../../src/store/sqlite/sqlite-store.js'
+import { recordSecrets, recordSecretsOf, testLogDestination } from './test-logs.js'
 
 export interface TestEarmark {
   app: FastifyInstance
@@ -42,13 +44,17 @@ export async function createTestEarmark(
   const services: Services = { store, clock, grants }
   const authenticator = createAuthenticator(services)
   const routes: RouteOptions[] = []
+  // Collected for the log-scan test (test/helpers/test-logs.ts); silent otherwise.
+  const logTo = testLogDestination('inproc')
   const app = await createApp({
     services,
     authenticator,
+    ...(logTo ? { logger: createLogger({ logLevel: 'debug' }, logTo), accessLog: true } : {}),
     onRoute: (r) => routes.push(r),
     ...(speech.speak ? { speak: speech.speak } : {}),
     ...(speech.engine ? { engine: speech.engine, speech: speech.options } : {}),
   })
+  recordSecretsOf(app)
   await app.ready()
   return {
     app,
@@ -75,6 +81,7 @@ export async function bootstrapProject(services: Services, name = 'Test'): Promi
   if (!existing) throw new Error('bootstrapProject needs an empty store')
   const result = await bootstrapIfEmpty(services, { projectName: name })
   if (!result?.generatedSecret) throw new Error('bootstrap did not run')
+  recordSecrets(result.generatedSecret)
   return { projectId: result.project.id, ownerKey: result.generatedSecret, owner: result.owner }
 }
 
@@ -87,6 +94,7 @@ export async function makeKey(
   const full = parseKeySpec({ comment: 'test key', ...spec }, services.clock.now())
   full.expiresAt = spec.expiresAt ?? full.expiresAt
   const { record, secret } = await insertKey(services, member, full)
+  recordSecrets(secret)
   return { secret, id: record.id }
 }
 
@@ -117,5 +125,6 @@ export async function createOtherProject(services: Services, name = 'Other'): Pr
     now,
   )
   await services.store.createProjectWithOwner(project, owner, record)
+  recordSecrets(secret)
   return { projectId: project.id, ownerKey: secret, owner }
 }

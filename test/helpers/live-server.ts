@@ -3,6 +3,7 @@ import WebSocket from 'ws'
 import { loadConfig } from '../../src/config/index.js'
 import { createEarmark, type Earmark } from '../../src/main.js'
 import { removeDir, tempDataDir } from './server-process.js'
+import { recordSecrets, recordSecretsOf, testLogDestination } from './test-logs.js'
 
 export interface LiveServer {
   earmark: Earmark
@@ -19,14 +20,18 @@ export interface LiveServer {
 export async function startLiveServer(env: Record<string, string> = {}): Promise<LiveServer> {
   const dir = tempDataDir()
   const ownerKey = `emk_live_test_${Math.random().toString(16).slice(2)}_owner`
+  // Collected for the log-scan test (test/helpers/test-logs.ts); silent otherwise.
+  const logTo = testLogDestination('live')
+  recordSecrets(ownerKey)
   const config = loadConfig({
     EARMARK_DATA_DIR: dir,
     EARMARK_BOOTSTRAP_KEY: ownerKey,
-    EARMARK_LOG_LEVEL: 'silent',
+    EARMARK_LOG_LEVEL: logTo ? 'debug' : 'silent',
     EARMARK_CAPACITY: '2',
     ...env,
   })
-  const earmark = await createEarmark(config)
+  const earmark = await createEarmark(config, undefined, logTo)
+  recordSecretsOf(earmark.app)
   await earmark.app.listen({ port: 0, host: '127.0.0.1' })
   const { port } = earmark.app.server.address() as AddressInfo
   const projectId = earmark.bootstrap?.project.id ?? ''

@@ -3,6 +3,7 @@ import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { createInterface } from 'node:readline'
+import { appendTestLog, recordSecrets, TEST_LOG_DIR, testLogPath } from './test-logs.js'
 
 const ROOT = new URL('../..', import.meta.url).pathname
 
@@ -39,6 +40,9 @@ export function removeDir(dir: string): void {
 /** Starts a real `earmark serve` process on a free loopback port and waits until it listens. */
 export async function startServerProcess(options: StartOptions = {}): Promise<ServerProcess> {
   const dataDir = options.dataDir ?? tempDataDir()
+  // Collected for the log-scan test (test/helpers/test-logs.ts): debug unless the test says otherwise.
+  const logPath = testLogPath('child')
+  recordSecrets(options.bootstrapKey)
   const child = spawn(process.execPath, [join(ROOT, 'bin/earmark.js'), 'serve'], {
     cwd: ROOT,
     env: {
@@ -46,6 +50,7 @@ export async function startServerProcess(options: StartOptions = {}): Promise<Se
       PORT: '0',
       HOST: '127.0.0.1',
       EARMARK_DATA_DIR: dataDir,
+      ...(TEST_LOG_DIR ? { EARMARK_LOG_LEVEL: 'debug' } : {}),
       ...(options.bootstrapKey ? { EARMARK_BOOTSTRAP_KEY: options.bootstrapKey } : {}),
       ...options.env,
     },
@@ -61,7 +66,11 @@ export async function startServerProcess(options: StartOptions = {}): Promise<Se
     }, options.timeoutMs ?? 60_000)
     const onLine = (line: string) => {
       output.push(line)
+      // The owner key printed once at first start is not a log line; the scan checks no log holds it.
+      const shown = /^Owner API key \(shown once, store it now\): (\S+)/.exec(line)
+      if (shown) recordSecrets(shown[1])
       if (!line.startsWith('{')) return
+      appendTestLog(logPath, line)
       try {
         const entry = JSON.parse(line) as { msg?: string; url?: string }
         if (entry.msg === 'listening' && entry.url) {
@@ -73,7 +82,10 @@ export async function startServerProcess(options: StartOptions = {}): Promise<Se
       }
     }
     createInterface({ input: child.stdout as NodeJS.ReadableStream }).on('line', onLine)
-    createInterface({ input: child.stderr as NodeJS.ReadableStream }).on('line', (l) => output.push(l))
+    createInterface({ input: child.stderr as NodeJS.ReadableStream }).on('line', (l) => {
+      output.push(l)
+      appendTestLog(logPath, l)
+    })
     child.once('exit', (code) => {
       clearTimeout(timer)
       reject(new Error(`server exited with ${code}:\n${output.join('\n')}`))
