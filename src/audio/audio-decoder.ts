@@ -5,7 +5,7 @@ import {
   DEFAULT_MAX_PENDING_BYTES,
   PCM_SAMPLE_RATE,
 } from './audio-format.js'
-import { SNIFF_BYTES, sniffContainer } from './container-sniff.js'
+import { demuxerForHint, SNIFF_BYTES, sniffContainer } from './container-sniff.js'
 import type { DecoderBackend } from './decoder-backend.js'
 import { DecoderEvents, type DecoderState } from './decoder-events.js'
 import { containerInputArgs, createFfmpegDecoder, ffmpegArgs, rawInputArgs } from './ffmpeg-decoder.js'
@@ -57,6 +57,12 @@ export interface StreamDecoderOptions extends AudioDecoderOptions {
    * bytes that only look like a container). Default: no bound (an upload may start with a large tag).
    */
   maxBytesBeforeAudio?: number
+  /**
+   * Fail with `UNDECODABLE` when bytes that name no container Earmark knows (and no `encoding` hint) yield
+   * no PCM this long after ffmpeg started on them. ffmpeg may settle on a format that scores barely above
+   * zero for random bytes and then wait for more input forever. Default: no bound.
+   */
+  unrecognisedTimeoutMs?: number
 }
 
 /**
@@ -73,9 +79,17 @@ export function createAudioDecoder(options: StreamDecoderOptions): AudioDecoder 
   const events = new DecoderEvents()
   const maxBytesBeforeAudio = options.maxBytesBeforeAudio ?? Number.POSITIVE_INFINITY
   let sawPcm = false
+  let probeTimer: NodeJS.Timeout | undefined
   events.onPcm(() => {
     sawPcm = true
+    clearTimeout(probeTimer)
   })
+  const undecodable = (reason: string) => {
+    clearTimeout(probeTimer)
+    events.fail(new AudioDecodeError('UNDECODABLE', reason))
+    head = []
+    void backend?.kill()
+  }
   let backend: DecoderBackend | null = null
   let head: Uint8Array[] = []
   let headBytes = 0
@@ -113,7 +127,16 @@ export function createAudioDecoder(options: StreamDecoderOptions): AudioDecoder 
           if (wav.dataBytes !== null) remaining = wav.dataBytes
         }
       }
-      backend ??= ffmpeg(containerInputArgs(bytes, format.hint))
+      if (!backend) {
+        backend = ffmpeg(containerInputArgs(bytes, format.hint))
+        const timeout = options.unrecognisedTimeoutMs
+        if (timeout !== undefined && !sniffContainer(bytes) && !demuxerForHint(format.hint)) {
+          probeTimer = setTimeout(() => {
+            if (!sawPcm && !events.settled) undecodable('unrecognised data')
+          }, timeout)
+          probeTimer.unref()
+        }
+      }
     }
     head = []
     headBytes = 0
@@ -136,9 +159,7 @@ export function createAudioDecoder(options: StreamDecoderOptions): AudioDecoder 
       if (events.state !== 'open' || chunk.length === 0) return true
       inputBytes += chunk.length
       if (!sawPcm && inputBytes > maxBytesBeforeAudio) {
-        events.fail(new AudioDecodeError('UNDECODABLE', `no audio in the first ${maxBytesBeforeAudio} bytes`))
-        head = []
-        void backend?.kill()
+        undecodable(`no audio in the first ${maxBytesBeforeAudio} bytes`)
         return true
       }
       if (backend) return forward(chunk)
@@ -162,6 +183,7 @@ export function createAudioDecoder(options: StreamDecoderOptions): AudioDecoder 
       backend?.end()
     },
     kill() {
+      clearTimeout(probeTimer)
       events.kill()
       head = []
       return backend ? backend.kill() : Promise.resolve()

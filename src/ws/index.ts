@@ -1,7 +1,12 @@
 export { CLOSE, type CloseKind } from './close-codes.js'
 export { checkHandshake, type HandshakeRefusal, WEBSOCKET_VERSION } from './handshake.js'
 export { DEFAULT_SESSION_LIMITS, type SessionLimits } from './listen-session.js'
-export { createListenRoute, LIVE_MAX_BYTES_BEFORE_AUDIO, type ListenSocketOptions } from './listen-socket.js'
+export {
+  createListenRoute,
+  LIVE_MAX_BYTES_BEFORE_AUDIO,
+  LIVE_UNRECOGNISED_TIMEOUT_MS,
+  type ListenSocketOptions,
+} from './listen-socket.js'
 export {
   attachSocketRoutes,
   type SocketLease,

@@ -21,6 +21,12 @@ export interface ListenSocketOptions {
  */
 export const LIVE_MAX_BYTES_BEFORE_AUDIO = 512 * 1024
 
+/**
+ * How long bytes that name no known container may go without yielding PCM on a live stream. The formats
+ * ffmpeg recognises from 2 KiB (see `FORMAT_PROBE_BYTES`) give PCM within half a second at 4 KiB/s.
+ */
+export const LIVE_UNRECOGNISED_TIMEOUT_MS = 2000
+
 /** A client that left between the claim and the 101 (RFC 6455's "abnormal closure": no close frame). */
 const GONE = { code: 1006, reason: 'client gone before the upgrade completed' }
 
@@ -55,7 +61,11 @@ export function createListenRoute(o: ListenSocketOptions): SocketRoute {
         limits,
         log,
         createDecoder: (): AudioDecoder =>
-          createAudioDecoder({ ...audio, maxBytesBeforeAudio: LIVE_MAX_BYTES_BEFORE_AUDIO }),
+          createAudioDecoder({
+            ...audio,
+            maxBytesBeforeAudio: LIVE_MAX_BYTES_BEFORE_AUDIO,
+            unrecognisedTimeoutMs: LIVE_UNRECOGNISED_TIMEOUT_MS,
+          }),
         onEnd: ({ code, reason, audioSeconds }) => {
           if (usage) {
             usageDone = finishUsage(o.services, usage, {
