@@ -18,6 +18,7 @@ import {
   measureRealTimeFactor,
 } from './engines/index.js'
 import { createApp, redactSecrets } from './http/index.js'
+import { createLastResort } from './last-resort.js'
 import { type BootstrapResult, bootstrapIfEmpty, type Services } from './projects/index.js'
 import { widePermissions } from './store/sqlite/sqlite-file-modes.js'
 import { createSqliteStore } from './store/sqlite/sqlite-store.js'
@@ -184,6 +185,9 @@ export async function createEarmark(
   }
 }
 
+/** How long `earmark serve` waits for a clean close on a signal or a fatal fault before it exits anyway, ms. */
+const SHUTDOWN_DEADLINE_MS = 15_000
+
 /** `earmark serve`: start, print the generated owner key once, listen, stop cleanly on SIGTERM/SIGINT. */
 export async function serve(config: Config): Promise<Earmark> {
   const earmark = await createEarmark(config)
@@ -213,14 +217,24 @@ export async function serve(config: Config): Promise<Earmark> {
     'listening',
   )
   let stopping = false
-  const stop = async (signal: string) => {
+  const stop = async (signal: string, exitCode = 0) => {
     if (stopping) return
     stopping = true
     app.log.info({ signal }, 'shutting down')
-    await earmark.close()
-    process.exit(0)
+    // A close that hangs (a fault left something half-done) must not keep a broken process alive.
+    setTimeout(() => process.exit(exitCode || 1), SHUTDOWN_DEADLINE_MS).unref()
+    try {
+      await earmark.close()
+    } catch (err) {
+      app.log.error({ err }, 'shutdown failed')
+      exitCode ||= 1
+    }
+    process.exit(exitCode)
   }
   process.once('SIGTERM', () => void stop('SIGTERM'))
   process.once('SIGINT', () => void stop('SIGINT'))
+  const lastResort = createLastResort({ log: app.log, shutdown: (reason) => void stop(reason, 1) })
+  process.on('uncaughtException', (err) => lastResort.onUncaughtException(err))
+  process.on('unhandledRejection', (reason) => lastResort.onUnhandledRejection(reason))
   return earmark
 }

@@ -1,3 +1,4 @@
+import { AsyncResource } from 'node:async_hooks'
 import { createHash } from 'node:crypto'
 import type { FastifyBaseLogger } from 'fastify'
 import type { RawData, WebSocket } from 'ws'
@@ -315,10 +316,14 @@ export function createListenSession(o: ListenSessionOptions): ListenSession {
       }
       armIdle()
       tick = setInterval(watchBacklog, 100)
-      socket.on('message', onMessage)
+      // Bound to the upgrade's context, so a fault anywhere in this stream's work carries its request id.
+      socket.on('message', AsyncResource.bind(onMessage))
       // ws emits 'close' after every 'error' (invalid UTF-8: 1007, a frame over maxPayload: 1009), so the
       // session ends there, once, with the code the socket closed with.
-      socket.on('close', (code) => void finish('NORMAL', { code }))
+      socket.on(
+        'close',
+        AsyncResource.bind((code: number) => void finish('NORMAL', { code })),
+      )
       socket.on('error', (err) => log.info({ err, request_id: requestId }, 'socket error'))
     },
     abandon(code, reason) {

@@ -7,6 +7,7 @@ import type { Authenticator, Principal, Scheme } from '../auth/index.js'
 import { parseAuthorization } from '../auth/index.js'
 import { ApiError, isApiError } from '../errors.js'
 import { headerSafe } from '../http/header-value.js'
+import { requestScope } from '../last-resort.js'
 import { requireScope } from '../projects/index.js'
 import { checkHandshake, offeredProtocols } from './handshake.js'
 
@@ -222,15 +223,17 @@ export function attachSocketRoutes(app: FastifyInstance, o: SocketRoutesOptions)
     socket.on('error', () => socket.destroy())
     const requestId = randomUUID()
     requestIds.set(req, requestId)
-    const job = upgrade(req, socket, head, requestId).catch((err: unknown) => {
-      if (isApiError(err)) {
-        if (err.status >= 500) log.warn({ request_id: requestId, err_code: err.code }, 'upgrade refused')
-        refuse(socket, err, requestId)
-        return
-      }
-      log.error({ err, request_id: requestId }, 'upgrade failed')
-      refuse(socket, new ApiError('INTERNAL_ERROR'), requestId)
-    })
+    const job = requestScope
+      .run(requestId, () => upgrade(req, socket, head, requestId))
+      .catch((err: unknown) => {
+        if (isApiError(err)) {
+          if (err.status >= 500) log.warn({ request_id: requestId, err_code: err.code }, 'upgrade refused')
+          refuse(socket, err, requestId)
+          return
+        }
+        log.error({ err, request_id: requestId }, 'upgrade failed')
+        refuse(socket, new ApiError('INTERNAL_ERROR'), requestId)
+      })
     track(job)
   })
 
