@@ -1,7 +1,9 @@
 import assert from 'node:assert/strict'
+import type { AddressInfo } from 'node:net'
 import { after, before, describe, it } from 'node:test'
 import { generateKeySecret } from '../../src/auth/index.js'
 import { createEngine, type Engine } from '../../src/engines/index.js'
+import type { Services } from '../../src/projects/index.js'
 import type { Member } from '../../src/store/index.js'
 import {
   addMember,
@@ -11,6 +13,9 @@ import {
   makeKey,
   type TestEarmark,
 } from '../helpers/earmark.js'
+import { eventually } from '../helpers/listen-e2e.js'
+import { type LiveServer, startLiveServer } from '../helpers/live-server.js'
+import { handshakeHeaders, rawRequest, requestHead } from '../helpers/raw-upgrade.js'
 
 /**
  * Every route × every kind of credential → the status (and so the err_code) it must get.
@@ -134,7 +139,84 @@ const ROUTES: RouteCase[] = [
   },
 ]
 
+/**
+ * Every WebSocket route × every kind of credential: 101 for an admitted upgrade, else the HTTP status the
+ * refusal must carry before any 101. Same credential table as above.
+ */
+interface SocketCase {
+  /** As served, e.g. `/v1/listen`. */
+  path: string
+  /** Appended to the path. */
+  query: string
+  /** Statuses in CREDENTIALS order. */
+  expect: number[]
+}
+
+const SOCKET_ROUTES: SocketCase[] = [
+  {
+    path: '/v1/listen',
+    query: '?encoding=linear16&sample_rate=16000',
+    expect: [...DENIED, 101, 101, 101, 101, 101, 101, 401],
+  },
+  // The live /v1/speak socket gets its row here: { path: '/v1/speak', query: '?model=…', expect: [...] }.
+]
+
 const ERR_CODE: Record<number, string> = { 401: 'INVALID_AUTH', 403: 'FORBIDDEN', 404: 'PROJECT_NOT_FOUND' }
+
+/** The credentials of the table, made in `services` for the project of `owner`; `elapse` lets the short ones expire. */
+async function makeCredentials(
+  services: Services,
+  fx: { projectId: string; owner: Member; ownerKey: string },
+  elapse: (ms: number) => Promise<void>,
+): Promise<{
+  headers: Record<Cred, Record<string, string>>
+  members: Record<'owner' | 'admin' | 'member', Member>
+  memberKeyId: string
+}> {
+  const { projectId } = fx
+  const now = () => services.clock.now()
+  const admin = await addMember(services, { projectId, email: 'admin@example.com', role: 'admin' })
+  const member = await addMember(services, { projectId, email: 'member@example.com', role: 'member' })
+  const adminKey = await makeKey(services, admin, { scopes: ['admin'] })
+  const memberKey = await makeKey(services, member, { scopes: ['member'] })
+  const usageKey = await makeKey(services, member, { scopes: ['usage:write'] })
+  const deleted = await makeKey(services, fx.owner, { scopes: ['owner'] })
+  await services.store.deleteKey(projectId, deleted.id, now())
+  const expired = await makeKey(services, fx.owner, { scopes: ['owner'], expiresAt: now() + 1000 })
+  const other = await createOtherProject(services)
+  const shortGrant = services.grants.mint({
+    projectId,
+    accessor: memberKey.id,
+    ttlSeconds: 1,
+    notAfterMs: null,
+  })
+  await elapse(2000)
+  const grant = services.grants.mint({
+    projectId,
+    accessor: memberKey.id,
+    ttlSeconds: 3600,
+    notAfterMs: null,
+  })
+  const token = (s: string) => ({ authorization: `Token ${s}` })
+  return {
+    headers: {
+      none: {},
+      malformed: { authorization: 'Basic dXNlcjpwYXNz' },
+      unknown: token(generateKeySecret()),
+      deleted: token(deleted.secret),
+      expired: token(expired.secret),
+      otherProject: token(other.ownerKey),
+      member: token(memberKey.secret),
+      admin: token(adminKey.secret),
+      owner: token(fx.ownerKey),
+      usageOnly: token(usageKey.secret),
+      grant: { authorization: `Bearer ${grant.token}` },
+      expiredGrant: { authorization: `Bearer ${shortGrant.token}` },
+    },
+    members: { owner: fx.owner, admin, member },
+    memberKeyId: memberKey.id,
+  }
+}
 
 describe('permission matrix', () => {
   let em: TestEarmark
@@ -151,21 +233,14 @@ describe('permission matrix', () => {
     const { services, clock } = em
     const fx = await bootstrapProject(services)
     projectId = fx.projectId
-    const admin = await addMember(services, { projectId, email: 'admin@example.com', role: 'admin' })
-    const member = await addMember(services, { projectId, email: 'member@example.com', role: 'member' })
     subject = await addMember(services, { projectId, email: 'subject@example.com', role: 'member' })
-    members = { owner: fx.owner, admin, member }
-    const adminKey = await makeKey(services, admin, { scopes: ['admin'] })
-    const memberKey = await makeKey(services, member, { scopes: ['member'] })
-    const usageKey = await makeKey(services, member, { scopes: ['usage:write'] })
-    const deleted = await makeKey(services, fx.owner, { scopes: ['owner'] })
-    await services.store.deleteKey(projectId, deleted.id, clock.now())
-    const expired = await makeKey(services, fx.owner, { scopes: ['owner'], expiresAt: clock.now() + 1000 })
-    const other = await createOtherProject(services)
+    const made = await makeCredentials(services, fx, async (ms) => clock.advance(ms))
+    headers = made.headers
+    members = made.members
     await services.store.insertUsage({
       id: requestId,
       projectId,
-      keyId: memberKey.id,
+      keyId: made.memberKeyId,
       endUser: null,
       tags: [],
       endpoint: 'listen',
@@ -179,34 +254,6 @@ describe('permission matrix', () => {
       status: 200,
       detail: null,
     })
-    const shortGrant = services.grants.mint({
-      projectId,
-      accessor: memberKey.id,
-      ttlSeconds: 1,
-      notAfterMs: null,
-    })
-    clock.advance(2000)
-    const grant = services.grants.mint({
-      projectId,
-      accessor: memberKey.id,
-      ttlSeconds: 3600,
-      notAfterMs: null,
-    })
-    const token = (s: string) => ({ authorization: `Token ${s}` })
-    headers = {
-      none: {},
-      malformed: { authorization: 'Basic dXNlcjpwYXNz' },
-      unknown: token(generateKeySecret()),
-      deleted: token(deleted.secret),
-      expired: token(expired.secret),
-      otherProject: token(other.ownerKey),
-      member: token(memberKey.secret),
-      admin: token(adminKey.secret),
-      owner: token(fx.ownerKey),
-      usageOnly: token(usageKey.secret),
-      grant: { authorization: `Bearer ${grant.token}` },
-      expiredGrant: { authorization: `Bearer ${shortGrant.token}` },
-    }
   })
   after(async () => {
     await em.close()
@@ -269,5 +316,82 @@ describe('permission matrix', () => {
       'routes missing from the matrix',
     )
     assert.deepEqual([...covered].filter((r) => !registered.has(r)).sort(), [], 'matrix rows with no route')
+  })
+})
+
+describe('permission matrix of the WebSocket routes', () => {
+  let srv: LiveServer
+  let port: number
+  let headers: Record<Cred, Record<string, string>>
+
+  before(async () => {
+    srv = await startLiveServer({ EARMARK_CAPACITY: '2' })
+    port = (srv.earmark.app.server.address() as AddressInfo).port
+    const owner = srv.earmark.bootstrap?.owner
+    if (!owner) throw new Error('the live server did not bootstrap')
+    const fx = { projectId: srv.projectId, owner, ownerKey: srv.ownerKey }
+    headers = (await makeCredentials(srv.earmark.services, fx, (ms) => new Promise((r) => setTimeout(r, ms))))
+      .headers
+  })
+  after(() => srv.close())
+
+  /** The credential as the subprotocol pair browsers use (`token, <key>` / `bearer, <jwt>`), when it has one. */
+  const asSubprotocol = (h: Record<string, string>): Record<string, string> | undefined => {
+    const [scheme, secret] = (h.authorization ?? '').split(' ')
+    if (!secret || (scheme !== 'Token' && scheme !== 'Bearer')) return undefined
+    return { 'sec-websocket-protocol': `${scheme.toLowerCase()}, ${secret}` }
+  }
+
+  for (const route of SOCKET_ROUTES) {
+    it(`the ${route.path} upgrade answers each credential as specified, before any 101 when refused`, async () => {
+      const failures: string[] = []
+      for (const [i, cred] of CREDENTIALS.entries()) {
+        const expected = route.expect[i]
+        const forms = [headers[cred], asSubprotocol(headers[cred])].filter((f) => f !== undefined)
+        for (const form of forms) {
+          const what = `${cred} (${Object.keys(form).join(', ') || 'nothing'})`
+          const answer = await rawRequest(
+            port,
+            requestHead('GET', `${route.path}${route.query}`, { ...handshakeHeaders(), ...form }),
+          )
+          if (answer.status !== expected) {
+            failures.push(`${what}: got ${answer.status}, want ${expected} (${answer.body})`)
+            continue
+          }
+          if (!answer.headers['dg-request-id']) failures.push(`${what}: no dg-request-id`)
+          if (expected === 101) {
+            // The raw client dropped right after the 101: the slot comes back before the next cell.
+            await eventually(
+              async () =>
+                srv.earmark.engine.inUse() === 0 && srv.earmark.sockets.active === 0 ? true : undefined,
+              5000,
+              `${what}: slot released`,
+            )
+            continue
+          }
+          const body = JSON.parse(answer.body) as { err_code: string; request_id: string }
+          if (body.err_code !== ERR_CODE[expected]) failures.push(`${what}: err_code ${body.err_code}`)
+          if (body.request_id !== answer.headers['dg-request-id'])
+            failures.push(`${what}: request_id mismatch`)
+          if (answer.headers['x-request-id'] !== body.request_id) failures.push(`${what}: x-request-id`)
+        }
+      }
+      assert.deepEqual(failures, [])
+    })
+  }
+
+  it('covers every socket route the server serves, and serves every socket route it covers', () => {
+    const served = [...srv.earmark.sockets.paths].sort()
+    const covered = SOCKET_ROUTES.map((r) => r.path).sort()
+    assert.deepEqual(
+      served.filter((p) => !covered.includes(p)),
+      [],
+      'socket routes missing from the matrix',
+    )
+    assert.deepEqual(
+      covered.filter((p) => !served.includes(p)),
+      [],
+      'matrix rows with no socket route',
+    )
   })
 })
