@@ -28,6 +28,23 @@ export interface SpeechReadyMessage {
   config: { logLevel: string; accessLog: boolean; capacity: number; uvThreadpoolSize: string }
 }
 
+/** What the memory benchmark server (`memory-server.ts`) tells the runner once Earmark listens. */
+export interface MemoryReadyMessage {
+  type: 'memory-ready'
+  earmarkUrl: string
+  apiKey: string
+  /** Where Earmark spools uploads (the runner checks it is empty afterwards). */
+  uploadDir: string
+  /** What the Earmark config was built from, minus the secret. */
+  config: {
+    capacity: number
+    maxUploadBytes: number
+    maxAudioSeconds: number
+    listenQueue: number
+    listenMaxUploads: number
+  }
+}
+
 /** What the runner tells the server: close both servers, remove the data directory, exit. */
 export interface StopMessage {
   type: 'stop'
@@ -57,6 +74,10 @@ export function isReadyMessage(value: unknown): value is ReadyMessage {
 
 export function isSpeechReadyMessage(value: unknown): value is SpeechReadyMessage {
   return hasType(value, 'speech-ready')
+}
+
+export function isMemoryReadyMessage(value: unknown): value is MemoryReadyMessage {
+  return hasType(value, 'memory-ready')
 }
 
 export function isStopMessage(value: unknown): value is StopMessage {
