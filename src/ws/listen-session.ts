@@ -304,8 +304,10 @@ export function createListenSession(o: ListenSessionOptions): ListenSession {
         }
       })
       d.onError((err) => {
+        // ffmpeg that cannot start is the server's fault (1011); anything else is the client's audio (1008).
+        if (err.code === 'DECODER_UNAVAILABLE') return fault('audio decoder unavailable', err)
         log.info({ request_id: requestId, reason: err.code }, 'undecodable audio')
-        if (!closing) void finish(err.code === 'DECODER_UNAVAILABLE' ? 'INTERNAL' : 'BAD_AUDIO')
+        if (!closing) void finish('BAD_AUDIO')
       })
     },
     attach(socket) {

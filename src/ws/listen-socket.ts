@@ -12,6 +12,8 @@ export interface ListenSocketOptions {
   services: Services
   engine: Engine
   limits?: Partial<SessionLimits>
+  /** The ffmpeg binary for containers and resampling. Default `ffmpeg` (found on PATH). */
+  ffmpegPath?: string
 }
 
 /**
@@ -63,6 +65,7 @@ export function createListenRoute(o: ListenSocketOptions): SocketRoute {
         createDecoder: (): AudioDecoder =>
           createAudioDecoder({
             ...audio,
+            ...(o.ffmpegPath ? { ffmpegPath: o.ffmpegPath } : {}),
             maxBytesBeforeAudio: LIVE_MAX_BYTES_BEFORE_AUDIO,
             unrecognisedTimeoutMs: LIVE_UNRECOGNISED_TIMEOUT_MS,
           }),

@@ -89,3 +89,20 @@ export async function rawRequest(
     socket.write(request)
   })
 }
+
+/**
+ * Resolves once no upgrade is in flight, no socket holds a lease and every engine slot is free (releases
+ * are asynchronous: ffmpeg has to exit, the usage record to be written); throws after `timeoutMs`.
+ */
+export async function socketsReleased(
+  earmark: { engine: { inUse(): number }; sockets: { readonly active: number } },
+  timeoutMs = 5000,
+): Promise<void> {
+  const deadline = Date.now() + timeoutMs
+  while (earmark.engine.inUse() !== 0 || earmark.sockets.active !== 0) {
+    if (Date.now() > deadline) {
+      throw new Error(`still held: ${earmark.engine.inUse()} engine slots, ${earmark.sockets.active} sockets`)
+    }
+    await new Promise((r) => setTimeout(r, 20))
+  }
+}

@@ -13,9 +13,8 @@ import {
   makeKey,
   type TestEarmark,
 } from '../helpers/earmark.js'
-import { eventually } from '../helpers/listen-e2e.js'
 import { type LiveServer, startLiveServer } from '../helpers/live-server.js'
-import { handshakeHeaders, rawRequest, requestHead } from '../helpers/raw-upgrade.js'
+import { handshakeHeaders, rawRequest, requestHead, socketsReleased } from '../helpers/raw-upgrade.js'
 
 /**
  * Every route × every kind of credential → the status (and so the err_code) it must get.
@@ -361,12 +360,7 @@ describe('permission matrix of the WebSocket routes', () => {
           if (!answer.headers['dg-request-id']) failures.push(`${what}: no dg-request-id`)
           if (expected === 101) {
             // The raw client dropped right after the 101: the slot comes back before the next cell.
-            await eventually(
-              async () =>
-                srv.earmark.engine.inUse() === 0 && srv.earmark.sockets.active === 0 ? true : undefined,
-              5000,
-              `${what}: slot released`,
-            )
+            await socketsReleased(srv.earmark)
             continue
           }
           const body = JSON.parse(answer.body) as { err_code: string; request_id: string }

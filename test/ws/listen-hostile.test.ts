@@ -2,8 +2,9 @@ import assert from 'node:assert/strict'
 import { randomBytes } from 'node:crypto'
 import { after, before, describe, it } from 'node:test'
 import type WebSocket from 'ws'
-import { eventually, pcmBytes } from '../helpers/listen-e2e.js'
+import { pcmBytes } from '../helpers/listen-e2e.js'
 import { finals, type LiveServer, openSocket, sendPcm, startLiveServer } from '../helpers/live-server.js'
+import { socketsReleased } from '../helpers/raw-upgrade.js'
 import { concatPcm, silence, speech, wordErrorRate } from '../helpers/speech.js'
 
 const RAW = 'encoding=linear16&sample_rate=16000'
@@ -51,12 +52,7 @@ describe('live /v1/listen under hostile input', () => {
 
   const open = (query = RAW) =>
     openSocket(`${srv.wsUrl}/v1/listen?${query}`, { protocols: ['token', srv.ownerKey] })
-  const released = () =>
-    eventually(
-      async () => (srv.earmark.engine.inUse() === 0 && srv.earmark.sockets.active === 0 ? true : undefined),
-      5000,
-      'every slot released',
-    )
+  const released = () => socketsReleased(srv.earmark)
   const stillServing = async () => {
     const res = await fetch(`${srv.url}/v1/projects`, { headers: { authorization: `Token ${srv.ownerKey}` } })
     assert.equal(res.status, 200)

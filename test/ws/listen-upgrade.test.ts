@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict'
 import type { AddressInfo } from 'node:net'
 import { after, before, describe, it } from 'node:test'
-import { eventually, pcmBytes, streamFrames } from '../helpers/listen-e2e.js'
+import { pcmBytes, streamFrames } from '../helpers/listen-e2e.js'
 import { type LiveServer, startLiveServer } from '../helpers/live-server.js'
 import {
   handshakeHeaders,
@@ -9,6 +9,7 @@ import {
   rawConnect,
   rawRequest,
   requestHead,
+  socketsReleased,
 } from '../helpers/raw-upgrade.js'
 import { concatPcm, silence, speech, wordErrorRate } from '../helpers/speech.js'
 
@@ -41,13 +42,7 @@ describe('the /v1/listen upgrade under hostile handshakes', () => {
   })
   after(() => srv.close())
 
-  /** Waits until no upgrade is in flight, no socket holds a lease and the engine has every slot free. */
-  const settled = () =>
-    eventually(
-      async () => (srv.earmark.engine.inUse() === 0 && srv.earmark.sockets.active === 0 ? true : undefined),
-      5000,
-      'every slot released',
-    )
+  const settled = () => socketsReleased(srv.earmark)
 
   const request = (
     headers: Record<string, string | undefined>,
