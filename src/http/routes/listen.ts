@@ -79,6 +79,16 @@ async function* counted(pcm: AsyncIterable<Int16Array>, count: (samples: number)
 }
 
 /**
+ * The request body, read as it arrives. Giving up on it early (a limit passed) must not destroy the request:
+ * that would reset the connection under the error answer. Node reads and drops the rest, then the
+ * `connection: close` of that answer ends the connection.
+ */
+function uploadBody(req: FastifyRequest): AsyncIterable<Buffer> {
+  const body = (req.body as Readable | undefined) ?? req.raw
+  return body.iterator({ destroyOnReturn: false })
+}
+
+/**
  * An answer sent before the whole body was read closes the connection: otherwise Node would read (and
  * throw away) the rest of a body of any size before the connection could serve its next request.
  */
@@ -164,18 +174,13 @@ export function listenRoutes(app: FastifyInstance, deps: RouteDeps & ListenRoute
             tags: options.tags,
           })
           try {
-            spool = await spoolUpload(
-              isJson
-                ? fetchAudio(url, deps.fetch, ac.signal)
-                : ((req.body as Readable | undefined) ?? req.raw),
-              {
-                dir: uploadDir,
-                maxBytes: deps.maxUploadBytes,
-                // A fetch keeps its own (documented) deadlines.
-                idleTimeoutMs: isJson ? deps.fetch.timeoutMs + 1000 : limits.uploadIdleTimeoutMs,
-                signal: ac.signal,
-              },
-            )
+            spool = await spoolUpload(isJson ? fetchAudio(url, deps.fetch, ac.signal) : uploadBody(req), {
+              dir: uploadDir,
+              maxBytes: deps.maxUploadBytes,
+              // A fetch keeps its own (documented) deadlines.
+              idleTimeoutMs: isJson ? deps.fetch.timeoutMs + 1000 : limits.uploadIdleTimeoutMs,
+              signal: ac.signal,
+            })
           } finally {
             uploads--
             uploading = false
