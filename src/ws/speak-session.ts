@@ -52,6 +52,10 @@ export interface SpeakSessionOptions {
 /** One live `/v1/speak` socket: a text buffer, and Flushes spoken one after another as binary frames. */
 export interface SpeakSession {
   attach(ws: WebSocket): void
+  /** Ends the session without a socket (the upgrade did not complete), reporting `code`. */
+  abandon(code: number, reason: string): void
+  /** Settles once the session ended, whichever way. */
+  readonly ended: Promise<void>
 }
 
 /** Bytes the socket may hold unsent before the session waits for the client to read. */
@@ -85,9 +89,15 @@ export function createSpeakSession(o: SpeakSessionOptions): SpeakSession {
     if (ws && ws.readyState === ws.OPEN) ws.send(JSON.stringify(message))
   }
 
-  const end = (kind: SpeakCloseKind, client?: { code: number }) => {
+  let markEnded: () => void = () => {}
+  const endedPromise = new Promise<void>((resolve) => {
+    markEnded = resolve
+  })
+
+  const end = (kind: SpeakCloseKind, client?: { code: number; reason?: string }) => {
     if (ended) return
     ended = true
+    markEnded()
     clearTimeout(idleTimer)
     queue.length = 0
     current?.stream.destroy()
@@ -97,7 +107,7 @@ export function createSpeakSession(o: SpeakSessionOptions): SpeakSession {
       ws.close(close.code, close.reason)
     o.onEnd({
       code: client?.code ?? close.code,
-      reason: client ? 'client closed' : close.reason,
+      reason: client ? (client.reason ?? 'client closed') : close.reason,
       characters,
     })
   }
@@ -238,6 +248,10 @@ export function createSpeakSession(o: SpeakSessionOptions): SpeakSession {
   }
 
   return {
+    ended: endedPromise,
+    abandon(code, reason) {
+      end('NORMAL', { code, reason })
+    },
     attach(socket) {
       ws = socket
       send({
