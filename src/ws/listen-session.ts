@@ -137,6 +137,7 @@ export function createListenSession(o: ListenSessionOptions): ListenSession {
 
   const armIdle = () => {
     clearTimeout(idleTimer)
+    if (paused) return // see watchBacklog
     idleTimer = setTimeout(() => void finish('NO_AUDIO'), limits.idleTimeoutMs)
   }
 
@@ -270,12 +271,15 @@ export function createListenSession(o: ListenSessionOptions): ListenSession {
     if (!ws || !stream || closing) return
     try {
       const behind = stream.backlogMs > limits.maxBacklogMs
+      // While Earmark is not reading, the client cannot be idle: the idle clock stops until reading resumes.
       if (behind && !paused) {
         ws.pause()
         paused = true
+        clearTimeout(idleTimer)
       } else if (!behind && paused) {
         ws.resume()
         paused = false
+        armIdle()
       }
       checkUtteranceEnd()
     } catch (err) {

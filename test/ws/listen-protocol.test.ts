@@ -225,6 +225,23 @@ describe('live /v1/listen protocol', () => {
     await Promise.all([b.closed, d.closed])
   })
 
+  it('does not count time spent not reading a client (back-pressure) against its idle timeout', async () => {
+    const { ws, log, closed } = await openSocket(`${srv.wsUrl}/v1/listen?${RAW}`, {
+      protocols: ['token', srv.ownerKey],
+    })
+    // Far more than the 20 s backlog at once, then nothing for longer than the 1.5 s idle timeout: the engine
+    // is still behind, Earmark is not reading, and the client is waiting for it, not idle.
+    const long = concatPcm(...Array.from({ length: 16 }, () => audio))
+    await sendPcm(ws, long, 1000)
+    await new Promise((r) => setTimeout(r, 2500))
+    ws.send(JSON.stringify({ type: 'CloseStream' }))
+    await closed
+    assert.equal(log.close?.code, 1000, `${log.close?.code} ${log.close?.reason}`)
+    const meta = log.messages.at(-1) as { type: string; duration: number }
+    assert.equal(meta.type, 'Metadata')
+    assert.ok(Math.abs(meta.duration - long.length / 16000) < 0.1, `duration ${meta.duration}`)
+  })
+
   it('treats an empty binary frame as the end of the stream', async () => {
     const { ws, log, closed } = await openSocket(`${srv.wsUrl}/v1/listen?${RAW}`, {
       protocols: ['token', srv.ownerKey],
