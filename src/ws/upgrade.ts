@@ -160,10 +160,16 @@ export function attachSocketRoutes(app: FastifyInstance, o: SocketRoutesOptions)
     void settled.then(() => pending.delete(settled))
   }
 
+  /** A refusal, logged like an access-log line (no URL: a query or a path may hold a pasted secret). */
+  const answer = (socket: Duplex, err: ApiError, requestId: string, headers?: Record<string, string>) => {
+    log.info({ request_id: requestId, status: err.status, err_code: err.code }, 'upgrade refused')
+    refuse(socket, err, requestId, headers)
+  }
+
   const upgrade = async (req: IncomingMessage, socket: Duplex, head: Buffer, requestId: string) => {
     const refusal = checkHandshake(req)
     if (refusal) {
-      refuse(socket, refusal.error, requestId, refusal.headers)
+      answer(socket, refusal.error, requestId, refusal.headers)
       return
     }
     let url: URL
@@ -226,13 +232,9 @@ export function attachSocketRoutes(app: FastifyInstance, o: SocketRoutesOptions)
     const job = requestScope
       .run(requestId, () => upgrade(req, socket, head, requestId))
       .catch((err: unknown) => {
-        if (isApiError(err)) {
-          if (err.status >= 500) log.warn({ request_id: requestId, err_code: err.code }, 'upgrade refused')
-          refuse(socket, err, requestId)
-          return
-        }
+        if (isApiError(err)) return answer(socket, err, requestId)
         log.error({ err, request_id: requestId }, 'upgrade failed')
-        refuse(socket, new ApiError('INTERNAL_ERROR'), requestId)
+        answer(socket, new ApiError('INTERNAL_ERROR'), requestId)
       })
     track(job)
   })

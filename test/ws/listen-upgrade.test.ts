@@ -101,6 +101,18 @@ describe('the /v1/listen upgrade under hostile handshakes', () => {
     })
   }
 
+  it('refuses options holding any character with a Deepgram body and a header-safe dg-error', async () => {
+    for (const [query, code] of [
+      ['language=%F0%9F%99%82', 'INVALID_FIELD'],
+      ['model=nova-%00%0d%0a', 'MODEL_NOT_FOUND'],
+      ['encoding=%C3%A9', 'INVALID_FIELD'],
+      ['tag=%FF&sample_rate=x', 'INVALID_FIELD'],
+    ] as const) {
+      assertRefusal(await request({}, 'GET', `/v1/listen?${query}`), 400, code, query)
+    }
+    await settled()
+  })
+
   it('answers a sound handshake on an unknown path with 404 before looking at the credential', async () => {
     const answer = await request({ authorization: undefined }, 'GET', '/v1/elsewhere')
     assertRefusal(answer, 404, 'NOT_FOUND', 'unknown path')
