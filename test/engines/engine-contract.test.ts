@@ -271,6 +271,90 @@ for (const name of selected) {
       assert.equal(engine.inUse(), 0)
     })
 
+    test('transcribe takes PCM chunks pulled one at a time, with the same result as one buffer', async () => {
+      const whole = await engine.transcribe(paced, { language: 'en', endpointingMs: 10 })
+      let pulled = 0
+      async function* source() {
+        // Odd chunk sizes, so slices straddle chunks.
+        for (let at = 0, i = 0; at < paced.length; i++) {
+          const size = [1234, 16_000, 7, 4000][i % 4] ?? 1
+          pulled++
+          yield paced.slice(at, at + size)
+          at += size
+        }
+      }
+      const streamed = await engine.transcribe(source(), { language: 'en', endpointingMs: 10 })
+      assert.equal(streamed.duration, whole.duration)
+      assert.deepEqual(
+        streamed.utterances.map((u) => u.transcript),
+        whole.utterances.map((u) => u.transcript),
+      )
+      assert.ok(pulled > 1)
+      assert.equal(engine.inUse(), 0)
+    })
+
+    test('a streamed transcribe stops pulling and frees its decoder when its signal aborts or its source fails', async () => {
+      const ac = new AbortController()
+      let closed = false
+      let pulled = 0
+      async function* endless() {
+        try {
+          for (;;) {
+            pulled++
+            if (pulled === 20) ac.abort(new Error('client gone'))
+            yield silence(0.1)
+          }
+        } finally {
+          closed = true
+        }
+      }
+      await assert.rejects(
+        engine.transcribe(endless(), { language: 'en', endpointingMs: 10 }, { signal: ac.signal }),
+        /client gone/,
+      )
+      assert.ok(closed, 'the source was closed')
+      assert.ok(pulled <= 22, `pulled ${pulled} chunks after the abort`)
+      assert.equal(engine.inUse(), 0)
+
+      async function* failing() {
+        yield clip(SENTENCES[0])
+        throw new Error('upload broke')
+      }
+      await assert.rejects(
+        engine.transcribe(failing(), { language: 'en', endpointingMs: 10 }),
+        /upload broke/,
+      )
+      assert.equal(engine.inUse(), 0)
+      // The decoder went back clean (no utterance left open): the next decode recognises speech as usual.
+      const padded = concatPcm(silence(0.5), clip(SENTENCES[1]), silence(0.5))
+      const after = await engine.transcribe(padded, { language: 'en', endpointingMs: 10 })
+      const counted = wordErrors(SENTENCES[1], after.utterances.map((u) => u.transcript).join(' '))
+      assert.ok(counted.errors <= 1, `${counted.errors} errors in ${counted.words} words`)
+    })
+
+    test('one-shot decodes queue for the decoders streams hold: the queue is bounded, and a waiter can leave', async () => {
+      const streams = await Promise.all(
+        Array.from({ length: CAPACITY }, () => engine.openStream(LIVE, recorder().sink)),
+      )
+      const options = { language: 'en', endpointingMs: 10 } as const
+      await assert.rejects(engine.transcribe(clip(SENTENCES[1]), options, { maxQueue: 0 }), EngineBusyError)
+      const first = engine.transcribe(clip(SENTENCES[1]), options, { waitMs: 10_000, maxQueue: 1 })
+      const started = performance.now()
+      await assert.rejects(
+        engine.transcribe(clip(SENTENCES[1]), options, { waitMs: 10_000, maxQueue: 1 }),
+        EngineBusyError,
+      )
+      assert.ok(performance.now() - started < 100, 'a full queue refuses at once')
+      const ac = new AbortController()
+      const leaving = engine.transcribe(clip(SENTENCES[1]), options, { waitMs: 10_000, signal: ac.signal })
+      ac.abort(new Error('gave up'))
+      await assert.rejects(leaving, /gave up/)
+      await streams[0]?.close()
+      assert.ok((await first).utterances.length > 0)
+      await Promise.all(streams.slice(1).map((s) => s.close()))
+      assert.equal(engine.inUse(), 0)
+    })
+
     test('parallel streams each get their own transcript', async () => {
       const voices: FliteVoice[] = ['slt', 'rms', 'slt']
       const inputs = SENTENCES.map((s, i) => concatPcm(clip(s, voices[i]), silence(0.8)))
