@@ -1,0 +1,429 @@
+import { after, before, describe, it } from 'node:test'
+import fc from 'fast-check'
+import { createFuzzTarget, type FuzzServer, type FuzzTarget } from '../helpers/fuzz-target.js'
+import type { RawHeader } from '../helpers/raw-http.js'
+import { closePayload, OP, openRawWs, type RawWs } from '../helpers/raw-ws.js'
+import {
+  deepgramErrorProblem,
+  LISTEN_KEYS,
+  mediaBytes,
+  nastyString,
+  pctEncode,
+  queryBytes,
+  queryPairs,
+  SPEAK_KEYS,
+  target,
+} from './arbitraries.js'
+import { createTally, runProperty } from './fuzz-options.js'
+
+/**
+ * Hostile clients on live sockets (issue 8): random JSON values, control messages of every type, byte strings
+ * as text and binary frames, broken frames, pauses and closes at random points, with and without `encoding`,
+ * authenticated with the owner key or a grant token, by header or subprotocol. After every case: no 5xx and
+ * no internal-error close, every refusal Deepgram-shaped, speech slots back to zero, the process alive.
+ */
+
+const IDLE_MS = 1000
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
+
+type Action =
+  | { k: 'text'; text: string }
+  | { k: 'textBytes'; bytes: Buffer }
+  | { k: 'binary'; bytes: Buffer }
+  | { k: 'silence'; ms: number }
+  | { k: 'ping' | 'pong'; bytes: Buffer }
+  | { k: 'fragmented'; text: string; cut: number }
+  | { k: 'badFrame'; opcode: number; rsv: number; fin: boolean; masked: boolean; bytes: Buffer }
+  | { k: 'pause'; ms: number }
+  | { k: 'close'; code: number | undefined; reason: Buffer }
+  | { k: 'terminate' }
+  | { k: 'end' }
+
+const CONTROL_TYPES = [
+  'KeepAlive',
+  'Finalize',
+  'CloseStream',
+  'Configure',
+  'Speak',
+  'Flush',
+  'Clear',
+  'Close',
+] as const
+
+/** Text a client may send: control messages (with junk fields), `type` of every JSON type, any JSON value. */
+const controlText: fc.Arbitrary<string> = fc.oneof(
+  {
+    weight: 6,
+    arbitrary: fc
+      .tuple(
+        fc.constantFrom(...CONTROL_TYPES),
+        fc.dictionary(fc.string({ maxLength: 8 }), fc.jsonValue({ maxDepth: 2 }), { maxKeys: 3 }),
+      )
+      .map(([type, extra]) => JSON.stringify({ ...extra, type })),
+  },
+  {
+    weight: 3,
+    arbitrary: fc
+      .oneof(
+        fc.constant(null),
+        fc.boolean(),
+        fc.integer(),
+        fc.double(),
+        nastyString,
+        fc.array(fc.jsonValue({ maxDepth: 1 }), { maxLength: 3 }),
+        fc.object({ maxDepth: 1 }),
+        fc.constantFrom('keepalive', 'closestream', 'CloseStream ', 'Finalize\u0000'),
+      )
+      .map((type) => JSON.stringify({ type })),
+  },
+  { weight: 3, arbitrary: fc.jsonValue({ maxDepth: 3 }).map((v) => JSON.stringify(v) ?? 'null') },
+  {
+    weight: 2,
+    arbitrary: fc.constantFrom(
+      'null',
+      'true',
+      '0',
+      '1e309',
+      '[]',
+      '{}',
+      '""',
+      '"CloseStream"',
+      '{"type":"Finalize"',
+      '{"type":"CloseStream"}{"type":"CloseStream"}',
+      '{"__proto__":{"type":"CloseStream"}}',
+      '{"constructor":{"prototype":{"type":"Finalize"}}}',
+      '[{"type":"CloseStream"}]',
+      '{"type":["CloseStream"]}',
+      '{"type":{"toString":"CloseStream"}}',
+      '{"type":"Speak","text":null}',
+      '{"type":"Speak","text":"🙂\\u0000"}',
+      '',
+      ' ',
+    ),
+  },
+  { weight: 1, arbitrary: fc.string({ unit: 'binary', maxLength: 64 }) },
+)
+
+const action: fc.Arbitrary<Action> = fc.oneof(
+  { weight: 10, arbitrary: controlText.map((text) => ({ k: 'text' as const, text })) },
+  {
+    weight: 1,
+    arbitrary: fc
+      .constantFrom(64 * 1024, 1024 * 1024, 4 * 1024 * 1024 + 1)
+      .map((n) => ({ k: 'text' as const, text: JSON.stringify({ type: 'KeepAlive', pad: 'x'.repeat(n) }) })),
+  },
+  {
+    weight: 2,
+    arbitrary: fc
+      .uint8Array({ maxLength: 64 })
+      .map((b) => ({ k: 'textBytes' as const, bytes: Buffer.from(b) })),
+  },
+  { weight: 5, arbitrary: mediaBytes(4096).map((bytes) => ({ k: 'binary' as const, bytes })) },
+  { weight: 1, arbitrary: fc.constant({ k: 'binary' as const, bytes: Buffer.alloc(0) }) },
+  { weight: 4, arbitrary: fc.integer({ min: 20, max: 400 }).map((ms) => ({ k: 'silence' as const, ms })) },
+  {
+    weight: 1,
+    arbitrary: fc
+      .tuple(fc.constantFrom('ping' as const, 'pong' as const), fc.uint8Array({ maxLength: 125 }))
+      .map(([k, b]) => ({ k, bytes: Buffer.from(b) })),
+  },
+  {
+    weight: 1,
+    arbitrary: fc
+      .tuple(controlText, fc.nat({ max: 64 }))
+      .map(([text, cut]) => ({ k: 'fragmented' as const, text, cut })),
+  },
+  {
+    weight: 1,
+    arbitrary: fc.record({
+      k: fc.constant('badFrame' as const),
+      opcode: fc.integer({ min: 0, max: 15 }),
+      rsv: fc.integer({ min: 0, max: 7 }),
+      fin: fc.boolean(),
+      masked: fc.boolean(),
+      bytes: fc.uint8Array({ maxLength: 200 }).map((b) => Buffer.from(b)),
+    }),
+  },
+  {
+    weight: 4,
+    arbitrary: fc
+      .oneof(
+        { weight: 9, arbitrary: fc.integer({ min: 0, max: 60 }) },
+        { weight: 1, arbitrary: fc.integer({ min: IDLE_MS + 100, max: IDLE_MS + 600 }) },
+      )
+      .map((ms) => ({ k: 'pause' as const, ms })),
+  },
+  {
+    weight: 1,
+    arbitrary: fc
+      .tuple(
+        fc.oneof(
+          fc.constantFrom(undefined, 1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 3000, 4999),
+          fc.integer({ min: 0, max: 65535 }),
+        ),
+        fc.oneof(
+          fc.string({ maxLength: 30 }).map((s) => Buffer.from(s)),
+          fc.uint8Array({ maxLength: 123 }).map((b) => Buffer.from(b)),
+        ),
+      )
+      .map(([code, reason]) => ({ k: 'close' as const, code, reason })),
+  },
+  { weight: 1, arbitrary: fc.constant({ k: 'terminate' as const }) },
+  { weight: 1, arbitrary: fc.constant({ k: 'end' as const }) },
+)
+
+type Auth = 'ownerHeader' | 'grantHeader' | 'ownerProtocol' | 'grantProtocol' | 'none' | 'bad'
+
+/** `encoding` as real clients send it, missing (container audio), or junk. */
+const encodingQuery = fc.constantFrom(
+  '',
+  'encoding=linear16&sample_rate=16000',
+  'encoding=linear16&sample_rate=16000',
+  'encoding=linear16',
+  'encoding=mulaw&sample_rate=8000',
+  'encoding=opus&sample_rate=48000',
+  'encoding=flac',
+  'encoding=linear16&sample_rate=0',
+  'encoding=linear16&sample_rate=99999999999999999999',
+  'encoding=%F0%9F%99%82',
+)
+
+const liveCase = fc.record({
+  path: fc.oneof(
+    { weight: 12, arbitrary: fc.constant('/v1/listen') },
+    { weight: 2, arbitrary: fc.constant('/v1/speak') },
+    { weight: 1, arbitrary: nastyString.map((s) => `/v1/listen/${pctEncode(s)}`) },
+    { weight: 1, arbitrary: nastyString.map((s) => `/${pctEncode(s)}`) },
+  ),
+  auth: fc.oneof(
+    {
+      weight: 10,
+      arbitrary: fc.constantFrom<Auth>('ownerHeader', 'grantHeader', 'ownerProtocol', 'grantProtocol'),
+    },
+    { weight: 1, arbitrary: fc.constantFrom<Auth>('none', 'bad') },
+  ),
+  encoding: encodingQuery,
+  extra: fc.oneof(
+    { weight: 3, arbitrary: fc.constant([]) },
+    { weight: 1, arbitrary: queryPairs([...LISTEN_KEYS, ...SPEAK_KEYS], 4) },
+  ),
+  key: fc.oneof(
+    { weight: 12, arbitrary: fc.constant<string | null | undefined>(undefined) },
+    {
+      weight: 1,
+      arbitrary: fc.constantFrom<string | null>(null, '', 'AAAA', 'dGhlIHNhbXBsZSBub25jZQ==x', '🙂'),
+    },
+  ),
+  version: fc.oneof(
+    { weight: 12, arbitrary: fc.constant<string | null | undefined>(undefined) },
+    { weight: 1, arbitrary: fc.constantFrom<string | null>(null, '', '8', '12', '99999999999', 'x') },
+  ),
+  /** Drop the TCP connection this many ms after writing the upgrade request, without reading the answer. */
+  dropAfterMs: fc.oneof(
+    { weight: 12, arbitrary: fc.constant<number | undefined>(undefined) },
+    { weight: 1, arbitrary: fc.integer({ min: 0, max: 15 }) },
+  ),
+  actions: fc.array(action, { maxLength: 10 }),
+})
+type LiveCase = typeof liveCase extends fc.Arbitrary<infer T> ? T : never
+
+function authHeaders(auth: Auth, s: FuzzServer): RawHeader[] {
+  switch (auth) {
+    case 'ownerHeader':
+      return [['Authorization', `Token ${s.srv.ownerKey}`]]
+    case 'grantHeader':
+      return [['Authorization', `Bearer ${s.grant}`]]
+    case 'ownerProtocol':
+      return [['Sec-WebSocket-Protocol', `token, ${s.srv.ownerKey}`]]
+    case 'grantProtocol':
+      return [['Sec-WebSocket-Protocol', `bearer, ${s.grant}`]]
+    case 'bad':
+      return [['Authorization', 'Token emk_not_a_real_key_0000000000000000']]
+    case 'none':
+      return []
+  }
+}
+
+/** Close codes a server may send, beyond the one a client closed with: protocol, data and idle closes. */
+function closeProblem(
+  code: number | undefined,
+  reason: string,
+  clientCode: number | undefined,
+): string | undefined {
+  if (code === undefined) return undefined
+  if (code === clientCode) return undefined
+  if (code === 1011 && reason === 'NET-0000')
+    return 'the server closed with 1011 NET-0000 (an internal error)'
+  if ([1000, 1002, 1007, 1009].includes(code)) return undefined
+  if (code === 1008 && reason.startsWith('DATA-')) return undefined
+  if (code === 1011 && reason === 'NET-0001') return undefined
+  return `the server closed with an unexpected code ${code} ${JSON.stringify(reason)}`
+}
+
+const OPCODE = { textBytes: OP.TEXT, binary: OP.BINARY, ping: OP.PING, pong: OP.PONG } as const
+
+async function play(
+  ws: RawWs,
+  actions: readonly Action[],
+): Promise<{ clientCode?: number; dropped: boolean }> {
+  let clientCode: number | undefined
+  let sentClose = false
+  for (const a of actions) {
+    if (!ws.writable()) break
+    switch (a.k) {
+      case 'text':
+        ws.send(OP.TEXT, Buffer.from(a.text, 'utf8'))
+        break
+      case 'silence':
+        ws.send(OP.BINARY, Buffer.alloc(a.ms * 32))
+        break
+      case 'textBytes':
+      case 'binary':
+      case 'ping':
+      case 'pong':
+        ws.send(OPCODE[a.k], a.bytes)
+        break
+      case 'fragmented': {
+        const bytes = Buffer.from(a.text, 'utf8')
+        const cut = Math.min(a.cut, bytes.length)
+        ws.send(OP.TEXT, bytes.subarray(0, cut), { fin: false })
+        ws.send(OP.PING, Buffer.alloc(0))
+        ws.send(OP.CONTINUATION, bytes.subarray(cut))
+        break
+      }
+      case 'badFrame':
+        ws.send(a.opcode, a.bytes, { fin: a.fin, rsv: a.rsv, masked: a.masked })
+        break
+      case 'pause':
+        await sleep(a.ms)
+        break
+      case 'close':
+        ws.send(OP.CLOSE, closePayload(a.code, a.reason))
+        if (!sentClose) clientCode = a.code
+        sentClose = true
+        break
+      case 'terminate':
+        ws.socket.destroy()
+        return { clientCode, dropped: true }
+      case 'end':
+        ws.socket.end()
+        return { clientCode, dropped: true }
+    }
+    // Let the server interleave its work with ours, as a real network would.
+    await new Promise((r) => setImmediate(r))
+  }
+  if (ws.writable() && !sentClose) {
+    ws.send(OP.CLOSE, closePayload(1000))
+    clientCode = 1000
+  }
+  return { clientCode, dropped: false }
+}
+
+/** Runs one case and returns what was wrong with the server's behaviour. */
+async function runCase(s: FuzzServer, c: LiveCase, note: (what: string) => void): Promise<string[]> {
+  const problems: string[] = []
+  const query = Buffer.concat([
+    Buffer.from(c.encoding),
+    c.encoding && c.extra.length > 0 ? Buffer.from('&') : Buffer.alloc(0),
+    queryBytes(c.extra),
+  ])
+  const ws = openRawWs(s.port, target(c.path, query), authHeaders(c.auth, s), {
+    ...(c.key !== undefined ? { key: c.key } : {}),
+    ...(c.version !== undefined ? { version: c.version } : {}),
+  })
+  try {
+    if (c.dropAfterMs !== undefined) {
+      await new Promise<void>((r) => ws.socket.once('connect', () => r()))
+      await sleep(c.dropAfterMs)
+      ws.socket.destroy()
+      note('dropped during the upgrade')
+      return problems
+    }
+    await Promise.race([ws.answered, sleep(15_000)])
+    const { log } = ws
+    note(`upgrade ${log.status}`)
+    if (log.status === 0) {
+      problems.push(
+        log.ended ? 'the server dropped the upgrade without an answer' : 'no upgrade answer in 15 s',
+      )
+      return problems
+    }
+    if (log.status >= 500) problems.push(`the upgrade was answered ${log.status}`)
+    const goodAuth = c.auth !== 'none' && c.auth !== 'bad'
+    const servedPath = c.path === '/v1/listen' || c.path === '/v1/speak'
+    const goodHandshake = c.key === undefined && c.version === undefined
+    if (log.status !== 101) {
+      await Promise.race([ws.gone, sleep(5000)])
+      const problem = deepgramErrorProblem(log.body, log.headers['dg-request-id'])
+      if (problem) problems.push(`refused upgrade (${log.status}): ${problem}`)
+      if (goodAuth && servedPath && goodHandshake && c.path === '/v1/listen' && ![400].includes(log.status)) {
+        problems.push(`a valid, authenticated upgrade was refused with ${log.status}`)
+      }
+      return problems
+    }
+    if (!goodAuth) problems.push('an upgrade without valid credentials was accepted')
+    if (!goodHandshake) problems.push('an upgrade with a malformed key or version was accepted')
+    const { clientCode, dropped } = await play(ws, c.actions)
+    if (!dropped) {
+      await Promise.race([ws.gone, sleep(10_000)])
+      if (!log.ended) problems.push('the server kept the socket open 10 s after the client closed')
+    }
+    ws.socket.destroy()
+    await ws.gone
+    for (const f of log.frames) {
+      if (f.masked) problems.push('the server sent a masked frame')
+      if (f.opcode === OP.TEXT) {
+        let message: unknown
+        try {
+          message = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(f.payload))
+        } catch {
+          problems.push(
+            `a text frame that is not JSON: ${JSON.stringify(f.payload.toString().slice(0, 100))}`,
+          )
+          continue
+        }
+        const type = (message as { type?: unknown } | null)?.type
+        if (typeof type !== 'string')
+          problems.push(`a message without a string type: ${JSON.stringify(message)}`)
+        else note(`message ${type}`)
+      }
+    }
+    const close = log.frames.find((f) => f.opcode === OP.CLOSE)
+    const code = close && close.payload.length >= 2 ? close.payload.readUInt16BE(0) : undefined
+    const reason = close ? close.payload.subarray(2).toString('utf8') : ''
+    note(close ? `close ${code ?? 'empty'} ${reason}`.trim() : dropped ? 'client dropped' : 'no close frame')
+    const problem = closeProblem(code, reason, clientCode)
+    if (problem) problems.push(problem)
+    if (!close && !dropped) problems.push('the connection ended without a close frame')
+    return problems
+  } finally {
+    ws.socket.destroy()
+  }
+}
+
+describe('live sockets under hostile clients', () => {
+  let target_: FuzzTarget
+
+  before(() => {
+    target_ = createFuzzTarget({ EARMARK_CAPACITY: '2', EARMARK_WS_IDLE_TIMEOUT_MS: String(IDLE_MS) })
+  })
+  after(async () => {
+    await target_.close()
+  })
+
+  it('no sequence of frames, closes or handshakes crashes the server, leaks a slot or answers a 5xx', async (t) => {
+    const tally = createTally()
+    const property = fc.asyncProperty(liveCase, async (c) => {
+      tally.cases++
+      const s = await target_.ready()
+      const problems = await runCase(s, c, tally.add)
+      problems.push(...(await target_.settle()))
+      if (process.env.FUZZ_VERBOSE) console.error(JSON.stringify(c).slice(0, 300), problems)
+      if (problems.length > 0) {
+        tally.add('FAILED')
+        throw new Error(problems.join('\n'))
+      }
+    })
+    await runProperty(t, 'live sockets', 60, property, tally)
+  })
+})
