@@ -103,9 +103,13 @@ export function createFuzzTarget(env: Record<string, string> = {}): FuzzTarget {
   const onError = (err: unknown) => {
     processErrors.push(err instanceof Error ? `${err.name}: ${err.message}` : String(err))
   }
-  // The process must never see an error nobody handled; listening here also keeps one from ending the run.
-  process.on('uncaughtException', onError)
-  process.on('unhandledRejection', onError)
+  // The process must never see an error nobody handled. The test runner's own listeners would fail the test
+  // at once and end the property mid-run; held aside while the target lives, such an error fails the case
+  // that caused it instead, and fast-check shrinks it like any other failure.
+  const uncaught = process.listeners('uncaughtException')
+  const unhandled = process.listeners('unhandledRejection')
+  process.removeAllListeners('uncaughtException').on('uncaughtException', onError)
+  process.removeAllListeners('unhandledRejection').on('unhandledRejection', onError)
 
   return {
     get restarts() {
@@ -153,8 +157,9 @@ export function createFuzzTarget(env: Record<string, string> = {}): FuzzTarget {
       return problems
     },
     async close() {
-      process.off('uncaughtException', onError)
-      process.off('unhandledRejection', onError)
+      process.off('uncaughtException', onError).off('unhandledRejection', onError)
+      for (const l of uncaught) process.on('uncaughtException', l)
+      for (const l of unhandled) process.on('unhandledRejection', l)
       if (current) await stop(current)
       current = undefined
       // A server that leaked a slot or a socket may keep the event loop alive after close: end the file

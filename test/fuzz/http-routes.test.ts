@@ -1,0 +1,350 @@
+import assert from 'node:assert/strict'
+import { after, before, describe, it } from 'node:test'
+import fc from 'fast-check'
+import type { FastifyInstance } from 'fastify'
+import { createFuzzTarget, type FuzzServer, type FuzzTarget } from '../helpers/fuzz-target.js'
+import { type RawHeader, type RawResponse, rawRequest } from '../helpers/raw-http.js'
+import {
+  deepgramErrorProblem,
+  headerValue,
+  isRefusedHeaderByte,
+  LISTEN_KEYS,
+  MANAGE_KEYS,
+  mediaBytes,
+  nastyString,
+  pctEncode,
+  queryBytes,
+  queryPairs,
+  SPEAK_KEYS,
+  target,
+} from './arbitraries.js'
+import { createTally, runProperty } from './fuzz-options.js'
+
+/**
+ * Hostile HTTP (issue 8): random bodies, content types, headers, query strings and path segments on every
+ * registered route, with no credential, a bad one and good ones, over raw loopback sockets. After every case:
+ * no 5xx, every error Deepgram-shaped with a request id, no secret echoed, speech slots back to zero, the
+ * process alive.
+ */
+
+interface Route {
+  method: string
+  url: string
+}
+
+/**
+ * Every route the app registered, read from `printRoutes()` (the tree Fastify prints: one segment a line,
+ * its methods in parentheses, four characters of indent a level).
+ */
+export function registeredRoutes(app: FastifyInstance): Route[] {
+  const routes: Route[] = []
+  const stack: string[] = []
+  for (const line of app.printRoutes({ commonPrefix: false }).split('\n')) {
+    const m = /^([│├└─ ]*)(\S.*?)(?: \(([A-Z, ]+)\))?$/.exec(line)
+    if (!m) continue
+    const depth = Math.floor((m[1] ?? '').length / 4)
+    stack.length = depth
+    stack.push(m[2] ?? '')
+    if (m[3]) for (const method of m[3].split(', ')) routes.push({ method, url: stack.join('') })
+  }
+  return routes
+}
+
+const METHODS = ['GET', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS', 'HEAD'] as const
+type Cred = 'none' | 'bad' | 'badBearer' | 'owner' | 'grant' | 'grantAsToken' | 'twoHeaders'
+
+const HEADER_NAMES = [
+  'accept',
+  'origin',
+  'x-request-id',
+  'dg-request-id',
+  'access-control-request-method',
+  'access-control-request-headers',
+  'user-agent',
+  'x-deepgram-session-id',
+  'content-encoding',
+  'accept-encoding',
+  'range',
+  'cookie',
+  'x-forwarded-for',
+  'sec-websocket-protocol',
+] as const
+
+const CONTENT_TYPES = [
+  'application/json',
+  'application/json; charset=utf-8',
+  'APPLICATION/JSON',
+  'application/json; charset=latin1',
+  'application/octet-stream',
+  'audio/wav',
+  'deepgram/audio+video',
+  'text/plain',
+  'multipart/form-data; boundary=x',
+  'application/x-www-form-urlencoded',
+  'application/jsonx',
+  '*/*',
+  '',
+] as const
+
+/** Fields the routes read (deepgram-api.md §2-8), to aim bodies at real parsing code. */
+const BODY_FIELDS = [
+  'text',
+  'url',
+  'ttl_seconds',
+  'comment',
+  'scopes',
+  'tags',
+  'expiration_date',
+  'time_to_live_in_seconds',
+  'scope',
+  'name',
+  'company',
+  '__proto__',
+  'constructor',
+] as const
+
+const body = fc.oneof(
+  { weight: 2, arbitrary: fc.constant<Buffer | undefined>(undefined) },
+  {
+    weight: 4,
+    arbitrary: fc
+      .dictionary(fc.constantFrom(...BODY_FIELDS), fc.oneof(nastyString, fc.jsonValue({ maxDepth: 2 })), {
+        maxKeys: 4,
+      })
+      .map((o) => Buffer.from(JSON.stringify(o))),
+  },
+  {
+    weight: 2,
+    arbitrary: fc.jsonValue({ maxDepth: 3 }).map((v) => Buffer.from(JSON.stringify(v) ?? 'null')),
+  },
+  { weight: 2, arbitrary: mediaBytes(2048) },
+  {
+    weight: 1,
+    arbitrary: fc
+      .constantFrom(
+        '{"__proto__":{"polluted":true},"text":"hi"}',
+        '{"constructor":{"prototype":{"polluted":true}}}',
+        '{"text":"hi"',
+        '{"text":"\\ud800"}',
+        '{"ttl_seconds":1e309}',
+        '{"ttl_seconds":-0}',
+        '{"scopes":["🙂"],"comment":"c"}',
+        '{"url":"http://127.0.0.1:1/a"}',
+        '{"url":"file:///etc/passwd"}',
+        '\u0000',
+        ' ',
+      )
+      .map((s) => Buffer.from(s)),
+  },
+)
+
+/** A path segment for a `:param`: the real id the fixtures hold, or junk. */
+const paramChoice = fc.oneof(
+  { weight: 3, arbitrary: fc.constant<string | null>(null) },
+  { weight: 2, arbitrary: nastyString.map(pctEncode) },
+  { weight: 1, arbitrary: fc.constantFrom('secret', '..', '%2e%2e', '%2F', '%00', '%F0%9F%99%82') },
+)
+
+const httpCase = (routes: Route[]) =>
+  fc.record({
+    route: fc.constantFrom(...routes),
+    method: fc.oneof(
+      { weight: 8, arbitrary: fc.constant<string | null>(null) },
+      { weight: 2, arbitrary: fc.constantFrom<string | null>(...METHODS) },
+    ),
+    params: fc.tuple(paramChoice, paramChoice),
+    suffix: fc.oneof(
+      { weight: 8, arbitrary: fc.constant('') },
+      { weight: 1, arbitrary: fc.constantFrom('/', '//', '/..', '/%2e%2e/healthz', '/x', '.json', '%00') },
+    ),
+    query: queryPairs([...LISTEN_KEYS, ...SPEAK_KEYS, ...MANAGE_KEYS], 5),
+    cred: fc.constantFrom<Cred>(
+      'none',
+      'bad',
+      'badBearer',
+      'owner',
+      'owner',
+      'grant',
+      'grant',
+      'grantAsToken',
+      'twoHeaders',
+    ),
+    contentType: fc.oneof(
+      { weight: 1, arbitrary: fc.constant<Buffer | undefined>(undefined) },
+      { weight: 3, arbitrary: fc.constantFrom(...CONTENT_TYPES).map((s) => Buffer.from(s)) },
+      { weight: 1, arbitrary: headerValue },
+    ),
+    body,
+    headers: fc.array(
+      fc.tuple(
+        fc.oneof(fc.constantFrom(...HEADER_NAMES), fc.stringMatching(/^[a-z][a-z0-9-]{0,15}$/)),
+        headerValue,
+      ),
+      { maxLength: 3 },
+    ),
+  })
+type HttpCase = ReturnType<typeof httpCase> extends fc.Arbitrary<infer T> ? T : never
+
+function credHeaders(cred: Cred, s: FuzzServer): RawHeader[] {
+  switch (cred) {
+    case 'none':
+      return []
+    case 'bad':
+      return [['Authorization', 'Token emk_not_a_real_key_0000000000000000']]
+    case 'badBearer':
+      return [['Authorization', 'Bearer eyJhbGciOiJIUzI1NiJ9.e30.AAAA']]
+    case 'owner':
+      return [['Authorization', `Token ${s.srv.ownerKey}`]]
+    case 'grant':
+      return [['Authorization', `Bearer ${s.grant}`]]
+    case 'grantAsToken':
+      return [['Authorization', `Token ${s.grant}`]]
+    case 'twoHeaders':
+      return [
+        ['Authorization', `Token ${s.srv.ownerKey}`],
+        ['Authorization', `Bearer ${s.grant}`],
+      ]
+  }
+}
+
+/** The request path: each `:param` replaced by the fixture's id or the case's junk, `*` by a path. */
+function casePath(c: HttpCase, s: FuzzServer): string {
+  const real: Record<string, string> = {
+    project_id: s.srv.projectId,
+    key_id: s.victimKeyId,
+    member_id: s.subjectMemberId,
+    request_id: s.requestId,
+  }
+  let i = 0
+  const path = c.route.url.replace(/:([a-z_]+)/g, (_m, name: string) => {
+    const choice = c.params[i++] ?? null
+    if (choice === 'secret') return s.srv.ownerKey
+    return choice ?? real[name] ?? ''
+  })
+  return (path === '*' ? '/v1/projects' : path) + c.suffix
+}
+
+/** What is wrong with one answer, given the secrets the case held. */
+function responseProblems(res: RawResponse, method: string, secrets: string[]): string[] {
+  const problems: string[] = []
+  if (res.timedOut) return ['no complete answer within 15 s']
+  if (res.status === 0) return [`no HTTP answer (${res.raw.length} bytes before the connection ended)`]
+  if (res.status >= 500) problems.push(`answered ${res.status}: ${res.body.toString('utf8').slice(0, 300)}`)
+  if (res.status >= 400 && method !== 'HEAD') {
+    const problem = deepgramErrorProblem(res.body, res.headers['dg-request-id'])
+    if (problem) problems.push(`${res.status}: ${problem}`)
+  }
+  for (const [name, value] of Object.entries(res.headers)) {
+    for (const v of Array.isArray(value) ? value : [value]) {
+      if ([...Buffer.from(v, 'latin1')].some(isRefusedHeaderByte)) {
+        problems.push(`response header ${name} carries a control character`)
+      }
+    }
+  }
+  const raw = res.raw.toString('latin1')
+  for (const secret of secrets) if (raw.includes(secret)) problems.push('the answer echoes a secret')
+  return problems
+}
+
+describe('HTTP routes under hostile requests', () => {
+  let fuzz: FuzzTarget
+  let routes: Route[]
+
+  before(async () => {
+    fuzz = createFuzzTarget({ EARMARK_CAPACITY: '2', EARMARK_CAPACITY_WAIT_MS: '2000' })
+    const s = await fuzz.ready()
+    routes = registeredRoutes(s.srv.earmark.app)
+  })
+  after(async () => {
+    await fuzz.close()
+  })
+
+  it('reads every registered route from the app', async () => {
+    const s = await fuzz.ready()
+    assert.ok(routes.length >= 15, `only ${routes.length} routes parsed`)
+    for (const r of routes) {
+      if (r.url === '*') continue
+      assert.ok(s.srv.earmark.app.hasRoute({ method: r.method as 'GET', url: r.url }), `${r.method} ${r.url}`)
+    }
+    for (const r of ['POST /v1/listen', 'POST /v1/speak', 'DELETE /v1/projects/:project_id/keys/:key_id']) {
+      assert.ok(
+        routes.some((x) => `${x.method} ${x.url}` === r),
+        `${r} is among the parsed routes`,
+      )
+    }
+  })
+
+  it('no body, header, query or path on any route crashes the server, leaks a slot or answers a 5xx', async (t) => {
+    const tally = createTally()
+    const property = fc.asyncProperty(httpCase(routes), async (c) => {
+      tally.cases++
+      const s = await fuzz.ready()
+      const method = c.method ?? c.route.method
+      const headers: RawHeader[] = [
+        ...credHeaders(c.cred, s),
+        ...c.headers.map(([n, v]): RawHeader => [n, v]),
+      ]
+      if (c.contentType) headers.push(['Content-Type', c.contentType])
+      const res = await rawRequest(s.port, {
+        method,
+        target: target(casePath(c, s), queryBytes(c.query)),
+        headers,
+        ...(c.body ? { body: c.body } : {}),
+      })
+      tally.add(`${res.status}`)
+      const problems = responseProblems(res, method, [s.srv.ownerKey, s.grant])
+      problems.push(...(await fuzz.settle()))
+      if (process.env.FUZZ_VERBOSE) console.error(method, c.route.url, res.status, problems)
+      if (problems.length > 0) {
+        tally.add('FAILED')
+        throw new Error(problems.join('\n'))
+      }
+    })
+    await runProperty(t, 'HTTP routes', 300, property, tally)
+  })
+
+  it('requests node refuses to parse (control bytes, raw non-ASCII, bad tokens) get a Deepgram-shaped 4xx', async (t) => {
+    const tally = createTally()
+    const refused = fc.oneof(
+      fc.constantFrom(0x00, 0x01, 0x0a, 0x0d, 0x1b, 0x7f),
+      fc.integer({ min: 0x80, max: 0xff }),
+    )
+    const malformed = fc.record({
+      route: fc.constantFrom(...routes),
+      where: fc.constantFrom('target', 'headerValue', 'headerName', 'method'),
+      bytes: fc.array(refused, { minLength: 1, maxLength: 4 }).map((b) => Buffer.from(b)),
+      cred: fc.constantFrom<Cred>('none', 'owner', 'grant'),
+    })
+    const property = fc.asyncProperty(malformed, async (c) => {
+      tally.cases++
+      const s = await fuzz.ready()
+      const path = c.route.url === '*' ? '/v1/projects' : c.route.url.replace(/:[a-z_]+/g, 'x')
+      const headers = credHeaders(c.cred, s)
+      // A CR or LF in a header value would end the header: it is part of a name or target instead.
+      const value = Buffer.concat([
+        Buffer.from('a'),
+        c.bytes.filter((b) => b !== 0x0a && b !== 0x0d),
+        Buffer.from('a'),
+      ])
+      if (c.where === 'headerValue') headers.push(['X-Fuzz', value])
+      if (c.where === 'headerName') headers.push([`X-F${c.bytes.toString('latin1')}z`, 'a'])
+      const res = await rawRequest(s.port, {
+        method: c.where === 'method' ? `G${c.bytes.toString('latin1')}T` : c.route.method,
+        target: c.where === 'target' ? Buffer.concat([Buffer.from(`${path}?q=`), c.bytes]) : path,
+        headers,
+      })
+      tally.add(`${res.status}`)
+      const problems = responseProblems(res, c.route.method, [s.srv.ownerKey, s.grant])
+      const wellFormed = c.where === 'headerValue' && !value.some(isRefusedHeaderByte)
+      if (res.status < 400 && !wellFormed) {
+        problems.push(`a malformed request was answered ${res.status}`)
+      }
+      problems.push(...(await fuzz.settle()))
+      if (problems.length > 0) {
+        tally.add('FAILED')
+        throw new Error(problems.join('\n'))
+      }
+    })
+    await runProperty(t, 'malformed HTTP', 60, property, tally)
+  })
+})
