@@ -345,6 +345,10 @@ for (const name of selected) {
         EngineBusyError,
       )
       assert.ok(performance.now() - started < 100, 'a full queue refuses at once')
+      const waited = performance.now()
+      await assert.rejects(engine.transcribe(clip(SENTENCES[1]), options, { waitMs: 200 }), EngineBusyError)
+      const waitedMs = performance.now() - waited
+      assert.ok(waitedMs >= 190 && waitedMs < 1000, `gave up after ${waitedMs.toFixed(0)} ms`)
       const ac = new AbortController()
       const leaving = engine.transcribe(clip(SENTENCES[1]), options, { waitMs: 10_000, signal: ac.signal })
       ac.abort(new Error('gave up'))
