@@ -2,7 +2,7 @@ import { AsyncResource } from 'node:async_hooks'
 import { createHash } from 'node:crypto'
 import type { FastifyBaseLogger } from 'fastify'
 import type { RawData, WebSocket } from 'ws'
-import type { AudioDecoder } from '../audio/index.js'
+import { type AudioDecoder, isAudioDecodeError } from '../audio/index.js'
 import type { Engine, EngineStream, FinalHypothesis, Hypothesis, StreamSink } from '../engines/index.js'
 import type { ListenOptions } from '../listen/index.js'
 import { metadataMessage, resultsMessage } from '../listen/index.js'
@@ -161,8 +161,12 @@ export function createListenSession(o: ListenSessionOptions): ListenSession {
         await decoded
       }
     } catch (err) {
-      log.info({ err, request_id: requestId }, 'audio decoder failed at end of stream')
-      kind = 'BAD_AUDIO'
+      const serverFault = isAudioDecodeError(err) && err.code === 'DECODER_UNAVAILABLE'
+      log[serverFault ? 'error' : 'info'](
+        { err, request_id: requestId },
+        'audio decoder failed at end of stream',
+      )
+      kind = serverFault ? 'INTERNAL' : 'BAD_AUDIO'
     }
     try {
       await decoder?.kill()

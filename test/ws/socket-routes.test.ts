@@ -105,6 +105,13 @@ describe('socket routes: every claim is released on every path', () => {
     assert.equal(other.close?.code, 1000)
     assert.ok(wordErrorRate(SENTENCE, finals(other)) <= 0.5, finals(other))
     await eventually(async () => (engine.inUse() === 0 ? true : undefined), 5000, 'slots released')
+    // The same fault found while flushing after CloseStream is still the server's: 1011, not 1008.
+    const flushing = await openSocket(url, { protocols: ['token', ownerKey] })
+    flushing.ws.send(randomBytes(4096))
+    flushing.ws.send(JSON.stringify({ type: 'CloseStream' }))
+    const flushed = await flushing.closed
+    assert.deepEqual(flushed.close, { code: 1011, reason: 'NET-0000' })
+    await eventually(async () => (engine.inUse() === 0 ? true : undefined), 5000, 'slots released')
     const usage = await em.services.store.listUsage((await em.services.store.listProjects())[0]?.id ?? '', {})
     assert.ok(
       usage.some((r) => r.status === 1011 && r.detail === 'NET-0000'),
