@@ -106,6 +106,12 @@ const BODY_FIELDS = [
 const body = fc.oneof(
   { weight: 2, arbitrary: fc.constant<Buffer | undefined>(undefined) },
   {
+    weight: 2,
+    arbitrary: fc
+      .tuple(nastyString, fc.dictionary(fc.constantFrom(...BODY_FIELDS), nastyString, { maxKeys: 2 }))
+      .map(([text, rest]) => Buffer.from(JSON.stringify({ ...rest, text: text || 'hello' }))),
+  },
+  {
     weight: 4,
     arbitrary: fc
       .dictionary(fc.constantFrom(...BODY_FIELDS), fc.oneof(nastyString, fc.jsonValue({ maxDepth: 2 })), {
@@ -145,44 +151,63 @@ const paramChoice = fc.oneof(
   { weight: 1, arbitrary: fc.constantFrom('secret', '..', '%2e%2e', '%2F', '%00', '%F0%9F%99%82') },
 )
 
+/** The query keys a route reads, so random values reach its parsing code. */
+function routeKeys(route: Route): readonly string[] {
+  if (route.url === '/v1/listen') return LISTEN_KEYS
+  if (route.url === '/v1/speak') return SPEAK_KEYS
+  return MANAGE_KEYS
+}
+
+/** The content types a route takes, most of the time; anything, the rest. */
+const routeContentType = (route: Route) =>
+  fc.oneof(
+    { weight: 1, arbitrary: fc.constant<Buffer | undefined>(undefined) },
+    {
+      weight: 3,
+      arbitrary: fc
+        .constantFrom(
+          ...(route.url === '/v1/listen'
+            ? ['application/octet-stream', 'audio/wav', 'application/json']
+            : ['application/json']),
+        )
+        .map((t) => Buffer.from(t)),
+    },
+    { weight: 2, arbitrary: fc.constantFrom(...CONTENT_TYPES).map((t) => Buffer.from(t)) },
+    { weight: 1, arbitrary: headerValue },
+  )
+
 const httpCase = (routes: Route[]) =>
-  fc.record({
-    route: fc.constantFrom(...routes),
-    method: fc.oneof(
-      { weight: 8, arbitrary: fc.constant<string | null>(null) },
-      { weight: 2, arbitrary: fc.constantFrom<string | null>(...METHODS) },
-    ),
-    params: fc.tuple(paramChoice, paramChoice),
-    suffix: fc.oneof(
-      { weight: 8, arbitrary: fc.constant('') },
-      { weight: 1, arbitrary: fc.constantFrom('/', '//', '/..', '/%2e%2e/healthz', '/x', '.json', '%00') },
-    ),
-    query: queryPairs([...LISTEN_KEYS, ...SPEAK_KEYS, ...MANAGE_KEYS], 5),
-    cred: fc.constantFrom<Cred>(
-      'none',
-      'bad',
-      'badBearer',
-      'owner',
-      'owner',
-      'grant',
-      'grant',
-      'grantAsToken',
-      'twoHeaders',
-    ),
-    contentType: fc.oneof(
-      { weight: 1, arbitrary: fc.constant<Buffer | undefined>(undefined) },
-      { weight: 3, arbitrary: fc.constantFrom(...CONTENT_TYPES).map((s) => Buffer.from(s)) },
-      { weight: 1, arbitrary: headerValue },
-    ),
-    body,
-    headers: fc.array(
-      fc.tuple(
-        fc.oneof(fc.constantFrom(...HEADER_NAMES), fc.stringMatching(/^[a-z][a-z0-9-]{0,15}$/)),
-        headerValue,
+  fc.constantFrom(...routes).chain((route) =>
+    fc.record({
+      route: fc.constant(route),
+      method: fc.oneof(
+        { weight: 8, arbitrary: fc.constant<string | null>(null) },
+        { weight: 2, arbitrary: fc.constantFrom<string | null>(...METHODS) },
       ),
-      { maxLength: 3 },
-    ),
-  })
+      params: fc.tuple(paramChoice, paramChoice),
+      suffix: fc.oneof(
+        { weight: 8, arbitrary: fc.constant('') },
+        { weight: 1, arbitrary: fc.constantFrom('/', '//', '/..', '/%2e%2e/healthz', '/x', '.json', '%00') },
+      ),
+      query: queryPairs(routeKeys(route), 5),
+      cred: fc.oneof(
+        { weight: 6, arbitrary: fc.constantFrom<Cred>('owner', 'grant') },
+        {
+          weight: 4,
+          arbitrary: fc.constantFrom<Cred>('none', 'bad', 'badBearer', 'grantAsToken', 'twoHeaders'),
+        },
+      ),
+      contentType: routeContentType(route),
+      body,
+      headers: fc.array(
+        fc.tuple(
+          fc.oneof(fc.constantFrom(...HEADER_NAMES), fc.stringMatching(/^[a-z][a-z0-9-]{0,15}$/)),
+          headerValue,
+        ),
+        { maxLength: 3 },
+      ),
+    }),
+  )
 type HttpCase = ReturnType<typeof httpCase> extends fc.Arbitrary<infer T> ? T : never
 
 function credHeaders(cred: Cred, s: FuzzServer): RawHeader[] {
