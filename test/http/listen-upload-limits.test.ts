@@ -416,4 +416,32 @@ describe('POST /v1/listen limits (real server on loopback, real ffmpeg and Pocke
       await assertAllReleased()
     })
   }
+  it('a server shutdown stops a decode in progress: 503 to its client, and nothing left behind', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'earmark-upload-test-'))
+    const other = await createTestEarmark(':memory:', {
+      engine,
+      options: { prerecorded: { uploadDir: dir, maxAudioSeconds: 3600 } },
+    })
+    try {
+      const owner = await bootstrapProject(other.services)
+      await other.app.listen({ port: 0, host: '127.0.0.1' })
+      const ex = exchange(
+        (other.app.server.address() as AddressInfo).port,
+        requestHead(owner.ownerKey, '', { 'Content-Type': 'audio/flac', 'Content-Length': longFlac.length }),
+      )
+      await ex.send(longFlac)
+      await eventually(async () => (engine.inUse() === 1 ? true : undefined), 10_000, 'the decode to start')
+      const closing = performance.now()
+      const closed = other.close()
+      const res = await ex.answer
+      await closed
+      assertDeepgramError(res, 503, 'SERVICE_UNAVAILABLE')
+      assert.ok(performance.now() - closing < 3000, 'the shutdown did not wait for the decode')
+      assert.equal(engine.inUse(), 0)
+      assert.deepEqual(await readdir(dir), [])
+      assert.deepEqual(await ffmpegChildren(), [])
+    } finally {
+      rmSync(dir, { recursive: true, force: true })
+    }
+  })
 })

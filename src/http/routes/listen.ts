@@ -221,6 +221,9 @@ export function listenRoutes(app: FastifyInstance, deps: RouteDeps & ListenRoute
             detail = mapped instanceof ApiError ? mapped.code : 'INTERNAL_ERROR'
           }
           closeUnlessRead(req, reply)
+          // Stopped by a shutdown: a kept-alive connection would otherwise hold the server's close for the
+          // keep-alive timeout, since the server let go of idle connections before this one became idle.
+          if (ac.signal.aborted) reply.header('connection', 'close')
           throw mapped
         } finally {
           reply.raw.off('close', onClose)
