@@ -90,7 +90,7 @@ async function stop(s: FuzzServer): Promise<void> {
     () => true,
     () => true,
   )
-  if (!(await Promise.race([closed, sleep(5000).then(() => false)]))) {
+  if (!(await Promise.race([closed, new Promise<boolean>((r) => setTimeout(r, 5000, false).unref())]))) {
     s.srv.earmark.app.server.closeAllConnections()
   }
 }
@@ -165,7 +165,9 @@ export function createFuzzTarget(env: Record<string, string> = {}): FuzzTarget {
       // A server that leaked a slot or a socket may keep the event loop alive after close: end the file
       // rather than hang the run (the leak has already failed a case).
       setTimeout(() => {
-        console.error('fuzz target: handles still open 10 s after close; exiting')
+        console.error(
+          `fuzz target: still alive 10 s after close (${process.getActiveResourcesInfo().join(', ')}); exiting`,
+        )
         process.exit(1)
       }, 10_000).unref()
     },
