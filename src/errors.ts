@@ -24,6 +24,7 @@ export const ERRORS = {
   PAYLOAD_TOO_LARGE: { status: 413, message: 'Payload size exceeds the limit.' },
   UNSUPPORTED_MEDIA_TYPE: { status: 415, message: 'Content-Type is not supported.' },
   UPGRADE_REQUIRED: { status: 426, message: 'Upgrade required: WebSocket version 13.' },
+  HEADERS_TOO_LARGE: { status: 431, message: 'The request headers are too large.' },
   TOO_MANY_REQUESTS: { status: 429, message: 'Too many requests. Please try again later' },
   INTERNAL_ERROR: { status: 500, message: 'Internal server error.' },
   SERVICE_UNAVAILABLE: { status: 503, message: 'Please try again later' },

@@ -9,7 +9,7 @@ import type { Engine } from '../engines/index.js'
 import type { FetchAudioOptions } from '../listen/index.js'
 import type { Services } from '../projects/index.js'
 import { createCorsHook } from './hooks/cors.js'
-import { handleError, handleNotFound } from './hooks/errors.js'
+import { handleClientError, handleError, handleNotFound } from './hooks/errors.js'
 import { registerJsonParser } from './hooks/json-body.js'
 import { genRequestId, setRequestIdHeader } from './hooks/request-id.js'
 import { redactPath } from './redact-secrets.js'
@@ -86,6 +86,7 @@ export async function createApp(options: AppOptions): Promise<FastifyInstance> {
     return503OnClosing: true,
     // A URL Fastify cannot decode (`%ED%A0%80`) never reaches a route or the error handler otherwise.
     frameworkErrors: handleError,
+    clientErrorHandler: handleClientError,
   })
   if (options.onRoute) app.addHook('onRoute', options.onRoute)
 

@@ -1,4 +1,6 @@
 import assert from 'node:assert/strict'
+import type { AddressInfo } from 'node:net'
+import { connect } from 'node:net'
 import { after, before, describe, it } from 'node:test'
 import { createEngine, type Engine, POCKETSPHINX_MODEL } from '../../src/engines/index.js'
 import { headerSafe, MAX_HEADER_VALUE_LENGTH } from '../../src/http/header-value.js'
@@ -253,5 +255,61 @@ describe('headerSafe', () => {
   it('caps the length', () => {
     assert.equal(headerSafe('a'.repeat(1000)).length, MAX_HEADER_VALUE_LENGTH)
     assert.equal(headerSafe('🙂'.repeat(1000), 10), '??????????')
+  })
+})
+
+/** Sends `head` (and nothing else) on a fresh connection and resolves with all the server wrote back. */
+function rawExchange(port: number, head: Buffer | string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const socket = connect(port, '127.0.0.1')
+    const chunks: Buffer[] = []
+    socket.on('data', (c) => chunks.push(c))
+    socket.on('error', reject)
+    socket.on('close', () => resolve(Buffer.concat(chunks).toString('latin1')))
+    socket.end(head)
+  })
+}
+
+describe('requests the HTTP parser refuses', () => {
+  let em: TestEarmark
+  let port: number
+  before(async () => {
+    em = await createTestEarmark()
+    await em.app.listen({ port: 0, host: '127.0.0.1' })
+    port = (em.app.server.address() as AddressInfo).port
+  })
+  after(() => em.close())
+
+  const cases: Array<[string, Buffer | string, number]> = [
+    ['a control character in a header', 'GET /healthz HTTP/1.1\r\nHost: x\r\nOrigin: a\u0001b\r\n\r\n', 400],
+    ['a malformed request line', 'GET /healthz HTTP/9\r\n\r\n', 400],
+    ['a header without a colon', 'GET /healthz HTTP/1.1\r\nHost x\r\n\r\n', 400],
+    [
+      'headers past the size limit',
+      `GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: ${'a'.repeat(20_000)}\r\n\r\n`,
+      431,
+    ],
+  ]
+  for (const [name, head, status] of cases) {
+    it(`answers ${name} with ${status} in the Deepgram shape, not the framework's`, async () => {
+      const answer = await rawExchange(port, head)
+      assert.match(answer, new RegExp(`^HTTP/1.1 ${status} `))
+      const [headers = '', body = ''] = answer.split('\r\n\r\n')
+      const parsed = JSON.parse(body) as Record<string, unknown>
+      assert.deepEqual(Object.keys(parsed).sort(), ['err_code', 'err_msg', 'request_id'])
+      assert.match(headers, new RegExp(`dg-request-id: ${parsed.request_id}`))
+    })
+  }
+
+  it('answers UTF-8 bytes in a credential with 401 in the Deepgram shape', async () => {
+    const head = Buffer.concat([
+      Buffer.from('GET /v1/projects HTTP/1.1\r\nHost: x\r\nAuthorization: Token '),
+      Buffer.from('🙂é', 'utf8'),
+      Buffer.from('\r\nConnection: close\r\n\r\n'),
+    ])
+    const answer = await rawExchange(port, head)
+    assert.match(answer, /^HTTP\/1.1 401 /)
+    const body = JSON.parse(answer.split('\r\n\r\n')[1] ?? '') as { err_code: string }
+    assert.equal(body.err_code, 'INVALID_AUTH')
   })
 })

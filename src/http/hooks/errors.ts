@@ -1,7 +1,9 @@
+import { STATUS_CODES } from 'node:http'
+import type { Socket } from 'node:net'
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify'
 import { ApiError, ERRORS, type ErrorCode, isApiError } from '../../errors.js'
 import { headerSafe } from '../header-value.js'
-import { setErrorRequestIdHeader, setRequestIdHeader } from './request-id.js'
+import { genRequestId, setErrorRequestIdHeader, setRequestIdHeader } from './request-id.js'
 
 /** Fastify's own client errors, mapped onto the ERRORS table. */
 const FRAMEWORK_CODES: Record<string, ErrorCode> = {
@@ -54,4 +56,32 @@ export function handleNotFound(request: FastifyRequest, reply: FastifyReply) {
   const { status, message } = ERRORS.NOT_FOUND
   setErrorRequestIdHeader(request, reply)
   reply.code(status).send(errorBody('NOT_FOUND', message, request.id))
+}
+
+/**
+ * Node's HTTP parser refused the request (a control character in a header, a malformed request line,
+ * headers past the size limit) or it did not arrive in time: there is no request object, so the answer is
+ * written to the socket here, in the Deepgram shape with a fresh request id, instead of Fastify's own body.
+ * Nothing is logged: the error carries the raw request bytes, credentials included.
+ */
+export function handleClientError(error: Error & { code?: string }, socket: Socket): void {
+  if (error.code === 'ECONNRESET' || socket.destroyed) return
+  const code: ErrorCode =
+    error.code === 'ERR_HTTP_REQUEST_TIMEOUT'
+      ? 'REQUEST_TIMEOUT'
+      : error.code === 'HPE_HEADER_OVERFLOW'
+        ? 'HEADERS_TOO_LARGE'
+        : 'BAD_REQUEST'
+  const { status, message } = ERRORS[code]
+  const requestId = genRequestId()
+  const body = JSON.stringify(errorBody(code, message, requestId))
+  if (socket.writable) {
+    socket.write(
+      `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? ''}\r\n` +
+        `content-type: application/json; charset=utf-8\r\ncontent-length: ${Buffer.byteLength(body)}\r\n` +
+        `dg-request-id: ${requestId}\r\nx-request-id: ${requestId}\r\ndg-error: ${message}\r\n` +
+        `connection: close\r\n\r\n${body}`,
+    )
+  }
+  socket.destroy()
 }
