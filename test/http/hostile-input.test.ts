@@ -212,7 +212,7 @@ describe('the JSON body parser', () => {
       payload,
     })
 
-  const poisoned = [
+  const poisoned: Array<[string, string]> = [
     ['a top-level __proto__', '{"comment":"c","scopes":["member"],"__proto__":{"admin":true}}'],
     ['a nested __proto__', '{"comment":"c","scopes":["member"],"tags":[{"__proto__":{"x":1}}]}'],
     ['constructor.prototype', '{"comment":"c","scopes":["member"],"constructor":{"prototype":{"x":1}}}'],
