@@ -90,20 +90,42 @@ function rssOf(pid: number): number {
   }
 }
 
-/** Reads RSS every `everyMs` until stopped. */
-function sampleRss(pid: number, everyMs = 50) {
+/** Summed RSS of the processes whose parent is `pid` (the server's ffmpeg decoders), bytes. */
+function childrenRss(pid: number): number {
+  let total = 0
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue
+    let stat: string
+    try {
+      stat = readFileSync(`/proc/${entry}/stat`, 'utf8')
+    } catch {
+      continue
+    }
+    // pid (comm) state ppid ...
+    if (Number(/^\d+ \(.*\) \S+ (\d+)/.exec(stat)?.[1]) !== pid) continue
+    const rss = rssOf(Number(entry))
+    if (Number.isFinite(rss)) total += rss
+  }
+  return total
+}
+
+/** Reads RSS every `everyMs` until stopped; `withChildren` also keeps the peak of server + its children. */
+function sampleRss(pid: number, everyMs = 50, withChildren = false) {
   const samples: number[] = []
-  const timer = setInterval(() => {
+  let peakWithChildren = 0
+  const sample = () => {
     const rss = rssOf(pid)
-    if (Number.isFinite(rss)) samples.push(rss)
-  }, everyMs)
-  samples.push(rssOf(pid))
+    if (!Number.isFinite(rss)) return
+    samples.push(rss)
+    if (withChildren) peakWithChildren = Math.max(peakWithChildren, rss + childrenRss(pid))
+  }
+  const timer = setInterval(sample, everyMs)
+  sample()
   return {
     stop() {
       clearInterval(timer)
-      samples.push(rssOf(pid))
-      const finite = samples.filter(Number.isFinite)
-      return { peak: Math.max(...finite), median: median(finite), n: finite.length }
+      sample()
+      return { peak: Math.max(...samples), median: median(samples), peakWithChildren, n: samples.length }
     },
   }
 }
@@ -172,6 +194,8 @@ interface Phase {
   /** RSS just before this phase (the previous phase's "after" for the second one). */
   before: number
   peak: number
+  /** Peak of the server's RSS plus its ffmpeg children's, sampled together. */
+  peakWithChildren: number
   after: number
   seconds: number
   outcomes: UploadOutcome[]
@@ -188,11 +212,11 @@ async function runPhase(
 ): Promise<Phase> {
   const before = await quietRss(pid)
   log(`memory: ${uploads} x ${mbEach} MB (RSS before ${(before / MB).toFixed(1)} MB)`)
-  const sampler = sampleRss(pid)
+  const sampler = sampleRss(pid, 50, true)
   const started = performance.now()
   const outcomes = await Promise.all(Array.from({ length: uploads }, () => upload(ready, mbEach * MB, clip)))
   const seconds = (performance.now() - started) / 1000
-  const { peak } = sampler.stop()
+  const { peak, peakWithChildren } = sampler.stop()
   await sleep(settings.settleMs)
   const after = await quietRss(pid)
   const spoolFilesLeft = existsSync(ready.uploadDir) ? readdirSync(ready.uploadDir).length : 0
@@ -200,7 +224,7 @@ async function runPhase(
     `memory: peak ${(peak / MB).toFixed(1)} MB, after ${(after / MB).toFixed(1)} MB, ` +
       `answers ${outcomes.map((o) => `${o.status} ${o.errCode ?? ''}`.trim()).join(', ')} in ${seconds.toFixed(1)} s`,
   )
-  return { uploads, mbEach, before, peak, after, seconds, outcomes, spoolFilesLeft }
+  return { uploads, mbEach, before, peak, peakWithChildren, after, seconds, outcomes, spoolFilesLeft }
 }
 
 export async function runMemoryBenchmark(
@@ -238,6 +262,7 @@ export async function runMemoryBenchmark(
   const phaseFigures = (phase: (r: Round) => Phase) => ({
     idleMb: med((r) => r.idle) / MB,
     peakMb: med((r) => phase(r).peak) / MB,
+    peakWithFfmpegMb: med((r) => phase(r).peakWithChildren) / MB,
     afterMb: med((r) => phase(r).after) / MB,
     growthMb: med((r) => (phase(r).peak - r.idle) / phase(r).uploads / MB),
     afterRatio: med((r) => phase(r).after / r.idle),
@@ -272,7 +297,18 @@ export async function runMemoryBenchmark(
       `MP3 clip repeated, streamed with a Content-Length; RSS of the server process every 50 ms; ` +
       `${settings.rounds} round(s), medians\n\n`,
   )
-  const rows = [['figure', 'idle MB', 'peak MB', 'after MB', 'growth / upload MB', 'after / idle', 'seconds']]
+  const rows = [
+    [
+      'figure',
+      'idle MB',
+      'peak MB',
+      'after MB',
+      'growth / upload MB',
+      'after / idle',
+      'peak + ffmpeg MB',
+      'seconds',
+    ],
+  ]
   for (const [label, p] of [
     [`1 x ${settings.bigMb} MB`, figures.big],
     [`${settings.concurrent} x ${settings.smallMb} MB at once`, figures.concurrent],
@@ -284,6 +320,7 @@ export async function runMemoryBenchmark(
       f1(p.afterMb),
       f1(p.growthMb),
       `${p.afterRatio.toFixed(3)}`,
+      f1(p.peakWithFfmpegMb),
       f1(p.seconds),
     ])
   }
