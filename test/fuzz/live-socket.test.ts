@@ -354,7 +354,9 @@ async function runCase(s: FuzzServer, c: LiveCase, note: (what: string) => void)
     const goodHandshake = c.key === undefined && c.version === undefined
     if (log.status !== 101) {
       await Promise.race([ws.gone, deadline(5000)])
-      note(`${c.path} ${log.status} ${/"err_code":"(\w+)"/.exec(log.body.toString())?.[1] ?? ''}`)
+      const label = c.path.startsWith('/v1/listen/') ? '/v1/listen/…' : c.path
+      note(`${label} ${log.status} ${/"err_code":"(\w+)"/.exec(log.body.toString())?.[1] ?? ''}`)
+      if (process.env.FUZZ_VERBOSE) console.error(log.status, c.encoding, log.body.toString())
       const problem = deepgramErrorProblem(log.body, log.headers['dg-request-id'])
       if (problem) problems.push(`refused upgrade (${log.status}): ${problem}`)
       if (goodAuth && servedPath && goodHandshake && c.path === '/v1/listen' && ![400].includes(log.status)) {

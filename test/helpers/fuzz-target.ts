@@ -27,7 +27,7 @@ export interface FuzzTarget {
   /** The server for the next case: restarted if the last one left it broken. */
   ready(): Promise<FuzzServer>
   /**
-   * What is wrong after a case: speech slots not back to zero within `deadlineMs` (5 s), an uncaught exception or
+   * What is wrong after a case: speech slots not back to zero within `deadlineMs` (8 s), an uncaught exception or
    * unhandled rejection anywhere in the process, or the server no longer answering `/healthz` and an
    * authenticated request. Empty when all is well; otherwise the server is marked dirty.
    */
@@ -130,7 +130,7 @@ export function createFuzzTarget(env: Record<string, string> = {}): FuzzTarget {
     markDirty() {
       dirty = true
     },
-    async settle(deadlineMs = 5000) {
+    async settle(deadlineMs = 8000) {
       const s = current
       if (!s) return ['no server']
       const problems: string[] = []
