@@ -3,7 +3,7 @@ import { after, before, describe, it } from 'node:test'
 import fc from 'fast-check'
 import type { FastifyInstance } from 'fastify'
 import { createFuzzTarget, type FuzzServer, type FuzzTarget } from '../helpers/fuzz-target.js'
-import { type RawHeader, type RawResponse, rawRequest } from '../helpers/raw-http.js'
+import { encodeRequest, type RawHeader, type RawResponse, rawRequest } from '../helpers/raw-http.js'
 import {
   deepgramErrorProblem,
   headerValue,
@@ -199,6 +199,16 @@ const httpCase = (routes: Route[]) =>
       ),
       contentType: routeContentType(route),
       body,
+      /** Chunked transfer coding (chunk size), or Content-Length. */
+      chunkBytes: fc.oneof(
+        { weight: 3, arbitrary: fc.constant(null) },
+        { weight: 1, arbitrary: fc.integer({ min: 1, max: 4096 }) },
+      ),
+      /** Drop the connection part-way through the request (fraction of its bytes written). */
+      dropAt: fc.oneof(
+        { weight: 8, arbitrary: fc.constant(null) },
+        { weight: 1, arbitrary: fc.double({ min: 0, max: 1, noNaN: true }) },
+      ),
       headers: fc.array(
         fc.tuple(
           fc.oneof(fc.constantFrom(...HEADER_NAMES), fc.stringMatching(/^[a-z][a-z0-9-]{0,15}$/)),
@@ -310,16 +320,25 @@ describe('HTTP routes under hostile requests', () => {
         ...c.headers.map(([n, v]): RawHeader => [n, v]),
       ]
       if (c.contentType) headers.push(['Content-Type', c.contentType])
-      const res = await rawRequest(s.port, {
+      const request = {
         method,
         target: target(casePath(c, s), queryBytes(c.query)),
         headers,
         ...(c.body ? { body: c.body } : {}),
-      })
-      tally.add(`${res.status}`)
-      const problems = responseProblems(res, method, [s.srv.ownerKey, s.grant])
+        ...(c.chunkBytes !== null ? { chunkBytes: c.chunkBytes } : {}),
+      }
+      const problems: string[] = []
+      if (c.dropAt === null) {
+        const res = await rawRequest(s.port, request)
+        tally.add(`${res.status}`)
+        problems.push(...responseProblems(res, method, [s.srv.ownerKey, s.grant]))
+      } else {
+        const size = encodeRequest(request, '127.0.0.1').length
+        await rawRequest(s.port, { ...request, dropAfterBytes: Math.floor(size * c.dropAt) })
+        tally.add('dropped')
+      }
       problems.push(...(await fuzz.settle()))
-      if (process.env.FUZZ_VERBOSE) console.error(method, c.route.url, res.status, problems)
+      if (process.env.FUZZ_VERBOSE) console.error(method, c.route.url, problems)
       if (problems.length > 0) {
         tally.add('FAILED')
         throw new Error(problems.join('\n'))

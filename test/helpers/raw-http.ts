@@ -11,6 +11,10 @@ export interface RawRequest {
   body?: Buffer
   /** Give up after this long without a complete answer (default 15 s). */
   timeoutMs?: number
+  /** Send the body with chunked transfer coding (in chunks of this many bytes) instead of Content-Length. */
+  chunkBytes?: number
+  /** Write only this many bytes of the request, then drop the connection (no answer is awaited). */
+  dropAfterBytes?: number
 }
 
 /** What came back: `timedOut` when the server neither answered nor closed in time. */
@@ -70,6 +74,16 @@ export function encodeRequest(req: RawRequest, host: string): Buffer {
     head.push(Buffer.from(`${name}: `, 'utf8'), Buffer.isBuffer(value) ? value : Buffer.from(value, 'utf8'))
     head.push(Buffer.from('\r\n', 'latin1'))
   }
+  const chunk = req.chunkBytes
+  if (req.body !== undefined && chunk) {
+    head.push(Buffer.from('Transfer-Encoding: chunked\r\n\r\n', 'latin1'))
+    for (let at = 0; at < req.body.length; at += chunk) {
+      const part = req.body.subarray(at, at + chunk)
+      head.push(Buffer.from(`${part.length.toString(16)}\r\n`, 'latin1'), part, Buffer.from('\r\n'))
+    }
+    head.push(Buffer.from('0\r\n\r\n', 'latin1'))
+    return Buffer.concat(head)
+  }
   if (req.body !== undefined) head.push(Buffer.from(`Content-Length: ${req.body.length}\r\n`, 'latin1'))
   head.push(Buffer.from('\r\n', 'latin1'))
   if (req.body !== undefined) head.push(req.body)
@@ -112,7 +126,12 @@ export function rawRequest(port: number, req: RawRequest): Promise<RawResponse> 
     // A reset after the answer was written is how some refusals end: keep what arrived.
     socket.on('error', () => finish(false))
     socket.on('connect', () => {
-      socket.write(encodeRequest(req, `127.0.0.1:${port}`))
+      const bytes = encodeRequest(req, `127.0.0.1:${port}`)
+      if (req.dropAfterBytes === undefined) {
+        socket.write(bytes)
+        return
+      }
+      socket.write(bytes.subarray(0, req.dropAfterBytes), () => finish(false))
     })
   })
 }
