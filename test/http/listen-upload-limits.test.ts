@@ -246,6 +246,24 @@ describe('POST /v1/listen limits (real server on loopback, real ffmpeg and Pocke
     await assertAllReleased()
   })
 
+  it('answers a refusal before the body (bad credentials) at once and closes the connection', async () => {
+    const ex = exchange(
+      port,
+      requestHead('emk_not_a_real_key_0000000000', '', {
+        'Content-Type': 'audio/wav',
+        'Content-Length': MAX_UPLOAD,
+      }),
+    )
+    const res = await ex.answer
+    assertDeepgramError(res, 401, 'INVALID_AUTH')
+    assert.equal(res.headers.connection, 'close')
+    await Promise.race([
+      ex.closed,
+      sleep(2000).then(() => assert.fail('the server kept reading the connection')),
+    ])
+    assert.equal(await newestUsage(), undefined)
+  })
+
   it('cuts off a chunked upload at the limit with 413 and removes what it had spooled', async () => {
     const ex = post({ 'Content-Type': 'audio/wav', 'Transfer-Encoding': 'chunked' })
     const piece = Buffer.alloc(64 * 1024, 1)

@@ -89,11 +89,18 @@ function uploadBody(req: FastifyRequest): AsyncIterable<Buffer> {
 }
 
 /**
- * An answer sent before the whole body was read closes the connection: otherwise Node would read (and
- * throw away) the rest of a body of any size before the connection could serve its next request.
+ * An answer sent before the whole body was read (any refusal: credentials, options, limits) closes the
+ * connection: otherwise Node would read and throw away the rest of a body of any size before the
+ * connection could serve its next request.
  */
-function closeUnlessRead(req: FastifyRequest, reply: FastifyReply): void {
+function closeUnlessRead(
+  req: FastifyRequest,
+  reply: FastifyReply,
+  payload: unknown,
+  done: (err: null, payload: unknown) => void,
+) {
   if (!req.raw.complete) reply.header('connection', 'close')
+  done(null, payload)
 }
 
 /** `POST /v1/listen` (deepgram-api.md §6): raw audio of any content type, or JSON `{"url"}`. */
@@ -121,9 +128,8 @@ export function listenRoutes(app: FastifyInstance, deps: RouteDeps & ListenRoute
     new ApiError('PAYLOAD_TOO_LARGE', `Audio is longer than the limit of ${limits.maxAudioSeconds} s.`)
 
   /** Refuses an oversize body from its Content-Length, before a byte of it is read. */
-  function refuseOversize(req: FastifyRequest, reply: FastifyReply, done: (err?: Error) => void) {
+  function refuseOversize(req: FastifyRequest, _reply: FastifyReply, done: (err?: Error) => void) {
     if (Number(req.headers['content-length']) > deps.maxUploadBytes) {
-      reply.header('connection', 'close')
       done(new ApiError('PAYLOAD_TOO_LARGE', tooLarge(deps.maxUploadBytes)))
       return
     }
@@ -135,7 +141,7 @@ export function listenRoutes(app: FastifyInstance, deps: RouteDeps & ListenRoute
     scope.addContentTypeParser('*', (_req: FastifyRequest, payload: Readable, done) => done(null, payload))
     scope.post<{ Querystring: Record<string, string | string[]> }>(
       '/v1/listen',
-      { onRequest: [refuseOversize, usage], bodyLimit: JSON_BODY_LIMIT },
+      { onRequest: [refuseOversize, usage], onSend: closeUnlessRead, bodyLimit: JSON_BODY_LIMIT },
       async (req, reply) => {
         const principal = principalOf(req)
         requireScope(principal, 'usage:write')
@@ -145,7 +151,6 @@ export function listenRoutes(app: FastifyInstance, deps: RouteDeps & ListenRoute
         const isJson = (req.headers['content-type'] ?? '').toLowerCase().startsWith('application/json')
         const url = isJson ? bodyObject(req).url : undefined
         if (uploads >= limits.maxUploads) {
-          closeUnlessRead(req, reply)
           throw new ApiError(
             'TOO_MANY_REQUESTS',
             'Too many uploads are arriving at once. Please try again later',
@@ -220,7 +225,6 @@ export function listenRoutes(app: FastifyInstance, deps: RouteDeps & ListenRoute
             status = mapped instanceof ApiError ? mapped.status : 500
             detail = mapped instanceof ApiError ? mapped.code : 'INTERNAL_ERROR'
           }
-          closeUnlessRead(req, reply)
           // Stopped by a shutdown: a kept-alive connection would otherwise hold the server's close for the
           // keep-alive timeout, since the server let go of idle connections before this one became idle.
           if (ac.signal.aborted) reply.header('connection', 'close')
