@@ -22,7 +22,8 @@ import { createLastResort } from './last-resort.js'
 import { type BootstrapResult, bootstrapIfEmpty, type Services } from './projects/index.js'
 import { widePermissions } from './store/sqlite/sqlite-file-modes.js'
 import { createSqliteStore } from './store/sqlite/sqlite-store.js'
-import { attachSocketRoutes, createListenRoute, type SocketServer } from './ws/index.js'
+import { createSpeaker } from './tts/index.js'
+import { attachSocketRoutes, createListenRoute, createSpeakRoute, type SocketServer } from './ws/index.js'
 
 /** Real read speech from Debian's pocketsphinx-testdata: warms decoders up and measures capacity. */
 const WARMUP_SPEECH = '/usr/share/pocketsphinx/test/data/goforward.raw'
@@ -136,6 +137,13 @@ export async function createEarmark(
   })
   const authenticator = createAuthenticator(services)
   const engine = await createSpeechEngine(config, logger)
+  // One set of synthesis slots for `POST /v1/speak` and the live socket.
+  const speaker = createSpeaker({
+    ...(config.speakConcurrency ? { concurrency: config.speakConcurrency } : {}),
+    maxQueue: config.speakQueue,
+    waitMs: config.speakWaitMs,
+    timeoutMs: config.speakTimeoutMs,
+  })
   const app = await createApp({
     services,
     authenticator,
@@ -143,12 +151,7 @@ export async function createEarmark(
     accessLog: config.accessLog,
     jsonBodyLimit: config.jsonBodyLimit,
     engine,
-    speak: {
-      ...(config.speakConcurrency ? { concurrency: config.speakConcurrency } : {}),
-      maxQueue: config.speakQueue,
-      waitMs: config.speakWaitMs,
-      timeoutMs: config.speakTimeoutMs,
-    },
+    speaker,
     speech: {
       fetch: {
         allowedHosts: config.fetchAllowedHosts,
@@ -168,7 +171,10 @@ export async function createEarmark(
   })
   const sockets = attachSocketRoutes(app, {
     authenticator,
-    routes: [createListenRoute({ services, engine, limits: { idleTimeoutMs: config.wsIdleTimeoutMs } })],
+    routes: [
+      createListenRoute({ services, engine, limits: { idleTimeoutMs: config.wsIdleTimeoutMs } }),
+      createSpeakRoute({ services, synthesize: speaker.synthesize }),
+    ],
   })
   return {
     app,

@@ -8,6 +8,7 @@ import type { Authenticator } from '../auth/index.js'
 import type { Engine } from '../engines/index.js'
 import type { FetchAudioOptions } from '../listen/index.js'
 import type { Services } from '../projects/index.js'
+import { createSpeaker, type Speaker, type SpeakLimits } from '../tts/index.js'
 import { createCorsHook } from './hooks/cors.js'
 import { handleClientError, handleError, handleNotFound } from './hooks/errors.js'
 import { registerJsonParser } from './hooks/json-body.js'
@@ -21,7 +22,7 @@ import { keyRoutes } from './routes/keys.js'
 import { DEFAULT_PRERECORDED_LIMITS, listenRoutes, type PrerecordedLimits } from './routes/listen.js'
 import { memberRoutes } from './routes/members.js'
 import { projectRoutes } from './routes/projects.js'
-import { type SpeakLimits, speakRoutes } from './routes/speak.js'
+import { speakRoutes } from './routes/speak.js'
 import { usageRoutes } from './routes/usage.js'
 
 export interface AppOptions {
@@ -48,8 +49,10 @@ export interface AppOptions {
   }
   /** Called for every route as it is registered (the permission-matrix guard uses it). */
   onRoute?: (route: RouteOptions) => void
-  /** `/v1/speak` concurrency, queue and time limits. */
+  /** `/v1/speak` concurrency, queue and time limits (ignored when `speaker` is given). */
   speak?: SpeakLimits
+  /** The bounded synthesis slots, when the live `/v1/speak` socket shares them; default: made from `speak`. */
+  speaker?: Speaker
 }
 
 /** Headers browsers may send and read (deepgram-api.md §0 #10). */
@@ -132,7 +135,7 @@ export async function createApp(options: AppOptions): Promise<FastifyInstance> {
   authGrantRoutes(app, deps)
   authTokenRoutes(app, deps)
   usageRoutes(app, deps)
-  speakRoutes(app, { ...deps, limits: options.speak ?? {} })
+  speakRoutes(app, { ...deps, speaker: options.speaker ?? createSpeaker(options.speak) })
   if (options.engine) {
     const maxUploadBytes = options.speech?.maxUploadBytes ?? 512 * 1024 * 1024
     listenRoutes(app, {

@@ -1,4 +1,5 @@
 export { parseSpeakQuery, type SpeakQuery } from './speak-query.js'
+export { createSpeaker, type Speaker, type SpeakLimits } from './speaker.js'
 export {
   DEFAULT_SPEECH_ENCODING,
   resolveSpeechFormat,

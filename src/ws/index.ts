@@ -7,6 +7,8 @@ export {
   LIVE_UNRECOGNISED_TIMEOUT_MS,
   type ListenSocketOptions,
 } from './listen-socket.js'
+export { DEFAULT_SPEAK_LIMITS, SPEAK_CLOSE, type SpeakSessionLimits } from './speak-session.js'
+export { createSpeakRoute, type SpeakSocketOptions } from './speak-socket.js'
 export {
   attachSocketRoutes,
   type SocketLease,

@@ -157,7 +157,11 @@ const SOCKET_ROUTES: SocketCase[] = [
     query: '?encoding=linear16&sample_rate=16000',
     expect: [...DENIED, 101, 101, 101, 101, 101, 101, 401],
   },
-  // The live /v1/speak socket gets its row here: { path: '/v1/speak', query: '?model=…', expect: [...] }.
+  {
+    path: '/v1/speak',
+    query: '?model=aura-2-thalia-en&encoding=linear16&sample_rate=16000',
+    expect: [...DENIED, 101, 101, 101, 101, 101, 101, 401],
+  },
 ]
 
 const ERR_CODE: Record<number, string> = { 401: 'INVALID_AUTH', 403: 'FORBIDDEN', 404: 'PROJECT_NOT_FOUND' }

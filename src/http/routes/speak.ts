@@ -1,16 +1,8 @@
-import { availableParallelism } from 'node:os'
 import type { FastifyInstance } from 'fastify'
 import { USAGE_WRITE } from '../../auth/index.js'
 import { ApiError, invalidField } from '../../errors.js'
 import { finishUsage, requireScope, startUsage } from '../../projects/index.js'
-import {
-  createSpeechJobs,
-  parseSpeakQuery,
-  type Speech,
-  type SpeechJobs,
-  type SpeechTools,
-  synthesize,
-} from '../../tts/index.js'
+import { parseSpeakQuery, type Speaker, type Speech } from '../../tts/index.js'
 import { headerSafe } from '../header-value.js'
 import { bodyObject, principalOf } from '../hooks/auth.js'
 import { authHooks, type RouteDeps } from './route-deps.js'
@@ -36,20 +28,6 @@ function speakText(body: Record<string, unknown>): { text: string; characters: n
   return { text, characters }
 }
 
-/** Bounds on `/v1/speak` work (defaults in parentheses). */
-export interface SpeakLimits {
-  /** Syntheses (a voice engine, then ffmpeg) at once (the machine's cores). */
-  concurrency?: number
-  /** Requests waiting for a synthesis slot; past it, 429 at once (32). */
-  maxQueue?: number
-  /** How long a request waits for a slot before a 429, ms (10 000). */
-  waitMs?: number
-  /** How long each program may run before it is killed and the request fails with 504, ms (30 000). */
-  timeoutMs?: number
-  /** Paths of flite, espeak-ng and ffmpeg (their names on PATH). */
-  tools?: SpeechTools
-}
-
 /**
  * `POST /v1/speak` (deepgram-api.md §8.1): text to speech with flite (espeak-ng as an option), for API
  * keys and grant tokens holding `usage:write`. The audio is streamed once it is encoded; `dg-request-id`
@@ -58,15 +36,9 @@ export interface SpeakLimits {
  */
 export function speakRoutes(
   app: FastifyInstance,
-  { services, authenticator, limits = {} }: RouteDeps & { limits?: SpeakLimits },
+  { services, authenticator, speaker }: RouteDeps & { speaker: Speaker },
 ): void {
   const { usage } = authHooks(authenticator)
-  const jobs: SpeechJobs = createSpeechJobs({
-    concurrency: limits.concurrency ?? availableParallelism(),
-    maxQueue: limits.maxQueue ?? 32,
-    waitMs: limits.waitMs ?? 10_000,
-  })
-  const timeoutMs = limits.timeoutMs ?? 30_000
   app.post<{ Querystring: Record<string, unknown> }>(
     '/v1/speak',
     { onRequest: usage },
@@ -85,17 +57,7 @@ export function speakRoutes(
       })
       let speech: Speech
       try {
-        speech = await jobs.run(() =>
-          synthesize(text, {
-            voice,
-            encoding: format.encoding,
-            container: format.container,
-            sampleRate: format.sampleRate,
-            bitRate: format.bitRate ?? undefined,
-            timeoutMs,
-            ...(limits.tools ? { tools: limits.tools } : {}),
-          }),
-        )
+        speech = await speaker.synthesize(text, voice, format)
       } catch (err) {
         const status = err instanceof ApiError ? err.status : 500
         const detail = err instanceof ApiError ? err.code : 'INTERNAL_ERROR'
