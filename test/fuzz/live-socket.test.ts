@@ -14,7 +14,7 @@ import {
   SPEAK_KEYS,
   target,
 } from './arbitraries.js'
-import { createTally, runProperty } from './fuzz-options.js'
+import { createTally, type FuzzTally, runProperty } from './fuzz-options.js'
 
 /**
  * Hostile clients on live sockets (issue 8): random JSON values, control messages of every type, byte strings
@@ -320,8 +320,13 @@ async function play(
   return { clientCode, dropped: false }
 }
 
-/** Runs one case and returns what was wrong with the server's behaviour. */
-async function runCase(s: FuzzServer, c: LiveCase, note: (what: string) => void): Promise<string[]> {
+/** Runs one case and returns what was wrong with the server's behaviour; `busy` allows a 429 (others hold slots). */
+async function runCase(
+  s: FuzzServer,
+  c: LiveCase,
+  note: (what: string) => void,
+  busy = false,
+): Promise<string[]> {
   const problems: string[] = []
   const query = Buffer.concat([
     Buffer.from(c.encoding),
@@ -359,7 +364,13 @@ async function runCase(s: FuzzServer, c: LiveCase, note: (what: string) => void)
       if (process.env.FUZZ_VERBOSE) console.error(log.status, c.encoding, log.body.toString())
       const problem = deepgramErrorProblem(log.body, log.headers['dg-request-id'])
       if (problem) problems.push(`refused upgrade (${log.status}): ${problem}`)
-      if (goodAuth && servedPath && goodHandshake && c.path === '/v1/listen' && ![400].includes(log.status)) {
+      if (
+        goodAuth &&
+        servedPath &&
+        goodHandshake &&
+        c.path === '/v1/listen' &&
+        ![400, ...(busy ? [429] : [])].includes(log.status)
+      ) {
         problems.push(`a valid, authenticated upgrade was refused with ${log.status}`)
       }
       return problems
@@ -414,19 +425,34 @@ describe('live sockets under hostile clients', () => {
     await target_.close()
   })
 
+  /** Fails the case with every problem found, after the checks every case ends with. */
+  const conclude = async (problems: string[], tally: FuzzTally, what: unknown) => {
+    problems.push(...(await target_.settle()))
+    if (process.env.FUZZ_VERBOSE) console.error(JSON.stringify(what).slice(0, 300), problems)
+    if (problems.length > 0) {
+      tally.add('FAILED')
+      throw new Error(problems.join('\n'))
+    }
+  }
+
   it('no sequence of frames, closes or handshakes crashes the server, leaks a slot or answers a 5xx', async (t) => {
     const tally = createTally()
     const property = fc.asyncProperty(liveCase, async (c) => {
       tally.cases++
       const s = await target_.ready()
-      const problems = await runCase(s, c, tally.add)
-      problems.push(...(await target_.settle()))
-      if (process.env.FUZZ_VERBOSE) console.error(JSON.stringify(c).slice(0, 300), problems)
-      if (problems.length > 0) {
-        tally.add('FAILED')
-        throw new Error(problems.join('\n'))
-      }
+      await conclude(await runCase(s, c, tally.add), tally, c)
     })
     await runProperty(t, 'live sockets', 150, property, tally)
+  })
+
+  it('sockets opened, used and dropped at the same time share capacity without leaking it', async (t) => {
+    const tally = createTally()
+    const property = fc.asyncProperty(fc.array(liveCase, { minLength: 2, maxLength: 4 }), async (cases) => {
+      tally.cases++
+      const s = await target_.ready()
+      const problems = await Promise.all(cases.map((c) => runCase(s, c, tally.add, true)))
+      await conclude(problems.flat(), tally, cases)
+    })
+    await runProperty(t, 'concurrent live sockets', 40, property, tally)
   })
 })
