@@ -13,12 +13,13 @@ import {
   mediaBytes,
   nastyString,
   pctEncode,
+  type QueryMode,
   queryBytes,
   queryPairs,
   SPEAK_KEYS,
   target,
 } from './arbitraries.js'
-import { createTally, runProperty } from './fuzz-options.js'
+import { createTally, type FuzzTally, runProperty } from './fuzz-options.js'
 
 /**
  * Hostile HTTP (issue 8): random bodies, content types, headers, query strings and path segments on every
@@ -50,6 +51,7 @@ export function registeredRoutes(app: FastifyInstance): Route[] {
   return routes
 }
 
+const METERED = ['/v1/listen', '/v1/speak']
 const METHODS = ['GET', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS', 'HEAD'] as const
 type Cred = 'none' | 'bad' | 'badBearer' | 'owner' | 'grant' | 'grantAsToken' | 'twoHeaders'
 
@@ -177,47 +179,66 @@ const routeContentType = (route: Route) =>
   )
 
 const httpCase = (routes: Route[]) =>
-  fc.constantFrom(...routes).chain((route) =>
-    fc.record({
-      route: fc.constant(route),
-      method: fc.oneof(
-        { weight: 8, arbitrary: fc.constant<string | null>(null) },
-        { weight: 2, arbitrary: fc.constantFrom<string | null>(...METHODS) },
-      ),
-      params: fc.tuple(paramChoice, paramChoice),
-      suffix: fc.oneof(
-        { weight: 8, arbitrary: fc.constant('') },
-        { weight: 1, arbitrary: fc.constantFrom('/', '//', '/..', '/%2e%2e/healthz', '/x', '.json', '%00') },
-      ),
-      query: queryPairs(routeKeys(route), 5),
-      cred: fc.oneof(
-        { weight: 6, arbitrary: fc.constantFrom<Cred>('owner', 'grant') },
-        {
-          weight: 4,
-          arbitrary: fc.constantFrom<Cred>('none', 'bad', 'badBearer', 'grantAsToken', 'twoHeaders'),
-        },
-      ),
-      contentType: routeContentType(route),
-      body,
-      /** Chunked transfer coding (chunk size), or Content-Length. */
-      chunkBytes: fc.oneof(
-        { weight: 3, arbitrary: fc.constant(null) },
-        { weight: 1, arbitrary: fc.integer({ min: 1, max: 4096 }) },
-      ),
-      /** Drop the connection part-way through the request (fraction of its bytes written). */
-      dropAt: fc.oneof(
-        { weight: 8, arbitrary: fc.constant(null) },
-        { weight: 1, arbitrary: fc.double({ min: 0, max: 1, noNaN: true }) },
-      ),
-      headers: fc.array(
-        fc.tuple(
-          fc.oneof(fc.constantFrom(...HEADER_NAMES), fc.stringMatching(/^[a-z][a-z0-9-]{0,15}$/)),
-          headerValue,
+  // The metered routes (decoding, synthesis, usage records) get a third of the cases.
+  fc
+    .oneof(
+      { weight: 1, arbitrary: fc.constantFrom(...routes.filter((r) => METERED.includes(r.url))) },
+      { weight: 2, arbitrary: fc.constantFrom(...routes.filter((r) => !METERED.includes(r.url))) },
+    )
+    .chain((route) =>
+      fc.record({
+        route: fc.constant(route),
+        method: fc.oneof(
+          { weight: 8, arbitrary: fc.constant<string | null>(null) },
+          { weight: 2, arbitrary: fc.constantFrom<string | null>(...METHODS) },
         ),
-        { maxLength: 3 },
-      ),
-    }),
-  )
+        params: fc.tuple(paramChoice, paramChoice),
+        suffix: fc.oneof(
+          { weight: 8, arbitrary: fc.constant('') },
+          {
+            weight: 1,
+            arbitrary: fc.constantFrom('/', '//', '/..', '/%2e%2e/healthz', '/x', '.json', '%00'),
+          },
+        ),
+        query: fc.oneof(
+          { weight: 2, arbitrary: fc.constant([]) },
+          {
+            weight: 1,
+            arbitrary: fc.constant([
+              ['encoding', 'linear16', 'encoded'],
+              ['sample_rate', '16000', 'encoded'],
+            ] as [string, string, QueryMode][]),
+          },
+          { weight: 3, arbitrary: queryPairs(routeKeys(route), 5) },
+        ),
+        cred: fc.oneof(
+          { weight: 6, arbitrary: fc.constantFrom<Cred>('owner', 'grant') },
+          {
+            weight: 4,
+            arbitrary: fc.constantFrom<Cred>('none', 'bad', 'badBearer', 'grantAsToken', 'twoHeaders'),
+          },
+        ),
+        contentType: routeContentType(route),
+        body,
+        /** Chunked transfer coding (chunk size), or Content-Length. */
+        chunkBytes: fc.oneof(
+          { weight: 3, arbitrary: fc.constant(null) },
+          { weight: 1, arbitrary: fc.integer({ min: 1, max: 4096 }) },
+        ),
+        /** Drop the connection part-way through the request (fraction of its bytes written). */
+        dropAt: fc.oneof(
+          { weight: 8, arbitrary: fc.constant(null) },
+          { weight: 1, arbitrary: fc.double({ min: 0, max: 1, noNaN: true }) },
+        ),
+        headers: fc.array(
+          fc.tuple(
+            fc.oneof(fc.constantFrom(...HEADER_NAMES), fc.stringMatching(/^[a-z][a-z0-9-]{0,15}$/)),
+            headerValue,
+          ),
+          { maxLength: 3 },
+        ),
+      }),
+    )
 type HttpCase = ReturnType<typeof httpCase> extends fc.Arbitrary<infer T> ? T : never
 
 function credHeaders(cred: Cred, s: FuzzServer): RawHeader[] {
@@ -281,6 +302,28 @@ function responseProblems(res: RawResponse, method: string, secrets: string[]): 
   return problems
 }
 
+/**
+ * A metered request's usage record must say what the client got (issue 8: a 500 was metered as 200): once
+ * finished, its status is the answer's. A request refused before metering has no record, which is fine.
+ */
+async function meteringProblems(s: FuzzServer, res: RawResponse, tally: FuzzTally): Promise<string[]> {
+  const id = res.headers['dg-request-id']
+  if (typeof id !== 'string' || res.status === 0) return []
+  const { store } = s.srv.earmark.services
+  const until = Date.now() + 3000
+  let record = await store.getUsage(s.srv.projectId, id)
+  while (record && record.endedAt === null && Date.now() < until) {
+    await new Promise((r) => setTimeout(r, 20))
+    record = await store.getUsage(s.srv.projectId, id)
+  }
+  if (!record) return []
+  tally.add(`metered ${record.status}`)
+  if (record.endedAt === null) return ['the usage record is still open 3 s after the answer']
+  if (record.status !== res.status)
+    return [`the usage record says ${record.status}; the client got ${res.status}`]
+  return []
+}
+
 describe('HTTP routes under hostile requests', () => {
   let fuzz: FuzzTarget
   let routes: Route[]
@@ -332,6 +375,7 @@ describe('HTTP routes under hostile requests', () => {
         const res = await rawRequest(s.port, request)
         tally.add(`${res.status}`)
         problems.push(...responseProblems(res, method, [s.srv.ownerKey, s.grant]))
+        problems.push(...(await meteringProblems(s, res, tally)))
       } else {
         const size = encodeRequest(request, '127.0.0.1').length
         await rawRequest(s.port, { ...request, dropAfterBytes: Math.floor(size * c.dropAt) })
