@@ -391,7 +391,7 @@ describe('HTTP routes under hostile requests', () => {
     await runProperty(t, 'HTTP routes', 600, property, tally)
   })
 
-  it('requests node refuses to parse (control bytes, raw non-ASCII, bad tokens) get a Deepgram-shaped 4xx', async (t) => {
+  it('requests node refuses to parse (control bytes, raw non-ASCII, bad tokens, huge headers) get a Deepgram-shaped 4xx', async (t) => {
     const tally = createTally()
     const refused = fc.oneof(
       fc.constantFrom(0x00, 0x01, 0x0a, 0x0d, 0x1b, 0x7f),
@@ -399,7 +399,7 @@ describe('HTTP routes under hostile requests', () => {
     )
     const malformed = fc.record({
       route: fc.constantFrom(...routes),
-      where: fc.constantFrom('target', 'headerValue', 'headerName', 'method'),
+      where: fc.constantFrom('target', 'headerValue', 'headerName', 'method', 'hugeHeader'),
       bytes: fc.array(refused, { minLength: 1, maxLength: 4 }).map((b) => Buffer.from(b)),
       cred: fc.constantFrom<Cred>('none', 'owner', 'grant'),
     })
@@ -416,6 +416,8 @@ describe('HTTP routes under hostile requests', () => {
       ])
       if (c.where === 'headerValue') headers.push(['X-Fuzz', value])
       if (c.where === 'headerName') headers.push([`X-F${c.bytes.toString('latin1')}z`, 'a'])
+      // Past node's header size limit (16 KiB).
+      if (c.where === 'hugeHeader') headers.push(['X-Fuzz', 'a'.repeat(20_000 + c.bytes.length)])
       const res = await rawRequest(s.port, {
         method: c.where === 'method' ? `G${c.bytes.toString('latin1')}T` : c.route.method,
         target: c.where === 'target' ? Buffer.concat([Buffer.from(`${path}?q=`), c.bytes]) : path,
