@@ -81,6 +81,12 @@ const controlText: fc.Arbitrary<string> = fc.oneof(
   { weight: 3, arbitrary: fc.jsonValue({ maxDepth: 3 }).map((v) => JSON.stringify(v) ?? 'null') },
   {
     weight: 2,
+    arbitrary: fc
+      .oneof(nastyString, fc.jsonValue({ maxDepth: 1 }))
+      .map((text) => JSON.stringify({ type: 'Speak', text })),
+  },
+  {
+    weight: 2,
     arbitrary: fc.constantFrom(
       'null',
       'true',
