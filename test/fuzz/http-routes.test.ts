@@ -160,12 +160,67 @@ function routeKeys(route: Route): readonly string[] {
   return MANAGE_KEYS
 }
 
+/** A value of a field, or the junk the field must survive. */
+const fieldValue = <T>(good: fc.Arbitrary<T>) =>
+  fc.oneof(
+    { weight: 2, arbitrary: good },
+    { weight: 2, arbitrary: nastyString },
+    { weight: 1, arbitrary: fc.jsonValue({ maxDepth: 2 }) },
+  )
+
+const json = (o: fc.Arbitrary<Record<string, unknown>>) => o.map((v) => Buffer.from(JSON.stringify(v)))
+
+/** The body a route reads, with each field good, junk or missing (deepgram-api.md §2-8). */
+function routeBody(route: Route): fc.Arbitrary<Buffer | undefined> {
+  const key = `${route.method} ${route.url}`
+  const opt = { requiredKeys: [] as never[] }
+  switch (key) {
+    case 'POST /v1/speak':
+      return json(fc.record({ text: fieldValue(fc.constantFrom('hello', 'Hi there.')) }))
+    case 'POST /v1/listen':
+      return fc.oneof(
+        mediaBytes(4096),
+        fc.constant(Buffer.alloc(3200)),
+        json(
+          fc.record({
+            url: fieldValue(fc.constantFrom('http://127.0.0.1:1/a.wav', 'https://example.com/a')),
+          }),
+        ),
+      )
+    case 'POST /v1/auth/grant':
+      return json(fc.record({ ttl_seconds: fieldValue(fc.integer({ min: -10, max: 4000 })) }, opt))
+    case 'POST /v1/projects/:project_id/keys':
+      return json(
+        fc.record(
+          {
+            comment: fieldValue(fc.constant('fuzz')),
+            scopes: fieldValue(
+              fc.array(fieldValue(fc.constantFrom('usage:write', 'member', 'admin', 'keys:read'))),
+            ),
+            tags: fieldValue(fc.array(nastyString, { maxLength: 2 })),
+            time_to_live_in_seconds: fieldValue(fc.integer({ min: -10, max: 100_000 })),
+            expiration_date: fieldValue(fc.constantFrom('2030-01-01', '1970-01-01T00:00:00Z')),
+          },
+          { requiredKeys: ['comment', 'scopes'] },
+        ),
+      )
+    case 'PATCH /v1/projects/:project_id':
+      return json(
+        fc.record({ name: fieldValue(fc.constant('Renamed')), company: fieldValue(fc.constant('Co')) }, opt),
+      )
+    case 'PUT /v1/projects/:project_id/members/:member_id/scopes':
+      return json(fc.record({ scope: fieldValue(fc.constantFrom('member', 'admin', 'owner')) }))
+    default:
+      return body
+  }
+}
+
 /** The content types a route takes, most of the time; anything, the rest. */
 const routeContentType = (route: Route) =>
   fc.oneof(
     { weight: 1, arbitrary: fc.constant<Buffer | undefined>(undefined) },
     {
-      weight: 3,
+      weight: 6,
       arbitrary: fc
         .constantFrom(
           ...(route.url === '/v1/listen'
@@ -209,7 +264,8 @@ const httpCase = (routes: Route[]) =>
               ['sample_rate', '16000', 'encoded'],
             ] as [string, string, QueryMode][]),
           },
-          { weight: 3, arbitrary: queryPairs(routeKeys(route), 5) },
+          { weight: 3, arbitrary: queryPairs(routeKeys(route), 2) },
+          { weight: 1, arbitrary: queryPairs(routeKeys(route), 5) },
         ),
         cred: fc.oneof(
           { weight: 6, arbitrary: fc.constantFrom<Cred>('owner', 'grant') },
@@ -219,7 +275,7 @@ const httpCase = (routes: Route[]) =>
           },
         ),
         contentType: routeContentType(route),
-        body,
+        body: fc.oneof({ weight: 3, arbitrary: routeBody(route) }, { weight: 2, arbitrary: body }),
         /** Chunked transfer coding (chunk size), or Content-Length. */
         chunkBytes: fc.oneof(
           { weight: 3, arbitrary: fc.constant(null) },
