@@ -34,6 +34,7 @@ export const nastyString: fc.Arbitrary<string> = fc.oneof(
       'toString',
       '[object Object]',
       'aura-%00',
+      'aura-\u0000',
       'aura-🙂-en',
       'a'.repeat(5000),
       'é',

@@ -3,6 +3,7 @@ import { after, before, describe, it } from 'node:test'
 import fc from 'fast-check'
 import type { FastifyInstance } from 'fastify'
 import { createFuzzTarget, type FuzzServer, type FuzzTarget } from '../helpers/fuzz-target.js'
+import { wav } from '../helpers/listen-e2e.js'
 import { encodeRequest, type RawHeader, type RawResponse, rawRequest } from '../helpers/raw-http.js'
 import {
   deepgramErrorProblem,
@@ -445,6 +446,105 @@ describe('HTTP routes under hostile requests', () => {
       }
     })
     await runProperty(t, 'HTTP routes', 600, property, tally)
+  })
+
+  it('a valid metered request with one field made hostile is answered, metered and released correctly', async (t) => {
+    const tally = createTally()
+    /** Requests that succeed as they are: each case changes one thing about one of them. */
+    const BASES = [
+      {
+        path: '/v1/speak',
+        query: '',
+        type: 'application/json',
+        body: Buffer.from('{"text":"Hello there."}'),
+      },
+      {
+        path: '/v1/listen',
+        query: 'encoding=linear16&sample_rate=16000',
+        type: 'application/octet-stream',
+        body: Buffer.alloc(6400),
+      },
+      { path: '/v1/listen', query: '', type: 'audio/wav', body: wav(new Int16Array(3200)) },
+    ] as const
+    const mutated = fc.record({
+      base: fc.nat({ max: BASES.length - 1 }),
+      cred: fc.constantFrom<Cred>('owner', 'grant'),
+      mutation: fc.oneof(
+        {
+          weight: 3,
+          arbitrary: fc.record({
+            k: fc.constant('query' as const),
+            // The options that reach headers, the engine and the usage record, most often.
+            pair: fc.tuple(
+              fc.constantFrom(
+                'model',
+                'model',
+                'language',
+                'encoding',
+                'sample_rate',
+                'tag',
+                ...SPEAK_KEYS,
+                ...LISTEN_KEYS,
+              ),
+              fc
+                .tuple(fc.constantFrom('', '', 'aura-', 'aura-asteria-en', 'nova-2-', 'en-'), nastyString)
+                .map(([prefix, rest]) => prefix + rest),
+              fc.constant<QueryMode>('encoded'),
+            ),
+          }),
+        },
+        {
+          weight: 1,
+          arbitrary: fc.record({
+            k: fc.constant('field' as const),
+            name: fc.constantFrom('text', 'url', 'model'),
+            value: fc.oneof(nastyString, fc.jsonValue({ maxDepth: 2 })),
+          }),
+        },
+        {
+          weight: 1,
+          arbitrary: fc.record({
+            k: fc.constant('header' as const),
+            name: fc.constantFrom(...HEADER_NAMES, 'content-type'),
+            value: headerValue,
+          }),
+        },
+      ),
+    })
+    const property = fc.asyncProperty(mutated, async (c) => {
+      tally.cases++
+      const s = await fuzz.ready()
+      const base = BASES[c.base] ?? BASES[0]
+      const m = c.mutation
+      let query = Buffer.from(base.query)
+      let body: Buffer = base.body
+      const headers: RawHeader[] = credHeaders(c.cred, s)
+      if (m.k === 'query')
+        query = Buffer.concat([query, Buffer.from(query.length ? '&' : ''), queryBytes([m.pair])])
+      if (m.k === 'field') {
+        const fields = base.path === '/v1/speak' ? { text: 'Hello there.' } : {}
+        body = Buffer.from(JSON.stringify({ ...fields, [m.name]: m.value }))
+      }
+      if (m.k === 'header') headers.push([m.name, m.value])
+      if (!(m.k === 'header' && m.name === 'content-type')) {
+        headers.push(['Content-Type', m.k === 'field' ? 'application/json' : base.type])
+      }
+      const res = await rawRequest(s.port, {
+        method: 'POST',
+        target: target(base.path, query),
+        headers,
+        body,
+      })
+      tally.add(`${base.path} ${res.status}`)
+      const problems = responseProblems(res, 'POST', [s.srv.ownerKey, s.grant])
+      problems.push(...(await meteringProblems(s, res, tally)))
+      problems.push(...(await fuzz.settle()))
+      if (problems.length > 0) {
+        tally.add('FAILED')
+        throw new Error(problems.join('\n'))
+      }
+    })
+    await runProperty(t, 'mutated metered requests', 150, property, tally)
   })
 
   it('requests node refuses to parse (control bytes, raw non-ASCII, bad tokens, huge headers) get a Deepgram-shaped 4xx', async (t) => {
