@@ -6,7 +6,7 @@ import { parseListenOptions } from '../listen/index.js'
 import { finishUsage, type Services, startUsage } from '../projects/index.js'
 import { CLOSE } from './close-codes.js'
 import { createListenSession, DEFAULT_SESSION_LIMITS, type SessionLimits } from './listen-session.js'
-import type { SocketRoute } from './upgrade.js'
+import { type SocketRoute, UPGRADE_GONE } from './upgrade.js'
 
 export interface ListenSocketOptions {
   services: Services
@@ -28,9 +28,6 @@ export const LIVE_MAX_BYTES_BEFORE_AUDIO = 512 * 1024
  * ffmpeg recognises from 2 KiB (see `FORMAT_PROBE_BYTES`) give PCM within half a second at 4 KiB/s.
  */
 export const LIVE_UNRECOGNISED_TIMEOUT_MS = 2000
-
-/** A client that left between the claim and the 101 (RFC 6455's "abnormal closure": no close frame). */
-const GONE = { code: 1006, reason: 'client gone before the upgrade completed' }
 
 /**
  * The live `GET /v1/listen` route: options are checked and capacity is looked at before anything is
@@ -103,7 +100,7 @@ export function createListenRoute(o: ListenSocketOptions): SocketRoute {
       return {
         attach: (ws) => session.attach(ws),
         release: async () => {
-          await session.abandon(GONE.code, GONE.reason)
+          await session.abandon(UPGRADE_GONE.code, UPGRADE_GONE.reason)
           await released
         },
         released,

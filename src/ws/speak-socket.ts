@@ -3,7 +3,7 @@ import { invalidField } from '../errors.js'
 import { finishUsage, type Services, startUsage } from '../projects/index.js'
 import { parseSpeakQuery, type Speech, type SpeechFormat, type Voice } from '../tts/index.js'
 import { createSpeakSession, DEFAULT_SPEAK_LIMITS, type SpeakSessionLimits } from './speak-session.js'
-import type { SocketRoute } from './upgrade.js'
+import { type SocketRoute, UPGRADE_GONE } from './upgrade.js'
 
 export interface SpeakSocketOptions {
   services: Services
@@ -14,9 +14,6 @@ export interface SpeakSocketOptions {
 
 /** The headerless encodings the live socket streams (docs/speech.md "Live text to speech"). */
 const LIVE_ENCODINGS = new Set(['linear16', 'mulaw', 'alaw'])
-
-/** A client that left between the claim and the 101 (RFC 6455's "abnormal closure": no close frame). */
-const GONE = { code: 1006, reason: 'client gone before the upgrade completed' }
 
 /**
  * The live `GET /v1/speak` route: the query is checked before anything is claimed, then a usage record is
@@ -67,7 +64,7 @@ export function createSpeakRoute(o: SpeakSocketOptions): SocketRoute {
       return {
         attach: (ws) => session.attach(ws),
         release: async () => {
-          session.abandon(GONE.code, GONE.reason)
+          session.abandon(UPGRADE_GONE.code, UPGRADE_GONE.reason)
           await released
         },
         released,

@@ -94,6 +94,9 @@ function queryOf(url: URL): Record<string, string | string[]> {
   return query
 }
 
+/** How a lease records a client that left between the claim and the 101 (RFC 6455's "abnormal closure"). */
+export const UPGRADE_GONE = { code: 1006, reason: 'client gone before the upgrade completed' } as const
+
 /** The client is gone (reset, or half-closed) or the socket was destroyed: nothing should be claimed for it. */
 function gone(socket: Duplex): boolean {
   return socket.destroyed || !socket.readable || !socket.writable
