@@ -3,8 +3,10 @@ import fc from 'fast-check'
 
 /**
  * Run sizes: each property has a default that fits CI; `FUZZ_RUNS=5000` runs that many cases of every
- * property, `FUZZ_SEED=<n>` replays a run, `FUZZ_TIME_LIMIT_MS` bounds one property, shrinking included
- * (default 120 s, unbounded when FUZZ_RUNS is set).
+ * property, `FUZZ_SEED=<n>` replays a run (with `FUZZ_PATH=<path>` from a failure report and `--test-name-pattern`
+ * picking that property, just the shrunk
+ * counterexample), `FUZZ_TIME_LIMIT_MS` bounds one property, shrinking included (default 120 s, unbounded
+ * when FUZZ_RUNS is set). `FUZZ_VERBOSE=1` prints every case and what was wrong with it.
  */
 export function fuzzOptions(defaultRuns: number) {
   const numRuns = process.env.FUZZ_RUNS ? Math.max(1, Number(process.env.FUZZ_RUNS)) : defaultRuns
@@ -16,7 +18,7 @@ export function fuzzOptions(defaultRuns: number) {
     : process.env.FUZZ_RUNS
       ? undefined
       : 120_000
-  return { numRuns, seed, limit }
+  return { numRuns, seed, limit, path: process.env.FUZZ_PATH }
 }
 
 /** Counts what a property saw, for the diagnostic line every property prints. */
@@ -53,7 +55,7 @@ export async function runProperty<T>(
   property: fc.IAsyncPropertyWithHooks<T>,
   tally: FuzzTally,
 ): Promise<void> {
-  const { numRuns, seed, limit } = fuzzOptions(defaultRuns)
+  const { numRuns, seed, limit, path } = fuzzOptions(defaultRuns)
   const started = Date.now()
   const report = (outcome: string) => {
     const line = `${name}: ${outcome}; ${tally.cases} cases run (${numRuns} asked) in ${Math.round((Date.now() - started) / 1000)} s, seed ${seed}; seen: ${tally.summary()}`
@@ -65,12 +67,13 @@ export async function runProperty<T>(
       numRuns,
       seed,
       includeErrorInReport: true,
+      ...(path ? { path } : {}),
       // A case that never finishes is a failure too (a hung server), not a hung suite.
       timeout: 90_000,
       ...(limit !== undefined ? { interruptAfterTimeLimit: limit, markInterruptAsFailure: false } : {}),
     })
   } catch (err) {
-    report(`FAILED (replay with FUZZ_SEED=${seed})`)
+    report(`FAILED (replay with FUZZ_SEED=${seed} and FUZZ_PATH set to the path below)`)
     throw err
   }
   report('passed')

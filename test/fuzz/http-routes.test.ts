@@ -38,7 +38,7 @@ interface Route {
  * Every route the app registered, read from `printRoutes()` (the tree Fastify prints: one segment a line,
  * its methods in parentheses, four characters of indent a level).
  */
-export function registeredRoutes(app: FastifyInstance): Route[] {
+function registeredRoutes(app: FastifyInstance): Route[] {
   const routes: Route[] = []
   const stack: string[] = []
   for (const line of app.printRoutes({ commonPrefix: false }).split('\n')) {

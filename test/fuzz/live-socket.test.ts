@@ -367,7 +367,6 @@ async function runCase(
       await Promise.race([ws.gone, deadline(5000)])
       const label = c.path.startsWith('/v1/listen/') ? '/v1/listen/…' : c.path
       note(`${label} ${log.status} ${/"err_code":"(\w+)"/.exec(log.body.toString())?.[1] ?? ''}`)
-      if (process.env.FUZZ_VERBOSE) console.error(log.status, c.encoding, log.body.toString())
       const problem = deepgramErrorProblem(log.body, log.headers['dg-request-id'])
       if (problem) problems.push(`refused upgrade (${log.status}): ${problem}`)
       if (
