@@ -3,10 +3,10 @@ import fc from 'fast-check'
 
 /**
  * Run sizes: each property has a default that fits CI; `FUZZ_RUNS=5000` runs that many cases of every
- * property, `FUZZ_SEED=<n>` replays a run (with `FUZZ_PATH=<path>` from a failure report and `--test-name-pattern`
- * picking that property, just the shrunk
- * counterexample), `FUZZ_TIME_LIMIT_MS` bounds one property, shrinking included (default 120 s, unbounded
- * when FUZZ_RUNS is set). `FUZZ_VERBOSE=1` prints every case and what was wrong with it.
+ * property. `FUZZ_SEED=<n>` replays a run; add `FUZZ_PATH=<path>` from a failure report (and a
+ * `--test-name-pattern` that picks that property) to replay just the shrunk counterexample.
+ * `FUZZ_TIME_LIMIT_MS` bounds one property, shrinking included (default 120 s, unbounded when FUZZ_RUNS is
+ * set). `FUZZ_VERBOSE=1` prints every case and what was wrong with it.
  */
 export function fuzzOptions(defaultRuns: number) {
   const numRuns = process.env.FUZZ_RUNS ? Math.max(1, Number(process.env.FUZZ_RUNS)) : defaultRuns
