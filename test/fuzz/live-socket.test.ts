@@ -461,3 +461,63 @@ describe('live sockets under hostile clients', () => {
     await runProperty(t, 'concurrent live sockets', 40, property, tally)
   })
 })
+
+describe('undecodable audio on a live socket', () => {
+  let fuzz: FuzzTarget
+
+  before(() => {
+    // Deepgram's own idle timeout, so a verdict on the bytes comes before it.
+    fuzz = createFuzzTarget({ EARMARK_CAPACITY: '2', EARMARK_WS_IDLE_TIMEOUT_MS: '10000' })
+  })
+  after(async () => {
+    await fuzz.close()
+  })
+
+  it('bytes that are no audio close the stream with 1008 DATA-0000, never the idle NET-0001', async (t) => {
+    const tally = createTally()
+    const junk = fc.record({
+      bytes: fc.uint8Array({ minLength: 1, maxLength: 65536 }).map((b) => Buffer.from(b)),
+      frames: fc.integer({ min: 1, max: 4 }),
+    })
+    const property = fc.asyncProperty(junk, async (c) => {
+      tally.cases++
+      const s = await fuzz.ready()
+      const ws = openRawWs(s.port, '/v1/listen', [['Authorization', `Token ${s.srv.ownerKey}`]])
+      const problems: string[] = []
+      try {
+        await Promise.race([ws.answered, deadline(15_000)])
+        if (ws.log.status !== 101) problems.push(`the upgrade was answered ${ws.log.status}`)
+        for (let i = 0; i < c.frames; i++) ws.send(OP.BINARY, c.bytes)
+        const closeFrame = () => ws.log.frames.find((f) => f.opcode === OP.CLOSE)
+        const until = Date.now() + 6000
+        while (!closeFrame() && Date.now() < until) await sleep(20)
+        // Random bytes can be decodable (raw MP3 frames, say): then a CloseStream ends it with audio metered.
+        if (!closeFrame()) ws.send(OP.TEXT, Buffer.from('{"type":"CloseStream"}'))
+        const stop = Date.now() + 6000
+        while (!closeFrame() && Date.now() < stop) await sleep(20)
+        const close = closeFrame()
+        const code = close && close.payload.length >= 2 ? close.payload.readUInt16BE(0) : undefined
+        const reason = close ? close.payload.subarray(2).toString('utf8') : ''
+        tally.add(close ? `close ${code} ${reason}`.trim() : 'no close')
+        const metadata = ws.log.frames
+          .filter((f) => f.opcode === OP.TEXT)
+          .map((f) => JSON.parse(f.payload.toString('utf8')) as { type?: string; duration?: number })
+          .find((m) => m.type === 'Metadata')
+        const decoded = code === 1000 && (metadata?.duration ?? 0) > 0
+        if (!(code === 1008 && reason === 'DATA-0000') && !decoded) {
+          problems.push(
+            `undecodable bytes ended with ${close ? `${code} ${JSON.stringify(reason)}` : 'no close in 12 s'}`,
+          )
+        }
+      } finally {
+        ws.socket.destroy()
+      }
+      problems.push(...(await fuzz.settle()))
+      if (problems.length > 0) {
+        tally.add('FAILED')
+        throw new Error(problems.join('\n'))
+      }
+    })
+    await runProperty(t, 'undecodable audio', 4, property, tally)
+  })
+})

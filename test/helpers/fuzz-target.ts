@@ -95,21 +95,63 @@ async function stop(s: FuzzServer): Promise<void> {
   }
 }
 
+/** Every open target's error sink; the test runner's own listeners, held aside while any target is open. */
+const sinks = new Set<(err: unknown) => void>()
+let held:
+  | { uncaught: NodeJS.UncaughtExceptionListener[]; unhandled: NodeJS.UnhandledRejectionListener[] }
+  | undefined
+const dispatch = (err: unknown) => {
+  for (const sink of sinks) sink(err)
+}
+
+/**
+ * The process must never see an error nobody handled. The test runner's own listeners would fail the test at
+ * once and end the property mid-run; held aside while a target is open, such an error fails the case that
+ * caused it instead, and fast-check shrinks it like any other failure.
+ */
+function watchProcess(sink: (err: unknown) => void): void {
+  if (sinks.size === 0) {
+    held = {
+      uncaught: process.listeners('uncaughtException'),
+      unhandled: process.listeners('unhandledRejection'),
+    }
+    process.removeAllListeners('uncaughtException').on('uncaughtException', dispatch)
+    process.removeAllListeners('unhandledRejection').on('unhandledRejection', dispatch)
+  }
+  sinks.add(sink)
+}
+
+function unwatchProcess(sink: (err: unknown) => void): void {
+  sinks.delete(sink)
+  if (sinks.size > 0 || !held) return
+  process.off('uncaughtException', dispatch).off('unhandledRejection', dispatch)
+  for (const l of held.uncaught) process.on('uncaughtException', l)
+  for (const l of held.unhandled) process.on('unhandledRejection', l)
+  held = undefined
+  // A server that leaked a slot or a socket may keep the event loop alive after the last close: end the file
+  // rather than hang the run (the leak has already failed a case).
+  setTimeout(() => {
+    if (sinks.size > 0) return
+    console.error(
+      `fuzz target: still alive 10 s after close (${process.getActiveResourcesInfo().join(', ')}); exiting`,
+    )
+    process.exit(1)
+  }, 10_000).unref()
+}
+
 export function createFuzzTarget(env: Record<string, string> = {}): FuzzTarget {
   let current: FuzzServer | undefined
   let dirty = false
   let restarts = 0
   const processErrors: string[] = []
   const onError = (err: unknown) => {
-    processErrors.push(err instanceof Error ? `${err.name}: ${err.message}` : String(err))
+    // The first frame in our own source says where to look.
+    const where = err instanceof Error ? /\(([^)]*\/src\/[^)]*)\)/.exec(err.stack ?? '')?.[1] : undefined
+    processErrors.push(
+      err instanceof Error ? `${err.name}: ${err.message}${where ? ` at ${where}` : ''}` : String(err),
+    )
   }
-  // The process must never see an error nobody handled. The test runner's own listeners would fail the test
-  // at once and end the property mid-run; held aside while the target lives, such an error fails the case
-  // that caused it instead, and fast-check shrinks it like any other failure.
-  const uncaught = process.listeners('uncaughtException')
-  const unhandled = process.listeners('unhandledRejection')
-  process.removeAllListeners('uncaughtException').on('uncaughtException', onError)
-  process.removeAllListeners('unhandledRejection').on('unhandledRejection', onError)
+  watchProcess(onError)
 
   return {
     get restarts() {
@@ -157,19 +199,9 @@ export function createFuzzTarget(env: Record<string, string> = {}): FuzzTarget {
       return problems
     },
     async close() {
-      process.off('uncaughtException', onError).off('unhandledRejection', onError)
-      for (const l of uncaught) process.on('uncaughtException', l)
-      for (const l of unhandled) process.on('unhandledRejection', l)
       if (current) await stop(current)
       current = undefined
-      // A server that leaked a slot or a socket may keep the event loop alive after close: end the file
-      // rather than hang the run (the leak has already failed a case).
-      setTimeout(() => {
-        console.error(
-          `fuzz target: still alive 10 s after close (${process.getActiveResourcesInfo().join(', ')}); exiting`,
-        )
-        process.exit(1)
-      }, 10_000).unref()
+      unwatchProcess(onError)
     },
   }
 }
