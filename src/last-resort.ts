@@ -12,6 +12,8 @@ export interface LastResortOptions {
   log: FastifyBaseLogger
   /** Closes what can be closed and exits non-zero; called once. */
   shutdown(reason: string): void
+  /** Closes the live stream of `requestId` (1011 `NET-0000`): its work faulted, the other streams go on. */
+  closeStream?: (requestId: string) => void
   /** Faults kept serving through in `windowMs` before the process stops anyway. Default 5. */
   maxFaults?: number
   /** Default 60 s. */
@@ -28,10 +30,12 @@ export interface LastResort {
 /**
  * The last line of defence behind the live socket's own guards: every path there has an owner, so reaching
  * this is a bug. The policy:
- * - an unhandled rejection is logged at error (with the request id when known) and the server keeps
- *   serving: the promise's work is already over, nothing was left half-done in a synchronous frame;
- * - an uncaught exception thrown in a live stream's work (the request id is known) is logged at error and
- *   the server keeps serving: the other streams and requests do not share its state;
+ * - an unhandled rejection is logged at error (with the request id when known; that stream is closed) and
+ *   the server keeps serving: the promise's work is already over, nothing was left half-done in a
+ *   synchronous frame;
+ * - an uncaught exception thrown in a live stream's work (the request id is known) is logged at error, that
+ *   stream alone is closed (1011 `NET-0000`), and the server keeps serving: the other streams and requests
+ *   do not share its state;
  * - an uncaught exception that cannot be attributed is logged at fatal and the process shuts down: its
  *   state is unknown (Node's own advice), and a supervisor restarts it;
  * - more than `maxFaults` kept-serving faults within `windowMs` shut the process down too: a bug that
@@ -69,10 +73,13 @@ export function createLastResort(o: LastResortOptions): LastResort {
         return
       }
       o.log.error({ err, request_id: requestId }, 'uncaught exception in a live stream (a bug)')
+      o.closeStream?.(requestId)
       keepServing()
     },
     onUnhandledRejection(reason) {
-      o.log.error({ err: reason, request_id: requestScope.getStore() }, 'unhandled rejection (a bug)')
+      const requestId = requestScope.getStore()
+      o.log.error({ err: reason, request_id: requestId }, 'unhandled rejection (a bug)')
+      if (requestId !== undefined) o.closeStream?.(requestId)
       keepServing()
     },
   }

@@ -239,7 +239,11 @@ export async function serve(config: Config): Promise<Earmark> {
   }
   process.once('SIGTERM', () => void stop('SIGTERM'))
   process.once('SIGINT', () => void stop('SIGINT'))
-  const lastResort = createLastResort({ log: app.log, shutdown: (reason) => void stop(reason, 1) })
+  const lastResort = createLastResort({
+    log: app.log,
+    shutdown: (reason) => void stop(reason, 1),
+    closeStream: (requestId) => earmark.sockets.fault(requestId),
+  })
   process.on('uncaughtException', (err) => lastResort.onUncaughtException(err))
   process.on('unhandledRejection', (reason) => lastResort.onUnhandledRejection(reason))
   return earmark

@@ -16,15 +16,17 @@ function harness(maxFaults = 3, windowMs = 1000) {
   const log = pino({ level: 'info' }, sink)
   let t = 0
   const stops: string[] = []
+  const closed: string[] = []
   const lastResort = createLastResort({
     log,
     maxFaults,
     windowMs,
     now: () => t,
     shutdown: (reason) => stops.push(reason),
+    closeStream: (requestId) => closed.push(requestId),
   })
   const flush = () => new Promise((r) => setImmediate(r))
-  return { lastResort, lines, stops, flush, advance: (ms: number) => (t += ms) }
+  return { lastResort, lines, stops, closed, flush, advance: (ms: number) => (t += ms) }
 }
 
 describe('the process-level last resort', () => {
@@ -43,6 +45,7 @@ describe('the process-level last resort', () => {
     await h.flush()
     assert.deepEqual(h.stops, [])
     assert.equal(h.lines[0]?.request_id, 'req-2')
+    assert.deepEqual(h.closed, ['req-2'], 'the faulty stream alone is closed')
   })
 
   it('shuts down on an uncaught exception it cannot attribute, logged at fatal, once', async () => {
@@ -51,6 +54,7 @@ describe('the process-level last resort', () => {
     h.lastResort.onUncaughtException(new Error('again'))
     await h.flush()
     assert.deepEqual(h.stops, ['uncaught exception'])
+    assert.deepEqual(h.closed, [])
     assert.equal(h.lines[0]?.level, 60)
   })
 

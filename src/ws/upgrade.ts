@@ -62,6 +62,11 @@ export interface SocketServer {
   readonly paths: readonly string[]
   /** Upgrades being handled plus sockets whose lease is not yet released. */
   readonly active: number
+  /**
+   * Closes the open socket of `requestId` with 1011 `NET-0000` (a server fault in its work, caught by the
+   * process's last resort); its close releases what its lease holds. False when no such socket is open.
+   */
+  fault(requestId: string): boolean
 }
 
 /**
@@ -145,6 +150,8 @@ export function attachSocketRoutes(app: FastifyInstance, o: SocketRoutesOptions)
   const requestIds = new WeakMap<IncomingMessage, string>()
   /** Upgrades being handled, and leases not yet released: shutdown waits for both. */
   const pending = new Set<Promise<void>>()
+  /** Upgraded sockets by request id, until they close. */
+  const open = new Map<string, WebSocket>()
   /** Set once the app starts closing (see the preClose hook below). */
   let closing = false
   const wss = new WebSocketServer({
@@ -208,6 +215,8 @@ export function attachSocketRoutes(app: FastifyInstance, o: SocketRoutesOptions)
     // by the time handleUpgrade returns, ws refused or dropped the socket, and the lease is released here.
     wss.handleUpgrade(req, socket, head, (ws) => {
       attached = true
+      open.set(requestId, ws)
+      ws.once('close', () => open.delete(requestId))
       try {
         lease.attach(ws)
       } catch (err) {
@@ -261,6 +270,14 @@ export function attachSocketRoutes(app: FastifyInstance, o: SocketRoutesOptions)
     paths: [...routes.keys()],
     get active() {
       return pending.size
+    },
+    fault(requestId) {
+      const ws = open.get(requestId)
+      if (!ws) return false
+      ws.close(1011, 'NET-0000')
+      // A client that never answers the close frame is cut, so its lease still lets go.
+      setTimeout(() => ws.terminate(), 1000).unref()
+      return true
     },
   }
 }

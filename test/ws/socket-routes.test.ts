@@ -119,6 +119,21 @@ describe('socket routes: every claim is released on every path', () => {
     )
   })
 
+  it('closes the one stream the last resort names (1011 NET-0000) and frees its slot, leaving the others', async () => {
+    const url = `ws://127.0.0.1:${port}/v1/listen?encoding=linear16&sample_rate=16000`
+    const named = await openSocket(url, { protocols: ['token', ownerKey] })
+    const other = await openSocket(url, { protocols: ['token', ownerKey] })
+    const requestId = String(named.log.headers?.['dg-request-id'] ?? '')
+    assert.equal(sockets.fault('no-such-request'), false)
+    assert.equal(sockets.fault(requestId), true)
+    assert.deepEqual((await named.closed).close, { code: 1011, reason: 'NET-0000' })
+    assert.equal(other.log.close, undefined, 'the other stream is still open')
+    await eventually(async () => (engine.inUse() === 1 ? true : undefined), 5000, 'the named slot released')
+    other.ws.send(JSON.stringify({ type: 'CloseStream' }))
+    assert.equal((await other.closed).close?.code, 1000)
+    await eventually(async () => (engine.inUse() === 0 ? true : undefined), 5000, 'slots released')
+  })
+
   it('releases a lease whose client left while it was being prepared, and answers nobody', async () => {
     const before = { ...slow.counts }
     const socket = await rawConnect(port)
