@@ -127,6 +127,7 @@ export function createAudioDecoder(options: StreamDecoderOptions): AudioDecoder 
           if (wav.dataBytes !== null) remaining = wav.dataBytes
         }
       }
+      clearTimeout(probeTimer)
       if (!backend) {
         backend = ffmpeg(containerInputArgs(bytes, format.hint))
         const timeout = options.unrecognisedTimeoutMs
@@ -166,6 +167,14 @@ export function createAudioDecoder(options: StreamDecoderOptions): AudioDecoder 
       head.push(chunk)
       headBytes += chunk.length
       route(false)
+      if (!backend && probeTimer === undefined && options.unrecognisedTimeoutMs !== undefined) {
+        // Too few bytes yet to name a format: a stream that stops here would otherwise wait for the idle
+        // timeout instead of being judged undecodable.
+        probeTimer = setTimeout(() => {
+          if (!backend && !events.settled) undecodable('too few bytes to recognise a format')
+        }, options.unrecognisedTimeoutMs)
+        probeTimer.unref()
+      }
       return true
     },
     waitForDrain() {

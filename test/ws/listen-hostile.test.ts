@@ -151,6 +151,19 @@ describe('live /v1/listen under hostile input', () => {
     await released()
   })
 
+  it('closes a stream whose few bytes are too short to name any format with 1008 DATA-0000, before the idle timeout', async () => {
+    for (const size of [1, 11]) {
+      const { ws, closed } = await open('')
+      const started = Date.now()
+      ws.send(Buffer.alloc(size))
+      const end = await closed
+      const elapsed = Date.now() - started
+      assert.deepEqual(end.close, { code: 1008, reason: 'DATA-0000' }, `${size} bytes`)
+      assert.ok(elapsed < 4000, `closed after ${elapsed} ms (idle timeout ${IDLE_MS} ms)`)
+    }
+    await released()
+  })
+
   it('closes random bytes that only look like a container (an MPEG sync, an Ogg page) with 1008 DATA-0000', async () => {
     for (const magic of [Buffer.from([0xff, 0xfb, 0x90, 0x64]), Buffer.from('OggS')]) {
       const { ws, closed } = await open('')
