@@ -10,7 +10,7 @@ const CHUNK_SECONDS = CHUNK_SAMPLES / SAMPLE_RATE
 /** Results carry start and duration rounded to the millisecond (src/listen/results.ts). */
 const TIME_SLACK = 0.0015
 
-/** The fields of a `Results` message the benchmark reads (deepgram-api.md §7). */
+/** The fields of a `Results` message the benchmark reads (docs/deepgram-compat.md §7.3). */
 interface ResultsMessage {
   type: 'Results'
   start: number

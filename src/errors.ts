@@ -1,6 +1,6 @@
 /**
  * Every client-visible failure lives in this table, nowhere else. HTTP renders
- * `{ err_code, err_msg, request_id }` (deepgram-api.md §5, the "legacy" shape the SDKs read);
+ * `{ err_code, err_msg, request_id }` (docs/deepgram-compat.md §5, the "legacy" shape the SDKs read);
  * the CLI renders a stderr line and an exit code.
  */
 export const ERRORS = {
@@ -8,7 +8,7 @@ export const ERRORS = {
   INVALID_JSON: { status: 400, message: 'Invalid JSON submitted.' },
   INVALID_FIELD: { status: 400, message: 'A field of the request is invalid.' },
   BAD_AUDIO: { status: 400, message: 'Bad Request: failed to process audio: corrupt or unsupported data' },
-  /** Deepgram's words for a model or voice it does not have (deepgram-api.md §5, §8.1). */
+  /** Deepgram's words for a model or voice it does not have (docs/deepgram-compat.md §5, §8.1). */
   MODEL_NOT_FOUND: { status: 400, message: 'Bad Request: No such model/version combination found.' },
   REMOTE_CONTENT_ERROR: { status: 400, message: 'Could not fetch the audio at the given URL.' },
   INVALID_AUTH: { status: 401, message: 'Invalid credentials.' },

@@ -93,7 +93,7 @@ class Pcm16kProcessor extends AudioWorkletProcessor {
 
   private push(sample: number): void {
     const s = Math.max(-1, Math.min(1, sample))
-    // Little-endian on the wire whatever the platform (deepgram-api.md §7: linear16).
+    // Little-endian on the wire whatever the platform (docs/deepgram-compat.md §7.1: linear16).
     this.out.setInt16(this.filled * 2, Math.round(s < 0 ? s * 32768 : s * 32767), true)
     this.filled++
     if (this.filled === CHUNK) this.send()

@@ -2,7 +2,7 @@ import { DeepgramClient } from 'dg5'
 import type { Credential } from './credentials.js'
 import { frameText, record } from './log.js'
 
-/** The server messages the page reads (deepgram-api.md §7); others are logged and ignored. */
+/** The server messages the page reads (docs/deepgram-compat.md §7.3); others are logged and ignored. */
 export type ServerMessage =
   | {
       type: 'Results'
@@ -58,8 +58,8 @@ function messageOf(data: unknown): ServerMessage | undefined {
 
 /**
  * Patterns 1 and 2: the official v5 SDK straight to Earmark's `/v1/listen`. In a browser it cannot set headers,
- * so it offers the subprotocols `token, <key>` or `bearer, <jwt>` (deepgram-api.md §1.2), and Earmark echoes
- * the scheme name only.
+ * so it offers the subprotocols `token, <key>` or `bearer, <jwt>` (docs/deepgram-compat.md §1.2), and Earmark
+ * echoes the scheme name only.
  */
 export async function connectWithSdk(
   earmarkUrl: string,
@@ -76,7 +76,8 @@ export async function connectWithSdk(
   const socket = await client.listen.v1.connect({
     ...queryOf(params),
     model: 'nova-3',
-    // v5 reconnects on any close but 1000 (deepgram-api.md §0 #8): a demo stream that ends should stay ended.
+    // v5 reconnects on any close but 1000 (docs/deepgram-compat.md §0 #8): a demo stream that ends should
+    // stay ended.
     reconnectAttempts: 0,
   })
   const url = `${wsBase}/v1/listen`

@@ -1,6 +1,7 @@
 /**
  * Every failure the app kit answers with, in one table (code → status, message). Rendered as Deepgram's error
- * body `{ err_code, err_msg, request_id }` (deepgram-api.md §5) on HTTP and at a refused WebSocket upgrade.
+ * body `{ err_code, err_msg, request_id }` (docs/deepgram-compat.md §5) on HTTP and at a refused WebSocket
+ * upgrade.
  */
 export const APP_KIT_ERRORS = {
   INVALID_JSON: { status: 400, message: 'Invalid JSON submitted.' },

@@ -14,7 +14,7 @@ const ROUTES = {
   listen: { path: /^\/listen$/, method: 'GET' },
 } as const
 
-/** Reads a small JSON body; an empty body is `{}` (as Earmark does, deepgram-api.md §0 #4). */
+/** Reads a small JSON body; an empty body is `{}` (as Earmark does, docs/deepgram-compat.md §0 #4). */
 export async function readJsonBody(req: IncomingMessage, limit = MAX_BODY_BYTES): Promise<unknown> {
   const declared = Number(req.headers['content-length'] ?? Number.NaN)
   if (Number.isFinite(declared) && declared > limit) throw new AppKitError('PAYLOAD_TOO_LARGE')

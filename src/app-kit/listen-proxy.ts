@@ -80,7 +80,10 @@ function isWebSocketHandshake(req: IncomingMessage): boolean {
   )
 }
 
-/** Writes an HTTP answer in place of the 101 and ends the socket (deepgram-api.md §7 "Upgrade outcome"). */
+/**
+ * Writes an HTTP answer in place of the 101 and ends the socket (docs/deepgram-compat.md §7.1, "Upgrade
+ * outcome").
+ */
 function rejectUpgrade(
   socket: Duplex,
   status: number,

@@ -18,7 +18,7 @@ export class UpstreamRefusal extends Error {
   }
 }
 
-/** A key as created upstream (deepgram-api.md §3): the secret exists only in this answer. */
+/** A key as created upstream (docs/deepgram-compat.md §3): the secret exists only in this answer. */
 export interface UpstreamCreatedKey {
   key: string
   api_key_id: string
@@ -32,7 +32,7 @@ export interface UpstreamKey {
   tags: string[]
 }
 
-/** A grant (deepgram-api.md §2). */
+/** A grant (docs/deepgram-compat.md §2). */
 export interface UpstreamGrant {
   access_token: string
   expires_in: number
@@ -140,7 +140,7 @@ export function createUpstreamClient(o: { url: URL; apiKey: string; projectId?: 
         if (err instanceof UpstreamRefusal && err.status === 404) return undefined
         throw err
       }
-      // Both shapes in the wild (deepgram-api.md §3 "Get-key shape conflict").
+      // Both shapes in the wild (docs/deepgram-compat.md §3, the get-key shapes).
       const flat = found.api_key as Record<string, unknown> | undefined
       const item = (found.item as { member?: { api_key?: Record<string, unknown> } } | undefined)?.member
         ?.api_key

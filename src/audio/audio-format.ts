@@ -6,7 +6,9 @@ export const PCM_SAMPLE_RATE = 16000
 /** Bytes a decoder may hold for ffmpeg before it fails with `BACKLOG_FULL`. */
 export const DEFAULT_MAX_PENDING_BYTES = 8 * 1024 * 1024
 
-/** Headerless encodings: the client must say the rate and channel count (deepgram-api.md §6, §7). */
+/**
+ * Headerless encodings: the client must say the rate and channel count (docs/deepgram-compat.md §6, §7.1).
+ */
 export const RAW_ENCODINGS = ['linear16', 'mulaw', 'alaw'] as const
 export type RawEncoding = (typeof RAW_ENCODINGS)[number]
 
@@ -51,8 +53,8 @@ const MAX_CHANNELS = 8
 type Query = Readonly<Record<string, unknown>> | URLSearchParams
 
 /**
- * Reads Deepgram's `encoding`, `sample_rate` and `channels` query parameters (deepgram-api.md §6, §7) into
- * decoder options. Raw encodings need `sample_rate`; containerised audio ignores `sample_rate` and
+ * Reads Deepgram's `encoding`, `sample_rate` and `channels` query parameters (docs/deepgram-compat.md §6,
+ * §7.1) into decoder options. Raw encodings need `sample_rate`; containerised audio ignores `sample_rate` and
  * `channels` (they are still checked, so a typo is reported rather than silently dropped).
  * @throws ApiError `INVALID_FIELD` naming the parameter at fault.
  */

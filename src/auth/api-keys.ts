@@ -4,7 +4,8 @@ import { crc32 } from 'node:zlib'
 /**
  * Key secrets look like `emk_` + 48 hex digits (192 random bits) + 8 hex digits of CRC-32 over the rest.
  * - The prefix lets secret scanners find leaked keys; the checksum lets them (and us) reject typos offline.
- * - Only RFC 7230 token characters, so a secret can travel as a WebSocket subprotocol (deepgram-api.md §0 #3).
+ * - Only RFC 7230 token characters, so a secret can travel as a WebSocket subprotocol
+ *   (docs/deepgram-compat.md §0 #3).
  */
 export const KEY_PREFIX = 'emk_'
 const RANDOM_BYTES = 24

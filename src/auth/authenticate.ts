@@ -6,7 +6,7 @@ import type { Clock } from './clock.js'
 import type { GrantClaims, Grants } from './grants.js'
 import { effectiveScopes, type Role, roleOf, USAGE_WRITE } from './scopes.js'
 
-/** The two ways to present a credential (deepgram-api.md §1.1). */
+/** The two ways to present a credential (docs/deepgram-compat.md §1.1). */
 export type Scheme = 'token' | 'bearer'
 
 /** Who is calling, once authenticated. */

@@ -5,7 +5,7 @@ import type { SigningKey, Store } from '../store/index.js'
 import type { Clock } from './clock.js'
 import { USAGE_WRITE } from './scopes.js'
 
-/** Grant TTL bounds, seconds (deepgram-api.md §2). */
+/** Grant TTL bounds, seconds (docs/deepgram-compat.md §2). */
 export const GRANT_DEFAULT_TTL = 30
 export const GRANT_MAX_TTL = 3600
 

@@ -1,5 +1,5 @@
 /**
- * Roles and scopes, after deepgram-api.md §4 ("Roles and scopes"). A key's `scopes` may mix roles and
+ * Roles and scopes, after docs/deepgram-compat.md §4 ("Roles and scopes"). A key's `scopes` may mix roles and
  * single scopes; what it may do is the expansion of those, capped by the role of the member who owns it.
  */
 export const ROLES = ['owner', 'admin', 'member'] as const

@@ -55,7 +55,7 @@ export interface AppOptions {
   speaker?: Speaker
 }
 
-/** Headers browsers may send and read (deepgram-api.md §0 #10). */
+/** Headers browsers may send and read (docs/deepgram-compat.md §0 #10). */
 const CORS_ALLOWED = [
   'authorization',
   'content-type',

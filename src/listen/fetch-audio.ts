@@ -20,7 +20,7 @@ class Deadline extends Error {}
  * cannot be used to reach internal addresses. Redirects are followed by hand and re-checked each hop.
  * An upstream that is slow to answer, or drips its body, is cut off at `timeoutMs` in all or after
  * `idleTimeoutMs` without a byte: every failure of the remote side is a 400 REMOTE_CONTENT_ERROR
- * (deepgram-api.md §5 documents that code for content Deepgram could not fetch), never a 500.
+ * (docs/deepgram-compat.md §5 documents that code for content Deepgram could not fetch), never a 500.
  * Aborting `signal` (the client went away) stops the fetch and rethrows the signal's reason.
  */
 export async function* fetchAudio(

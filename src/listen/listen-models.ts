@@ -1,6 +1,6 @@
 /**
- * Deepgram's speech-to-text model families (deepgram-api.md §6, §7) and the use-case suffixes they come
- * with. Earmark transcribes every one of them with its own engine; the names are accepted so that clients
+ * Deepgram's speech-to-text model families (docs/deepgram-compat.md §6, §7.1) and the use-case suffixes they
+ * come with. Earmark transcribes every one of them with its own engine; the names are accepted so that clients
  * written for Deepgram (the SDKs' examples, the v5 `ListenV1Model` list) work unchanged.
  */
 const FAMILIES = ['nova-3', 'nova-2', 'nova', 'enhanced', 'base'] as const

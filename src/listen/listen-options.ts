@@ -1,7 +1,10 @@
 import { ApiError, invalidField } from '../errors.js'
 import { isListenModel } from './listen-models.js'
 
-/** Query options of `/v1/listen` that Earmark acts on (deepgram-api.md §6, §7). Others are accepted and ignored. */
+/**
+ * Query options of `/v1/listen` that Earmark acts on (docs/deepgram-compat.md §6, §7.1). Others are accepted
+ * and ignored.
+ */
 export interface ListenOptions {
   model: string | null
   language: string

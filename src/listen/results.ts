@@ -44,7 +44,7 @@ export interface ResultsContext {
   punctuate: boolean
 }
 
-/** A live `Results` message (deepgram-api.md §7). */
+/** A live `Results` message (docs/deepgram-compat.md §7.3). */
 export function resultsMessage(
   h: Hypothesis | FinalHypothesis,
   ctx: ResultsContext,
@@ -94,7 +94,7 @@ export function metadataMessage(ctx: MetadataContext) {
   return { type: 'Metadata', ...metadataFields(ctx) }
 }
 
-/** The pre-recorded response body (deepgram-api.md §6). */
+/** The pre-recorded response body (docs/deepgram-compat.md §6). */
 export function prerecordedResponse(
   utterances: readonly FinalHypothesis[],
   ctx: {

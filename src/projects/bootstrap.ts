@@ -19,7 +19,10 @@ export interface BootstrapResult {
   generatedSecret?: string
 }
 
-/** RFC 7230 token characters only, so the key also works as a WebSocket subprotocol (deepgram-api.md §0 #3). */
+/**
+ * RFC 7230 token characters only, so the key also works as a WebSocket subprotocol
+ * (docs/deepgram-compat.md §0 #3).
+ */
 const TOKEN_SAFE = /^[A-Za-z0-9!#$%&'*+\-.^_`|~]{20,512}$/
 
 /** On first start with an empty store: a project, its owner member and an owner key. Otherwise nothing. */

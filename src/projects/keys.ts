@@ -53,7 +53,7 @@ function stringArray(
   return [...new Set(v as string[])]
 }
 
-/** Validates a create-key body (deepgram-api.md §3). Unknown fields are ignored, as Deepgram does. */
+/** Validates a create-key body (docs/deepgram-compat.md §3). Unknown fields are ignored, as Deepgram does. */
 export function parseKeySpec(body: Record<string, unknown>, now: number): KeySpec {
   const comment = body.comment
   if (typeof comment !== 'string' || comment.length === 0 || comment.length > MAX_COMMENT) {
@@ -132,7 +132,10 @@ function memberView(k: ApiKeyWithMember) {
   return { member_id: k.memberId, email: k.memberEmail }
 }
 
-/** Owners see every key of the project; admins and members only their own member's (deepgram-api.md §3). */
+/**
+ * Owners see every key of the project; admins and members only their own member's
+ * (docs/deepgram-compat.md §3).
+ */
 function canSee(principal: Principal, key: ApiKeyWithMember): boolean {
   return key.memberId === principal.memberId || principal.role === 'owner'
 }
@@ -200,7 +203,7 @@ export async function getKey(services: Services, principal: Principal, projectId
   const key = await visibleKey(services, principal, projectId, keyId)
   const member = memberView(key)
   const apiKey = apiKeyView(key)
-  // Both typed access paths the SDKs use (deepgram-api.md §3, "Get-key shape conflict").
+  // Both typed access paths the SDKs use (docs/deepgram-compat.md §3, the get-key shapes).
   return { member, api_key: apiKey, item: { member: { ...member, api_key: apiKey } } }
 }
 

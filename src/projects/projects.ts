@@ -3,7 +3,7 @@ import { invalidField } from '../errors.js'
 import type { Project } from '../store/index.js'
 import { requireProject, requireScope, type Services } from './context.js'
 
-/** Deepgram's project shape (deepgram-api.md §4). */
+/** Deepgram's project shape (docs/deepgram-compat.md §4). */
 export function projectView(p: Project) {
   return {
     project_id: p.id,

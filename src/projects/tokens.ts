@@ -2,7 +2,10 @@ import { GRANT_DEFAULT_TTL, GRANT_MAX_TTL, type Principal, roleAtLeast } from '.
 import { ApiError, invalidField } from '../errors.js'
 import { isoDate, type Services } from './context.js'
 
-/** `POST /v1/auth/grant` (deepgram-api.md §2): a short-lived `usage:write` JWT for a member-or-higher key. */
+/**
+ * `POST /v1/auth/grant` (docs/deepgram-compat.md §2): a short-lived `usage:write` JWT for a member-or-higher
+ * key.
+ */
 export function grantToken(services: Services, principal: Principal, body: Record<string, unknown>) {
   if (principal.scheme !== 'token') throw new ApiError('FORBIDDEN', 'A grant token cannot mint another.')
   if (!roleAtLeast(principal.role, 'member')) {

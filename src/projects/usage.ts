@@ -101,7 +101,7 @@ function optionalText(field: string, value: unknown): string | undefined {
   return value
 }
 
-/** The filters `/requests` and `/usage` share (deepgram-api.md §4). */
+/** The filters `/requests` and `/usage` share (docs/deepgram-compat.md §4). */
 function parseFilter(query: Record<string, unknown>): UsageFilter {
   const status = oneOf('status', query.status, ['succeeded', 'failed'] as const)
   return {

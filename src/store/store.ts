@@ -53,7 +53,7 @@ export interface SigningKey {
   retiredAt: number | null
 }
 
-/** One metered request or stream (deepgram-api.md §4, `/requests` and `/usage`). */
+/** One metered request or stream (docs/deepgram-compat.md §4, `/requests` and `/usage`). */
 export interface UsageRecord {
   /** The request id (`dg-request-id`). */
   id: string

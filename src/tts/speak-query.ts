@@ -2,7 +2,7 @@ import { invalidField } from '../errors.js'
 import { resolveSpeechFormat, type SpeechFormat } from './speech-format.js'
 import { DEFAULT_SPEAK_MODEL, resolveVoice, type Voice } from './tts-voices.js'
 
-/** What `POST /v1/speak`'s query string asks for (deepgram-api.md §8.1). */
+/** What `POST /v1/speak`'s query string asks for (docs/deepgram-compat.md §8.1). */
 export interface SpeakQuery {
   /** The model as the client named it (echoed in `dg-model-name`). */
   model: string

@@ -1,6 +1,6 @@
 import { invalidField } from '../errors.js'
 
-/** Output encodings of `POST /v1/speak` (deepgram-api.md §8.1). */
+/** Output encodings of `POST /v1/speak` (docs/deepgram-compat.md §8.1). */
 export const SPEECH_ENCODINGS = ['linear16', 'mulaw', 'alaw', 'mp3', 'flac', 'opus', 'aac'] as const
 export type SpeechEncoding = (typeof SPEECH_ENCODINGS)[number]
 
@@ -56,7 +56,7 @@ const RULES: Record<SpeechEncoding, Rule> = {
 
 /**
  * The encoding when the request names none. Deepgram's REST API answers MP3 (`audio/mpeg`) by default
- * (deepgram-api.md §8.1); note its newer docs say linear16/wav/24000 instead.
+ * (docs/deepgram-compat.md §8.1); note its newer docs say linear16/wav/24000 instead.
  */
 export const DEFAULT_SPEECH_ENCODING: SpeechEncoding = 'mp3'
 

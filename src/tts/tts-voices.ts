@@ -43,7 +43,7 @@ const VOICE_TABLE: Record<VoiceId, Omit<Voice, 'id' | 'uuid'>> = {
 export const DEFAULT_SPEAK_MODEL = 'aura-2-thalia-en'
 
 /**
- * Deepgram's Aura voices (the v5 SDK's `SpeakV1Model` list, deepgram-api.md §8.1), by generation and
+ * Deepgram's Aura voices (the v5 SDK's `SpeakV1Model` list, docs/deepgram-compat.md §8.1), by generation and
  * language. A name outside this catalogue is refused as Deepgram refuses it (400, `MODEL_NOT_FOUND`).
  */
 const AURA_VOICES: Readonly<Record<'aura' | 'aura-2', Readonly<Record<string, string>>>> = {

@@ -1,4 +1,4 @@
-/** WebSocket close codes and reasons of the live API (deepgram-api.md §7, "Close codes"). */
+/** WebSocket close codes and reasons of the live API (docs/deepgram-compat.md §7.4). */
 export const CLOSE = {
   NORMAL: { code: 1000, reason: '' },
   /** The payload cannot be decoded as audio. */

@@ -1,7 +1,7 @@
 /**
  * The `type` of a client's text frame, or undefined when the frame is not a JSON object with a string
  * `type`. Any text is accepted: `null`, numbers, arrays, strings, broken JSON and odd `type` values are
- * all simply "not a control message" (deepgram-api.md §7: unknown messages are ignored).
+ * all simply "not a control message" (docs/deepgram-compat.md §7.2: unknown messages are ignored).
  */
 export function controlType(text: string): string | undefined {
   let value: unknown

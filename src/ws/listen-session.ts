@@ -9,7 +9,7 @@ import { metadataMessage, resultsMessage } from '../listen/index.js'
 import { CLOSE, type CloseKind } from './close-codes.js'
 import { controlType } from './control-message.js'
 
-/** Knobs of a live session; defaults follow Deepgram (deepgram-api.md §7). */
+/** Knobs of a live session; defaults follow Deepgram (docs/deepgram-compat.md §7.4). */
 export interface SessionLimits {
   /** Close with NET-0001 when no audio arrives this long after opening, or after the last audio/KeepAlive. */
   idleTimeoutMs: number
@@ -214,7 +214,7 @@ export function createListenSession(o: ListenSessionOptions): ListenSession {
     finalizing = finalizing.then(async () => {
       // The decoder hands PCM on in a microtask, and a frame read in the same chunk as this message has not
       // reached the engine yet: wait one microtask (they run in order), so the final covers all the audio
-      // sent before Finalize (deepgram-api.md §7), not all but the last frame.
+      // sent before Finalize (docs/deepgram-compat.md §7.2), not all but the last frame.
       await new Promise<void>((resolve) => queueMicrotask(resolve))
       finalizeWaiting = false
       if (closing) return
@@ -242,7 +242,7 @@ export function createListenSession(o: ListenSessionOptions): ListenSession {
         void finish('NORMAL')
         return
       default:
-        return // not JSON, not an object, Configure and any other type: ignored (deepgram-api.md §7)
+        return // not JSON, not an object, Configure, any other type: ignored (docs/deepgram-compat.md §7.2)
     }
   }
 

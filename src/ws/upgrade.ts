@@ -71,7 +71,7 @@ export interface SocketServer {
 
 /**
  * Credentials of an upgrade: the `Authorization` header, else the subprotocol pair `token, <key>` /
- * `bearer, <jwt>` (deepgram-api.md §0 #1-2, §1.1). Returns the subprotocol to echo, never the secret.
+ * `bearer, <jwt>` (docs/deepgram-compat.md §0 #1-2, §1.1). Returns the subprotocol to echo, never the secret.
  */
 export function upgradeCredentials(
   req: IncomingMessage,
@@ -111,8 +111,8 @@ function gone(socket: Duplex): boolean {
 const REFUSAL_LINGER_MS = 2000
 
 /**
- * Writes a Deepgram-shaped HTTP error in place of the 101 (deepgram-api.md §7 "Upgrade outcome"): the body
- * `{err_code, err_msg, request_id}`, `dg-request-id`, `x-request-id` and a header-safe `dg-error`.
+ * Writes a Deepgram-shaped HTTP error in place of the 101 (docs/deepgram-compat.md §7.1, "Upgrade outcome"):
+ * the body `{err_code, err_msg, request_id}`, `dg-request-id`, `x-request-id` and a header-safe `dg-error`.
  */
 function refuse(socket: Duplex, err: ApiError, requestId: string, extra: Record<string, string> = {}): void {
   if (socket.destroyed) return

@@ -8,7 +8,7 @@ describe('roles and scopes', () => {
     for (const s of ROLE_SCOPES.admin) assert.ok(ROLE_SCOPES.owner.has(s), s)
   })
 
-  it('give each role the scopes of deepgram-api.md §4', () => {
+  it('give each role the scopes of docs/deepgram-compat.md §4', () => {
     assert.deepEqual([...ROLE_SCOPES.member].sort(), [
       'keys:read',
       'keys:write',

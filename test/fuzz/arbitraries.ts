@@ -114,7 +114,7 @@ export const mediaBytes = (maxLength: number): fc.Arbitrary<Buffer> =>
     .tuple(mediaPrefix, fc.uint8Array({ maxLength }))
     .map(([prefix, rest]) => Buffer.concat([prefix, Buffer.from(rest)]))
 
-/** The names of the live and pre-recorded listen options (deepgram-api.md §6-7), and a few more. */
+/** The names of the live and pre-recorded listen options (docs/deepgram-compat.md §6-7), and a few more. */
 export const LISTEN_KEYS = [
   'encoding',
   'sample_rate',

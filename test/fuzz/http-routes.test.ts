@@ -89,7 +89,7 @@ const CONTENT_TYPES = [
   '',
 ] as const
 
-/** Fields the routes read (deepgram-api.md §2-8), to aim bodies at real parsing code. */
+/** Fields the routes read (docs/deepgram-compat.md §2-8), to aim bodies at real parsing code. */
 const BODY_FIELDS = [
   'text',
   'url',
@@ -171,7 +171,7 @@ const fieldValue = <T>(good: fc.Arbitrary<T>) =>
 
 const json = (o: fc.Arbitrary<Record<string, unknown>>) => o.map((v) => Buffer.from(JSON.stringify(v)))
 
-/** The body a route reads, with each field good, junk or missing (deepgram-api.md §2-8). */
+/** The body a route reads, with each field good, junk or missing (docs/deepgram-compat.md §2-8). */
 function routeBody(route: Route): fc.Arbitrary<Buffer | undefined> {
   const key = `${route.method} ${route.url}`
   const opt = { requiredKeys: [] as never[] }

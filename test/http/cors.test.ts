@@ -10,7 +10,7 @@ import {
 
 const ORIGIN = 'http://app.example'
 
-describe('CORS (deepgram-api.md §0 #10)', () => {
+describe('CORS (docs/deepgram-compat.md §0 #10)', () => {
   let em: TestEarmark
   let fx: Fixture
   before(async () => {

@@ -13,7 +13,7 @@ import {
   tokenAuth,
 } from '../helpers/earmark.js'
 
-/** RFC 7230 token characters: what a WebSocket subprotocol value may hold (deepgram-api.md §0 #3). */
+/** RFC 7230 token characters: what a WebSocket subprotocol value may hold (docs/deepgram-compat.md §0 #3). */
 const TOKEN_CHARS = /^[A-Za-z0-9!#$%&'*+\-.^_`|~]+$/
 
 describe('POST /v1/auth/grant', () => {

@@ -10,7 +10,7 @@ import { DeepgramClient, DeepgramError } from 'dg5'
 import { removeDir, type ServerProcess, startServerProcess } from '../helpers/server-process.js'
 
 // The official SDKs (v3 3.13, v4 4.11, v5 5.13) against one real `earmark serve` process: the same story is
-// told through each SDK's own methods and typed response paths (deepgram-api.md §1-§3).
+// told through each SDK's own methods and typed response paths (docs/deepgram-compat.md §1-§3).
 
 const OWNER_KEY = `emk_test_${randomBytes(16).toString('hex')}`
 /** Short, so expiry is shown by a real wait without slowing the file down. */
@@ -182,7 +182,7 @@ function sdkV5(url: string): SdkUnderTest {
       ((await v5(tokenClient(token).manage.v1.projects.keys.list(projectId))).api_keys ?? []).map(
         (k) => k.api_key?.api_key_id ?? '',
       ),
-    // v5 has no method for `GET /v1/auth/token` (deepgram-api.md §2).
+    // v5 has no method for `GET /v1/auth/token` (docs/deepgram-compat.md §2).
     tokenDetails: async (token) => {
       const res = await fetch(`${url}/v1/auth/token`, { headers: { authorization: `Bearer ${token}` } })
       const body = (await res.json()) as Record<string, unknown>

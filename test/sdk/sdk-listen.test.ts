@@ -20,7 +20,7 @@ import { chunks, wordErrorRate } from '../helpers/speech.js'
 
 // The official SDKs (v3 3.13, v4 4.11, v5 5.13) transcribe flite speech through a real `earmark serve` process
 // and real PocketSphinx, live (`/v1/listen` WebSocket) and pre-recorded (`POST /v1/listen`), every one of them
-// authenticated with a grant token from `POST /v1/auth/grant` (deepgram-api.md §1.2, §6, §7).
+// authenticated with a grant token from `POST /v1/auth/grant` (docs/deepgram-compat.md §1.2, §6, §7).
 
 const OWNER_KEY = `emk_test_${randomBytes(16).toString('hex')}`
 
@@ -51,7 +51,10 @@ interface LiveRun {
   closeCode: number
 }
 
-/** The v3 and v4 live clients: EventEmitters that dispatch server messages on `type` (deepgram-api.md §7). */
+/**
+ * The v3 and v4 live clients: EventEmitters that dispatch server messages on `type`
+ * (docs/deepgram-compat.md §7.3).
+ */
 type EmitterLiveClient = LiveClientV3 | LiveClientV4
 
 function arrayBufferOf(pcm: Int16Array): ArrayBuffer {
@@ -105,7 +108,10 @@ function driveEmitterLive(
   })
 }
 
-/** v5: `listen.v1.connect()` builds the socket closed; `socket.connect()` opens it (deepgram-api.md §7). */
+/**
+ * v5: `listen.v1.connect()` builds the socket closed; `socket.connect()` opens it (docs/deepgram-compat.md
+ * §7.1).
+ */
 async function liveV5(url: string, token: string, pcm: Int16Array): Promise<LiveRun> {
   const client = new DeepgramClient({ accessToken: token, baseUrl: url })
   const socket = await client.listen.v1.connect({

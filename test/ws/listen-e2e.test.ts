@@ -23,7 +23,7 @@ import { chunks, wordErrorRate, wordErrors } from '../helpers/speech.js'
 
 // The audio path end to end, against a real `earmark serve` process and real PocketSphinx: nothing is lost or
 // changed between a client's bytes and the engine, live or pre-recorded, raw PCM, WAV or a browser's WebM/Opus
-// (deepgram-api.md §6, §7).
+// (docs/deepgram-compat.md §6, §7).
 
 const OWNER_KEY = `emk_test_${randomBytes(16).toString('hex')}`
 

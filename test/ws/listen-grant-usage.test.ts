@@ -19,7 +19,7 @@ import { chunks, concatPcm, silence, speech, wordErrorRate } from '../helpers/sp
 
 // Credentials and metering of /v1/listen against a real `earmark serve` process and real PocketSphinx: a grant
 // token is checked at the upgrade only, and every request is metered to its key (a grant's parent key) with the
-// audio it actually carried (deepgram-api.md §1.1, §4, §7; docs/speech.md "Metering").
+// audio it actually carried (docs/deepgram-compat.md §1.1, §4, §7; docs/speech.md "Metering").
 
 const OWNER_KEY = `emk_test_${randomBytes(16).toString('hex')}`
 const RAW = 'encoding=linear16&sample_rate=16000'

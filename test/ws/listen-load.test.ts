@@ -7,7 +7,7 @@ import { removeDir, type ServerProcess, startServerProcess } from '../helpers/se
 import { chunks, concatPcm, silence, speech, wordErrorRate } from '../helpers/speech.js'
 
 // Ten live streams at once on a real `earmark serve` process with ten real PocketSphinx decoders: each stream
-// hears only its own audio and gets only its own Results (deepgram-api.md §7).
+// hears only its own audio and gets only its own Results (docs/deepgram-compat.md §7.3).
 
 const OWNER_KEY = `emk_test_${randomBytes(16).toString('hex')}`
 const RAW = 'encoding=linear16&sample_rate=16000'

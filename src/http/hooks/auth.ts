@@ -9,7 +9,7 @@ declare module 'fastify' {
   }
 }
 
-/** Which credentials a route takes. Management routes refuse grant tokens (deepgram-api.md §1.1). */
+/** Which credentials a route takes. Management routes refuse grant tokens (docs/deepgram-compat.md §1.1). */
 export interface AuthPolicy {
   bearer: boolean
 }
@@ -67,7 +67,7 @@ export function principalOf(request: FastifyRequest): Principal {
   return request.principal
 }
 
-/** A JSON body as an object; an absent or empty body is `{}` (deepgram-api.md §0 #4). */
+/** A JSON body as an object; an absent or empty body is `{}` (docs/deepgram-compat.md §0 #4). */
 export function bodyObject(request: FastifyRequest): Record<string, unknown> {
   const body = request.body
   if (body === undefined || body === null) return {}

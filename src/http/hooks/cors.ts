@@ -12,7 +12,7 @@ export interface CorsOptions {
 const METHODS = 'GET, HEAD, PUT, PATCH, POST, DELETE'
 
 /**
- * CORS for a credentialed API any origin may call (deepgram-api.md §0 #10): the request's `Origin` is
+ * CORS for a credentialed API any origin may call (docs/deepgram-compat.md §0 #10): the request's `Origin` is
  * reflected with `Access-Control-Allow-Credentials`, and a preflight (`OPTIONS` with
  * `Access-Control-Request-Method`) is answered 204 here, before any auth hook. A request without `Origin` is
  * not a cross-origin browser request and gets only `Vary: Origin` (so no cache serves it to a browser as if

@@ -16,7 +16,7 @@ const FRAMEWORK_CODES: Record<string, ErrorCode> = {
   FST_ERR_ASYNC_CONSTRAINT: 'BAD_REQUEST',
 }
 
-/** The Deepgram error body (deepgram-api.md §5, legacy shape). */
+/** The Deepgram error body (docs/deepgram-compat.md §5, legacy shape). */
 export function errorBody(code: string, message: string, requestId: string) {
   return { err_code: code, err_msg: message, request_id: requestId }
 }

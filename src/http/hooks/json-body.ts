@@ -4,8 +4,8 @@ type Done = (err: Error | null, body?: unknown) => void
 
 /**
  * Lenient JSON: v3/v4 SDKs send `Content-Type: application/json` with an empty body on GET, DELETE and
- * grant (deepgram-api.md §0 #4), so an empty (or blank) body is `{}`. Anything else goes through Fastify's
- * own parser (secure-json-parse): a body with `__proto__` or `constructor.prototype` keys, which could
+ * grant (docs/deepgram-compat.md §0 #4), so an empty (or blank) body is `{}`. Anything else goes through
+ * Fastify's own parser (secure-json-parse): a body with `__proto__` or `constructor.prototype` keys, which could
  * poison an object built from it, is refused like malformed JSON, 400 INVALID_JSON.
  */
 export function registerJsonParser(app: FastifyInstance): void {

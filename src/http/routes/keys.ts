@@ -17,7 +17,7 @@ export function keyRoutes(app: FastifyInstance, { services, authenticator }: Rou
   app.get<{ Params: KeyParams }>('/v1/projects/:project_id/keys/:key_id', { onRequest: management }, (req) =>
     getKey(services, principalOf(req), req.params.project_id, req.params.key_id),
   )
-  // The query may hold a copy of the body (deepgram-api.md §0 #5); it is ignored.
+  // The query may hold a copy of the body (docs/deepgram-compat.md §0 #5); it is ignored.
   app.post<{ Params: ProjectParams }>('/v1/projects/:project_id/keys', { onRequest: management }, (req) =>
     createKey(services, principalOf(req), req.params.project_id, bodyObject(req)),
   )

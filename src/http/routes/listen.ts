@@ -103,7 +103,7 @@ function closeUnlessRead(
   done(null, payload)
 }
 
-/** `POST /v1/listen` (deepgram-api.md §6): raw audio of any content type, or JSON `{"url"}`. */
+/** `POST /v1/listen` (docs/deepgram-compat.md §6): raw audio of any content type, or JSON `{"url"}`. */
 export function listenRoutes(app: FastifyInstance, deps: RouteDeps & ListenRouteOptions): void {
   const { services, authenticator, engine, limits } = deps
   const { usage } = authHooks(authenticator)
@@ -137,7 +137,7 @@ export function listenRoutes(app: FastifyInstance, deps: RouteDeps & ListenRoute
   }
 
   app.register(async (scope) => {
-    // Everything but JSON is media (deepgram-api.md §0 #6): hand the handler the unread stream.
+    // Everything but JSON is media (docs/deepgram-compat.md §0 #6): hand the handler the unread stream.
     scope.addContentTypeParser('*', (_req: FastifyRequest, payload: Readable, done) => done(null, payload))
     scope.post<{ Querystring: Record<string, string | string[]> }>(
       '/v1/listen',

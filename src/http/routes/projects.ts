@@ -9,7 +9,7 @@ export function projectRoutes(app: FastifyInstance, { services, authenticator }:
   app.get<{ Params: ProjectParams }>('/v1/projects/:project_id', { onRequest: management }, (req) =>
     getProject(services, principalOf(req), req.params.project_id),
   )
-  // v3/v4 copy the body into the query string (deepgram-api.md §0 #5): only the body is read.
+  // v3/v4 copy the body into the query string (docs/deepgram-compat.md §0 #5): only the body is read.
   app.patch<{ Params: ProjectParams }>('/v1/projects/:project_id', { onRequest: management }, (req) =>
     updateProject(services, principalOf(req), req.params.project_id, bodyObject(req)),
   )

@@ -7,7 +7,7 @@ import { headerSafe } from '../header-value.js'
 import { bodyObject, principalOf } from '../hooks/auth.js'
 import { authHooks, type RouteDeps } from './route-deps.js'
 
-/** Deepgram's limit on one request's text (deepgram-api.md §8.1: 413 past it). */
+/** Deepgram's limit on one request's text (docs/deepgram-compat.md §8.1: 413 past it). */
 export const MAX_SPEAK_CHARACTERS = 2000
 
 /** The text of a `{"text": "…"}` body and its length in characters (code points, as `dg-char-count`). */
@@ -29,8 +29,8 @@ function speakText(body: Record<string, unknown>): { text: string; characters: n
 }
 
 /**
- * `POST /v1/speak` (deepgram-api.md §8.1): text to speech with flite (espeak-ng as an option), for API
- * keys and grant tokens holding `usage:write`. The audio is streamed once it is encoded; `dg-request-id`
+ * `POST /v1/speak` (docs/deepgram-compat.md §8.1): text to speech with flite (espeak-ng as an option), for
+ * API keys and grant tokens holding `usage:write`. The audio is streamed once it is encoded; `dg-request-id`
  * is set by a hook. Synthesis runs in a bounded number of slots with a bounded queue (429 past it) and a
  * time limit on every program (504).
  */
