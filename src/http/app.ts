@@ -105,6 +105,19 @@ export async function createApp(options: AppOptions): Promise<FastifyInstance> {
     setRequestIdHeader(request, reply)
     cors(request, reply, done)
   })
+  // server.close() ends only the keep-alive connections idle at that moment: one whose request was still
+  // running (a speech synthesis, a decode) would hold the close until its keep-alive timeout (72 s). Sweep
+  // them as they go idle, at no cost per request.
+  let sweeper: NodeJS.Timeout | undefined
+  app.addHook('preClose', (done) => {
+    sweeper = setInterval(() => app.server.closeIdleConnections(), 50)
+    sweeper.unref()
+    done()
+  })
+  app.addHook('onClose', (_instance, done) => {
+    clearInterval(sweeper)
+    done()
+  })
   if (options.accessLog) {
     app.addHook('onResponse', async (request, reply) => {
       // The path only, with anything shaped like a key or token cut out: a query string is the client's
