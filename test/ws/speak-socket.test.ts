@@ -88,6 +88,17 @@ describe('live /v1/speak socket', () => {
     assert.ok(wordErrorRate(SENTENCE, await transcribe(pcm)) <= 0.25)
     run.ws.send(JSON.stringify({ type: 'Close' }))
     assert.deepEqual(await run.close, { code: 1000, reason: '' })
+    // One usage record for the socket, closed with what was spoken and the close code.
+    const requestId = String(metadata?.request_id)
+    let record: Awaited<ReturnType<typeof srv.earmark.services.store.listUsage>>[number] | undefined
+    for (let i = 0; i < 100 && record?.status == null; i++) {
+      record = (await srv.earmark.services.store.listUsage(srv.projectId, {})).find((r) => r.id === requestId)
+      if (record?.status == null) await new Promise((r) => setTimeout(r, 20))
+    }
+    assert.equal(record?.endpoint, 'speak')
+    assert.equal(record?.method, 'streaming')
+    assert.equal(record?.characters, SENTENCE.length)
+    assert.equal(record?.status, 1000)
   })
 
   it('Close speaks what was flushed before closing 1000', async () => {
