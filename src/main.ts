@@ -172,7 +172,13 @@ export async function createEarmark(
   const sockets = attachSocketRoutes(app, {
     authenticator,
     routes: [
-      createListenRoute({ services, engine, limits: { idleTimeoutMs: config.wsIdleTimeoutMs } }),
+      createListenRoute({
+        services,
+        engine,
+        limits: { idleTimeoutMs: config.wsIdleTimeoutMs, keepAliveOnlyMs: config.wsKeepAliveOnlyMs },
+        maxStreamsPerKey: config.maxStreamsPerKey,
+        maxStreamsPerEndUser: config.maxStreamsPerEndUser,
+      }),
       createSpeakRoute({ services, synthesize: speaker.synthesize }),
     ],
   })

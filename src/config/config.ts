@@ -52,6 +52,12 @@ const schema = z.object({
   EARMARK_FETCH_IDLE_TIMEOUT_MS: z.coerce.number().int().min(100).max(600_000).default(10_000),
   /** Live streams close with NET-0001 after this long without audio (or KeepAlive once audio flowed), ms. */
   EARMARK_WS_IDLE_TIMEOUT_MS: z.coerce.number().int().min(100).max(600_000).default(10_000),
+  /** Live streams close with NET-0001 this long after their last audio, KeepAlive or not, ms; 0: never. */
+  EARMARK_WS_KEEPALIVE_ONLY_MS: z.coerce.number().int().min(0).max(86_400_000).default(60_000),
+  /** Live streams one API key (its grant tokens included) may hold at once; 0: no cap; default half the slots. */
+  EARMARK_MAX_STREAMS_PER_KEY: z.coerce.number().int().min(0).max(4096).optional(),
+  /** Live streams one end user may hold at once; 0: no cap; default half the slots. */
+  EARMARK_MAX_STREAMS_PER_END_USER: z.coerce.number().int().min(0).max(4096).optional(),
   /** `/v1/speak` syntheses (flite, then ffmpeg) at once; default the number of cores. */
   EARMARK_SPEAK_CONCURRENCY: z.coerce.number().int().min(1).max(256).optional(),
   /** `/v1/speak` requests that may wait for a synthesis slot; one more gets 429 at once. */
@@ -80,6 +86,11 @@ export interface Config {
   fetchAllowedHosts: string[]
   maxUploadBytes: number
   wsIdleTimeoutMs: number
+  wsKeepAliveOnlyMs: number
+  /** Undefined: half the speech slots, rounded up. */
+  maxStreamsPerKey: number | undefined
+  /** Undefined: half the speech slots, rounded up. */
+  maxStreamsPerEndUser: number | undefined
   listenQueue: number
   listenMaxUploads: number
   maxAudioSeconds: number
@@ -122,6 +133,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       .filter((h) => h.length > 0),
     maxUploadBytes: e.EARMARK_MAX_UPLOAD_BYTES,
     wsIdleTimeoutMs: e.EARMARK_WS_IDLE_TIMEOUT_MS,
+    wsKeepAliveOnlyMs: e.EARMARK_WS_KEEPALIVE_ONLY_MS,
+    maxStreamsPerKey: e.EARMARK_MAX_STREAMS_PER_KEY,
+    maxStreamsPerEndUser: e.EARMARK_MAX_STREAMS_PER_END_USER,
     listenQueue: e.EARMARK_LISTEN_QUEUE,
     listenMaxUploads: e.EARMARK_LISTEN_MAX_UPLOADS,
     maxAudioSeconds: e.EARMARK_MAX_AUDIO_SECONDS,

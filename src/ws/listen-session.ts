@@ -15,9 +15,18 @@ export interface SessionLimits {
   idleTimeoutMs: number
   /** Stop reading from the socket while this much audio waits for the engine (TCP back-pressure). */
   maxBacklogMs: number
+  /**
+   * Close with NET-0001 when this long passed since the last audio, however many KeepAlive came meanwhile;
+   * 0: never. KeepAlive holds a paused stream open (docs/deepgram-compat.md §7.2), but not a slot forever.
+   */
+  keepAliveOnlyMs: number
 }
 
-export const DEFAULT_SESSION_LIMITS: SessionLimits = { idleTimeoutMs: 10_000, maxBacklogMs: 20_000 }
+export const DEFAULT_SESSION_LIMITS: SessionLimits = {
+  idleTimeoutMs: 10_000,
+  maxBacklogMs: 20_000,
+  keepAliveOnlyMs: 60_000,
+}
 
 /** How a session ended: the close code (the client's own when it left), its reason and the audio decoded. */
 export interface SessionOutcome {
@@ -77,6 +86,8 @@ export function createListenSession(o: ListenSessionOptions): ListenSession {
   })
   let paused = false
   let idleTimer: NodeJS.Timeout | undefined
+  /** Runs from the last audio frame; KeepAlive does not reset it. */
+  let audioTimer: NodeJS.Timeout | undefined
   let tick: NodeJS.Timeout | undefined
   let lastWordEnd: number | null = null
   let utteranceEndPending = false
@@ -141,6 +152,18 @@ export function createListenSession(o: ListenSessionOptions): ListenSession {
     idleTimer = setTimeout(() => void finish('NO_AUDIO'), limits.idleTimeoutMs)
   }
 
+  const armAudio = () => {
+    clearTimeout(audioTimer)
+    if (paused || limits.keepAliveOnlyMs <= 0) return
+    audioTimer = setTimeout(() => {
+      log.info(
+        { request_id: requestId, limit_ms: limits.keepAliveOnlyMs },
+        'no audio, only KeepAlive: closing',
+      )
+      void finish('NO_AUDIO')
+    }, limits.keepAliveOnlyMs)
+  }
+
   /**
    * Ends the session once: flush what can be flushed, send Metadata on a normal end, close with `kind`,
    * release the decoder and the engine stream, then `onEnd`. Every step is guarded, so it never rejects.
@@ -153,6 +176,7 @@ export function createListenSession(o: ListenSessionOptions): ListenSession {
   const end = async (kind: CloseKind, clientClosed?: { code: number; reason?: string }) => {
     closing = true
     clearTimeout(idleTimer)
+    clearTimeout(audioTimer)
     clearInterval(tick)
     try {
       // A client that left gets no flush: nobody is there to read it.
@@ -256,6 +280,7 @@ export function createListenSession(o: ListenSessionOptions): ListenSession {
     }
     gotAudio = true
     armIdle()
+    armAudio()
     sha.update(chunk)
     decoder?.write(chunk)
   }
@@ -280,10 +305,12 @@ export function createListenSession(o: ListenSessionOptions): ListenSession {
         ws.pause()
         paused = true
         clearTimeout(idleTimer)
+        clearTimeout(audioTimer)
       } else if (!behind && paused) {
         ws.resume()
         paused = false
         armIdle()
+        armAudio()
       }
       checkUtteranceEnd()
     } catch (err) {
@@ -325,6 +352,7 @@ export function createListenSession(o: ListenSessionOptions): ListenSession {
         return
       }
       armIdle()
+      armAudio()
       tick = setInterval(watchBacklog, 100)
       // Bound to the upgrade's context, so a fault anywhere in this stream's work carries its request id.
       socket.on('message', AsyncResource.bind(onMessage))

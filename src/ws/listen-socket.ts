@@ -4,6 +4,7 @@ import { type Engine, EngineBusyError, EngineOptionError } from '../engines/inde
 import { ApiError, invalidField } from '../errors.js'
 import { parseListenOptions } from '../listen/index.js'
 import { finishUsage, type Services, startUsage } from '../projects/index.js'
+import { createCapacityShare, defaultShare } from './capacity-share.js'
 import { CLOSE } from './close-codes.js'
 import { createListenSession, DEFAULT_SESSION_LIMITS, type SessionLimits } from './listen-session.js'
 import { type SocketRoute, UPGRADE_GONE } from './upgrade.js'
@@ -14,6 +15,10 @@ export interface ListenSocketOptions {
   limits?: Partial<SessionLimits>
   /** The ffmpeg binary for containers and resampling. Default `ffmpeg` (found on PATH). */
   ffmpegPath?: string
+  /** Live streams one API key may hold at once (its grant tokens included); 0: no cap. Default half the slots. */
+  maxStreamsPerKey?: number | undefined
+  /** Live streams one end user may hold at once; 0: no cap. Default half the slots. */
+  maxStreamsPerEndUser?: number | undefined
 }
 
 /**
@@ -36,6 +41,10 @@ export const LIVE_UNRECOGNISED_TIMEOUT_MS = 2000
  */
 export function createListenRoute(o: ListenSocketOptions): SocketRoute {
   const limits = { ...DEFAULT_SESSION_LIMITS, ...o.limits }
+  const share = createCapacityShare({
+    perKey: o.maxStreamsPerKey ?? defaultShare(o.engine.capacity),
+    perEndUser: o.maxStreamsPerEndUser ?? defaultShare(o.engine.capacity),
+  })
   return {
     path: '/v1/listen',
     scope: USAGE_WRITE,
@@ -51,6 +60,9 @@ export function createListenRoute(o: ListenSocketOptions): SocketRoute {
           `Speech capacity is full (${o.engine.capacity} concurrent streams); try again later.`,
         )
       }
+      // One credential's share is claimed first and given back however the stream ends, so a leaked or idle
+      // credential cannot hold every slot (docs/speech.md "Idle and greedy credentials").
+      const giveBack = share.claim(principal)
       let usage: Awaited<ReturnType<typeof startUsage>> | undefined
       let usageDone: Promise<void> = Promise.resolve()
       const session = createListenSession({
@@ -92,11 +104,15 @@ export function createListenRoute(o: ListenSocketOptions): SocketRoute {
         })
       } catch (err) {
         await session.abandon(CLOSE.INTERNAL.code, 'upgrade refused')
+        giveBack()
         if (err instanceof EngineBusyError) throw new ApiError('TOO_MANY_REQUESTS', err.message)
         if (err instanceof EngineOptionError) throw invalidField(err.field, err.message)
         throw err
       }
-      const released = session.ended.then(() => usageDone)
+      const released = session.ended.then(() => {
+        giveBack()
+        return usageDone
+      })
       return {
         attach: (ws) => session.attach(ws),
         release: async () => {
