@@ -17,6 +17,7 @@ export const ERRORS = {
   PROJECT_NOT_FOUND: { status: 404, message: 'Project not found.' },
   KEY_NOT_FOUND: { status: 404, message: 'API key not found.' },
   MEMBER_NOT_FOUND: { status: 404, message: 'Member not found.' },
+  SIGNING_KEY_NOT_FOUND: { status: 404, message: 'No live signing key with that kid.' },
   REQUEST_NOT_FOUND: { status: 404, message: 'Request not found.' },
   METHOD_NOT_ALLOWED: { status: 405, message: 'Method not allowed.' },
   REQUEST_TIMEOUT: { status: 408, message: 'The request body did not arrive in time.' },

@@ -20,6 +20,7 @@ import {
 import { createApp, redactSecrets } from './http/index.js'
 import { createLastResort } from './last-resort.js'
 import { type BootstrapResult, bootstrapIfEmpty, type Services } from './projects/index.js'
+import { createRevocationBus, createStreamGuard, type RevocationBus } from './revocation/index.js'
 import { widePermissions } from './store/sqlite/sqlite-file-modes.js'
 import { createSqliteStore } from './store/sqlite/sqlite-store.js'
 import { createSpeaker } from './tts/index.js'
@@ -110,6 +111,8 @@ export interface Earmark {
   engine: Engine
   /** The WebSocket routes (`sockets.paths`) and how many upgrades and sockets are live. */
   sockets: SocketServer
+  /** Where revocations are announced; live streams of a revoked credential close (docs/revocation.md). */
+  revocations: RevocationBus
   bootstrap: BootstrapResult | undefined
   close(): Promise<void>
 }
@@ -134,6 +137,20 @@ export async function createEarmark(
     ownerKey: config.bootstrapKey,
     projectName: config.projectName,
     ownerEmail: config.ownerEmail,
+  })
+  const revocations = createRevocationBus({
+    onListenerError: (err) => logger.error({ err }, 'revocation listener failed'),
+  })
+  services.revocations = revocations
+  const guard = createStreamGuard({
+    store: services.store,
+    clock,
+    bus: revocations,
+    onError: (err) => logger.error({ err }, 'revocation check failed'),
+  })
+  // A signing key rotated or retired by another process is used (or refused) within a poll.
+  revocations.subscribe((e) => {
+    if (e.type === 'credentials-changed') void services.grants.reload().catch(() => {})
   })
   const authenticator = createAuthenticator(services)
   const engine = await createSpeechEngine(config, logger)
@@ -181,6 +198,7 @@ export async function createEarmark(
       }),
       createSpeakRoute({ services, synthesize: speaker.synthesize }),
     ],
+    guard,
   })
   return {
     app,
@@ -188,9 +206,11 @@ export async function createEarmark(
     authenticator,
     engine,
     sockets,
+    revocations,
     bootstrap,
     close: async () => {
       await app.close()
+      guard.close()
       await engine.close()
       await services.store.close()
     },

@@ -16,6 +16,8 @@ const ALG = 'HS256'
 export interface GrantClaims {
   /** Token id. */
   jti: string
+  /** The signing key that signed it (absent only on claims built before a token exists). */
+  kid?: string
   projectId: string
   /** The parent key's id (Deepgram calls it the accessor). */
   accessor: string
@@ -50,6 +52,23 @@ export interface Grants {
   verify(token: string): Promise<GrantClaims | undefined>
   /** Makes a new signing key current; older ones keep verifying until retired. Returns the new kid. */
   rotate(): Promise<string>
+  /**
+   * Retires a signing key: tokens it signed are refused from now on. Retiring the current key makes a new
+   * one current. False when no such key is live.
+   */
+  retire(kid: string): Promise<boolean>
+  /** Every signing key, oldest first, without its secret; `current` marks the one that signs. */
+  list(): Promise<SigningKeyInfo[]>
+  /** Reads the signing keys again (another process rotated or retired one). */
+  reload(): Promise<void>
+}
+
+/** A signing key as shown to operators: never its secret. */
+export interface SigningKeyInfo {
+  kid: string
+  createdAt: number
+  retiredAt: number | null
+  current: boolean
 }
 
 export interface GrantsOptions {
@@ -109,8 +128,11 @@ export async function createGrants(options: GrantsOptions): Promise<Grants> {
   const { store, clock } = options
   let keys = new Map<string, LoadedKey>()
   let current: LoadedKey | undefined
+  let loadedVersion = store.credentialsVersion()
+  let reloading: Promise<unknown> | undefined
 
   const load = async () => {
+    loadedVersion = store.credentialsVersion()
     const all = (await store.listSigningKeys()).filter((k) => k.retiredAt === null)
     keys = new Map(all.map((k) => [k.kid, keys.get(k.kid) ?? loadKey(k)]))
     const newest = all.at(-1)
@@ -135,12 +157,28 @@ export async function createGrants(options: GrantsOptions): Promise<Grants> {
 
   return {
     mint({ projectId, accessor, ttlSeconds, notAfterMs, endUser }) {
+      // Another process rotated or retired a key: signing is synchronous, so the keys are read again in the
+      // background and this token is signed with what is loaded (the next ones, within a second, are not).
+      if (!reloading && store.credentialsVersion() !== loadedVersion) {
+        reloading = load().finally(() => {
+          reloading = undefined
+        })
+        reloading.catch(() => {})
+      }
       if (!current) throw new Error('no signing key')
       const nowMs = clock.now()
       const iat = Math.floor(nowMs / 1000)
       let exp = iat + ttlSeconds
       if (notAfterMs !== null) exp = Math.min(exp, Math.floor(notAfterMs / 1000))
-      const claims: GrantClaims = { jti: randomUUID(), projectId, accessor, scopes: [USAGE_WRITE], iat, exp }
+      const claims: GrantClaims = {
+        jti: randomUUID(),
+        kid: current.kid,
+        projectId,
+        accessor,
+        scopes: [USAGE_WRITE],
+        iat,
+        exp,
+      }
       if (endUser !== undefined) claims.endUser = endUser
       const token = current.sign({
         iss: ISSUER,
@@ -158,8 +196,11 @@ export async function createGrants(options: GrantsOptions): Promise<Grants> {
 
     async verify(token) {
       const nowSec = Math.floor(clock.now() / 1000)
+      // Another process retired or rotated a key since we loaded: read them again (once per change).
+      if (store.credentialsVersion() !== loadedVersion) await (reloading ?? load())
       const hit = verified.get(token)
-      if (hit) return hit.exp > nowSec ? hit : undefined
+      // A retired key drops out of `keys` at once, and its tokens with it, cached or not.
+      if (hit) return hit.exp > nowSec && hit.kid !== undefined && keys.has(hit.kid) ? hit : undefined
       const key = await keyFor(kidOf(token))
       if (!key) return undefined
       let payload: Record<string, unknown>
@@ -185,6 +226,7 @@ export async function createGrants(options: GrantsOptions): Promise<Grants> {
       if (exp <= nowSec) return undefined
       const claims: GrantClaims = {
         jti,
+        kid: key.kid,
         projectId,
         accessor: sub,
         scopes,
@@ -201,6 +243,31 @@ export async function createGrants(options: GrantsOptions): Promise<Grants> {
       await store.insertSigningKey(key)
       await load()
       return key.kid
+    },
+
+    async retire(kid) {
+      const wasCurrent = current?.kid === kid
+      if (!(await store.retireSigningKey(kid, clock.now()))) return false
+      // A leaked current key is replaced by a fresh one, not by an older key that may have leaked with it.
+      if (!(await load()) || wasCurrent) {
+        await store.insertSigningKey(newSigningKey(clock.now()))
+        await load()
+      }
+      return true
+    },
+
+    async list() {
+      const all = await store.listSigningKeys()
+      return all.map((k) => ({
+        kid: k.kid,
+        createdAt: k.createdAt,
+        retiredAt: k.retiredAt,
+        current: k.kid === current?.kid,
+      }))
+    },
+
+    async reload() {
+      await load()
     },
   }
 }

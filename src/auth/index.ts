@@ -18,6 +18,7 @@ export {
   type Grants,
   type GrantsOptions,
   type MintedGrant,
+  type SigningKeyInfo,
 } from './grants.js'
 export {
   effectiveScopes,

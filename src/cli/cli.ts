@@ -10,7 +10,9 @@ import {
   grantToken,
   insertKey,
   parseKeySpec,
+  retireSigningKey,
   type Services,
+  signingKeyView,
 } from '../projects/index.js'
 
 /** Where the CLI writes; injectable so tests can read it. */
@@ -247,6 +249,21 @@ export function buildCli(io: CliIo = processIo): Command {
       'make a new grant-signing key current; tokens signed by older keys stay valid until they expire',
     )
     .action(() => withServices(async (services) => json({ kid: await services.grants.rotate() })))
+
+  // A running server sees these writes within a second (docs/revocation.md): it signs with the new key and
+  // closes the streams of tokens signed by a retired one.
+  const signingKeys = program.command('signing-keys').description('grant-signing keys (never their secrets)')
+  signingKeys
+    .command('list')
+    .description('every signing key, oldest first; `current` is the one that signs')
+    .action(() => withServices(async (services) => json((await services.grants.list()).map(signingKeyView))))
+  signingKeys
+    .command('retire')
+    .description('retire a signing key: tokens it signed are refused at once and their streams close')
+    .argument('<kid>')
+    .action((kid: string) =>
+      withServices(async (services) => json(await retireSigningKey(services, undefined, kid))),
+    )
 
   return program
 }

@@ -22,6 +22,7 @@ import { keyRoutes } from './routes/keys.js'
 import { DEFAULT_PRERECORDED_LIMITS, listenRoutes, type PrerecordedLimits } from './routes/listen.js'
 import { memberRoutes } from './routes/members.js'
 import { projectRoutes } from './routes/projects.js'
+import { signingKeyRoutes } from './routes/signing-keys.js'
 import { speakRoutes } from './routes/speak.js'
 import { usageRoutes } from './routes/usage.js'
 
@@ -147,6 +148,7 @@ export async function createApp(options: AppOptions): Promise<FastifyInstance> {
   memberRoutes(app, deps)
   authGrantRoutes(app, deps)
   authTokenRoutes(app, deps)
+  signingKeyRoutes(app, deps)
   usageRoutes(app, deps)
   speakRoutes(app, { ...deps, speaker: options.speaker ?? createSpeaker(options.speak) })
   if (options.engine) {

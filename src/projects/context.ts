@@ -1,5 +1,6 @@
 import type { Clock, Grants, Principal } from '../auth/index.js'
 import { ApiError } from '../errors.js'
+import type { RevocationBus } from '../revocation/index.js'
 import type { Project, Store } from '../store/index.js'
 
 /** What every use case needs, passed in (never imported as a singleton). */
@@ -7,6 +8,8 @@ export interface Services {
   store: Store
   clock: Clock
   grants: Grants
+  /** Where revocations are announced, so live streams close at once; absent in the CLI (docs/revocation.md). */
+  revocations?: RevocationBus
 }
 
 /** Throws `FORBIDDEN` unless the caller holds `scope`. */

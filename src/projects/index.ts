@@ -15,6 +15,12 @@ export {
 } from './keys.js'
 export { addMember, getMemberScopes, listMembers, setMemberScope } from './members.js'
 export { getProject, listProjects, projectView, updateProject } from './projects.js'
+export {
+  listSigningKeys,
+  retireSigningKey,
+  SIGNING_KEYS_SCOPE,
+  signingKeyView,
+} from './signing-keys.js'
 export { grantToken, secondsLeft, tokenDetails } from './tokens.js'
 export {
   END_USER_TAG,

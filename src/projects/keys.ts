@@ -217,5 +217,6 @@ export async function deleteKey(services: Services, principal: Principal, projec
   }
   if (!(await services.store.deleteKey(projectId, keyId, services.clock.now())))
     throw new ApiError('KEY_NOT_FOUND')
+  services.revocations?.publish({ type: 'key-revoked', projectId, keyId, reason: 'deleted' })
   return { message: 'Successfully deleted the API key!' }
 }

@@ -59,6 +59,7 @@ export async function setMemberScope(
   const outcome = await services.store.setMemberRole(projectId, memberId, scope)
   if (outcome === 'not_found') throw new ApiError('MEMBER_NOT_FOUND')
   if (outcome === 'last_owner') throw new ApiError('CONFLICT', 'A project must keep at least one owner.')
+  services.revocations?.publish({ type: 'member-role-changed', projectId, memberId })
   return { message: 'Successfully updated the account scopes.' }
 }
 

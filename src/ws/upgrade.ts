@@ -9,6 +9,7 @@ import { ApiError, isApiError } from '../errors.js'
 import { headerSafe } from '../http/header-value.js'
 import { requestScope } from '../last-resort.js'
 import { requireScope } from '../projects/index.js'
+import type { StreamGuard } from '../revocation/index.js'
 import { checkHandshake, offeredProtocols } from './handshake.js'
 
 /** What a socket route is told about an upgrade that passed the handshake, path, credential and scope checks. */
@@ -55,6 +56,8 @@ export interface SocketRoutesOptions {
   maxPayload?: number
   /** How long shutdown waits for open sockets to release what they hold, ms. Default 10 s. */
   shutdownGraceMs?: number
+  /** Closes an open socket whose credential is revoked or expires (docs/revocation.md). */
+  guard?: StreamGuard
 }
 
 /** The socket side of the app: which paths it serves, and how many upgrades and sockets are live. */
@@ -134,6 +137,12 @@ function refuse(socket: Duplex, err: ApiError, requestId: string, extra: Record<
   socket.resume()
   socket.end(`HTTP/1.1 ${err.status} ${STATUS_CODES[err.status] ?? 'Error'}\r\n${head}\r\n\r\n${body}`)
   setTimeout(() => socket.destroy(), REFUSAL_LINGER_MS).unref()
+}
+
+/** Closes a socket from the server's side; a client that never answers the close frame is cut. */
+function closeSocket(ws: WebSocket, code: number, reason: string): void {
+  ws.close(code, reason)
+  setTimeout(() => ws.terminate(), 1000).unref()
 }
 
 /**
@@ -216,7 +225,14 @@ export function attachSocketRoutes(app: FastifyInstance, o: SocketRoutesOptions)
     wss.handleUpgrade(req, socket, head, (ws) => {
       attached = true
       open.set(requestId, ws)
-      ws.once('close', () => open.delete(requestId))
+      const unwatch = o.guard?.watch(principal, (close) => {
+        log.info({ request_id: requestId, code: close.code, reason: close.reason }, 'credential revoked')
+        closeSocket(ws, close.code, close.reason)
+      })
+      ws.once('close', () => {
+        open.delete(requestId)
+        unwatch?.()
+      })
       try {
         lease.attach(ws)
       } catch (err) {
@@ -274,9 +290,7 @@ export function attachSocketRoutes(app: FastifyInstance, o: SocketRoutesOptions)
     fault(requestId) {
       const ws = open.get(requestId)
       if (!ws) return false
-      ws.close(1011, 'NET-0000')
-      // A client that never answers the close frame is cut, so its lease still lets go.
-      setTimeout(() => ws.terminate(), 1000).unref()
+      closeSocket(ws, 1011, 'NET-0000')
       return true
     },
   }

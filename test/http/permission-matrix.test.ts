@@ -129,6 +129,13 @@ const ROUTES: RouteCase[] = [
   },
   { method: 'POST', url: '/v1/auth/grant', expect: [...DENIED, 200, 200, 200, 200, 403, 403, 401] },
   { method: 'GET', url: '/v1/auth/token', expect: [...DENIED, 200, 200, 200, 200, 200, 200, 401] },
+  // Signing keys serve the whole server: an owner of any project (`project:write:settings`) may manage them.
+  { method: 'GET', url: '/v1/auth/signing-keys', expect: [...DENIED, 200, 403, 403, 200, 403, 403, 401] },
+  {
+    method: 'DELETE',
+    url: '/v1/auth/signing-keys/:kid',
+    expect: [...DENIED, 200, 403, 403, 200, 403, 403, 401],
+  },
   {
     method: 'POST',
     url: '/v1/speak',
@@ -280,6 +287,8 @@ describe('permission matrix', () => {
           .replace(':key_id', route.url.includes(':key_id') ? await targetKey(cred) : '')
           .replace(':member_id', subject.id)
           .replace(':request_id', requestId)
+          // A fresh signing key to retire, so the grant tokens of the other cells stay good.
+          .replace(':kid', route.url.includes(':kid') ? await em.services.grants.rotate() : '')
         const res = await em.app.inject({
           method: route.method as 'GET',
           url,

@@ -1,0 +1,14 @@
+export {
+  createRevocationBus,
+  type RevocationBus,
+  type RevocationBusOptions,
+  type RevocationEvent,
+  type RevocationListener,
+} from './revocation-bus.js'
+export {
+  createStreamGuard,
+  REVOCATION_CLOSE,
+  type RevocationClose,
+  type StreamGuard,
+  type StreamGuardOptions,
+} from './stream-guard.js'
