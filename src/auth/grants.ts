@@ -145,6 +145,14 @@ export async function createGrants(options: GrantsOptions): Promise<Grants> {
     await load()
   }
 
+  /** One reload at a time, shared by everyone who noticed the change. */
+  const refresh = (): Promise<unknown> => {
+    reloading ??= load().finally(() => {
+      reloading = undefined
+    })
+    return reloading
+  }
+
   // Verified tokens by their exact text. An entry is only a signature check saved: expiry is checked
   // against the clock on every use, and the caller still checks the parent key is alive.
   const verified = new LRUCache<string, GrantClaims>({ max: options.cacheSize ?? 10_000 })
@@ -159,12 +167,7 @@ export async function createGrants(options: GrantsOptions): Promise<Grants> {
     mint({ projectId, accessor, ttlSeconds, notAfterMs, endUser }) {
       // Another process rotated or retired a key: signing is synchronous, so the keys are read again in the
       // background and this token is signed with what is loaded (the next ones, within a second, are not).
-      if (!reloading && store.credentialsVersion() !== loadedVersion) {
-        reloading = load().finally(() => {
-          reloading = undefined
-        })
-        reloading.catch(() => {})
-      }
+      if (store.credentialsVersion() !== loadedVersion) refresh().catch(() => {})
       if (!current) throw new Error('no signing key')
       const nowMs = clock.now()
       const iat = Math.floor(nowMs / 1000)
@@ -197,7 +200,7 @@ export async function createGrants(options: GrantsOptions): Promise<Grants> {
     async verify(token) {
       const nowSec = Math.floor(clock.now() / 1000)
       // Another process retired or rotated a key since we loaded: read them again (once per change).
-      if (store.credentialsVersion() !== loadedVersion) await (reloading ?? load())
+      if (store.credentialsVersion() !== loadedVersion) await refresh()
       const hit = verified.get(token)
       // A retired key drops out of `keys` at once, and its tokens with it, cached or not.
       if (hit) return hit.exp > nowSec && hit.kid !== undefined && keys.has(hit.kid) ? hit : undefined
