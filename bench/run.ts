@@ -4,29 +4,34 @@
 // BENCH_ONLY selects, as a comma list:
 // - auth scenarios: token, bearer, grant, health (`health` is not run by default); `auth` = the defaults;
 // - speech parts: `speech` = all, or speech:rtf, speech:sweep, speech:finalize, speech:connect, speech:auto;
-// - `memory`: server RSS during big and concurrent pre-recorded uploads (bench/memory.ts).
-// Unset: the default auth scenarios, then every speech part, then memory.
+// - `memory`: server RSS during big and concurrent pre-recorded uploads (bench/memory.ts);
+// - `revocation`: revocation-to-close latency of live streams, p50/p99 (bench/revocation.ts).
+// Unset: the default auth scenarios, then every speech part, then memory, then revocation.
 //
 // Other env: BENCH_CPU_PROF (a directory: CPU-profile the server children), BENCH_STRICT=1 (exit 1 when a
 // target is not met); the knobs of each benchmark are listed in its file and in docs/benchmarks.md.
 import { resolve } from 'node:path'
 import { AUTH_SCENARIOS, type AuthScenarioId, DEFAULT_AUTH_SCENARIOS, runAuthBenchmark } from './auth.js'
 import { runMemoryBenchmark } from './memory.js'
+import { runRevocationBenchmark } from './revocation.js'
 import { runSpeechBenchmark, SPEECH_PARTS, type SpeechPartId } from './speech.js'
 
 function selection(raw: string | undefined): {
   auth: AuthScenarioId[]
   speech: SpeechPartId[]
   memory: boolean
+  revocation: boolean
 } {
   if (raw === undefined || raw.trim() === '')
-    return { auth: [...DEFAULT_AUTH_SCENARIOS], speech: [...SPEECH_PARTS], memory: true }
+    return { auth: [...DEFAULT_AUTH_SCENARIOS], speech: [...SPEECH_PARTS], memory: true, revocation: true }
   const auth = new Set<AuthScenarioId>()
   const speech = new Set<SpeechPartId>()
   let memory = false
+  let revocation = false
   for (const name of raw.split(',').map((s) => s.trim().toLowerCase())) {
     if (name === '') continue
     if (name === 'memory') memory = true
+    else if (name === 'revocation') revocation = true
     else if (name === 'auth') for (const id of DEFAULT_AUTH_SCENARIOS) auth.add(id)
     else if (name === 'speech') for (const id of SPEECH_PARTS) speech.add(id)
     else if ((AUTH_SCENARIOS as readonly string[]).includes(name)) auth.add(name as AuthScenarioId)
@@ -35,16 +40,18 @@ function selection(raw: string | undefined): {
     } else {
       throw new Error(
         `BENCH_ONLY: unknown name ${JSON.stringify(name)} (known: auth, ${AUTH_SCENARIOS.join(', ')}, speech, ` +
-          `${SPEECH_PARTS.map((p) => `speech:${p}`).join(', ')}, memory)`,
+          `${SPEECH_PARTS.map((p) => `speech:${p}`).join(', ')}, memory, revocation)`,
       )
     }
   }
-  if (auth.size === 0 && speech.size === 0 && !memory) throw new Error(`BENCH_ONLY=${raw} selects nothing`)
+  if (auth.size === 0 && speech.size === 0 && !memory && !revocation)
+    throw new Error(`BENCH_ONLY=${raw} selects nothing`)
   // Run in table order, whatever the order of the list.
   return {
     auth: AUTH_SCENARIOS.filter((id) => auth.has(id)),
     speech: SPEECH_PARTS.filter((id) => speech.has(id)),
     memory,
+    revocation,
   }
 }
 
@@ -56,6 +63,7 @@ async function main(): Promise<void> {
   if (only.auth.length > 0) allMet = (await runAuthBenchmark(only.auth, options)).allMet && allMet
   if (only.speech.length > 0) allMet = (await runSpeechBenchmark(only.speech, options)).allMet && allMet
   if (only.memory) allMet = (await runMemoryBenchmark(options)).allMet && allMet
+  if (only.revocation) allMet = (await runRevocationBenchmark()).allMet && allMet
   if (process.env.BENCH_STRICT === '1' && !allMet) process.exitCode = 1
 }
 
