@@ -24,7 +24,14 @@ import { createRevocationBus, createStreamGuard, type RevocationBus } from './re
 import { widePermissions } from './store/sqlite/sqlite-file-modes.js'
 import { createSqliteStore } from './store/sqlite/sqlite-store.js'
 import { createSpeaker } from './tts/index.js'
-import { attachSocketRoutes, createListenRoute, createSpeakRoute, type SocketServer } from './ws/index.js'
+import {
+  attachSocketRoutes,
+  createCapacityShare,
+  createListenRoute,
+  createSpeakRoute,
+  defaultShare,
+  type SocketServer,
+} from './ws/index.js'
 
 /** Real read speech from Debian's pocketsphinx-testdata: warms decoders up and measures capacity. */
 const WARMUP_SPEECH = '/usr/share/pocketsphinx/test/data/goforward.raw'
@@ -154,6 +161,11 @@ export async function createEarmark(
   })
   const authenticator = createAuthenticator(services)
   const engine = await createSpeechEngine(config, logger)
+  // One share per key and end user, counted across live streams and pre-recorded requests.
+  const share = createCapacityShare({
+    perKey: config.maxStreamsPerKey ?? defaultShare(engine.capacity),
+    perEndUser: config.maxStreamsPerEndUser ?? defaultShare(engine.capacity),
+  })
   // One set of synthesis slots for `POST /v1/speak` and the live socket.
   const speaker = createSpeaker({
     ...(config.speakConcurrency ? { concurrency: config.speakConcurrency } : {}),
@@ -183,6 +195,7 @@ export async function createEarmark(
         maxAudioSeconds: config.maxAudioSeconds,
         uploadIdleTimeoutMs: config.uploadIdleTimeoutMs,
         uploadDir: config.uploadDir,
+        share,
       },
     },
   })
@@ -193,8 +206,7 @@ export async function createEarmark(
         services,
         engine,
         limits: { idleTimeoutMs: config.wsIdleTimeoutMs, keepAliveOnlyMs: config.wsKeepAliveOnlyMs },
-        maxStreamsPerKey: config.maxStreamsPerKey,
-        maxStreamsPerEndUser: config.maxStreamsPerEndUser,
+        share,
       }),
       createSpeakRoute({ services, synthesize: speaker.synthesize }),
     ],

@@ -1,3 +1,9 @@
+export {
+  type CapacityShare,
+  type CapacityShareLimits,
+  createCapacityShare,
+  defaultShare,
+} from './capacity-share.js'
 export { CLOSE, type CloseKind } from './close-codes.js'
 export { checkHandshake, type HandshakeRefusal, WEBSOCKET_VERSION } from './handshake.js'
 export { DEFAULT_SESSION_LIMITS, type SessionLimits } from './listen-session.js'

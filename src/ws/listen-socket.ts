@@ -4,7 +4,7 @@ import { type Engine, EngineBusyError, EngineOptionError } from '../engines/inde
 import { ApiError, invalidField } from '../errors.js'
 import { parseListenOptions } from '../listen/index.js'
 import { finishUsage, type Services, startUsage } from '../projects/index.js'
-import { createCapacityShare, defaultShare } from './capacity-share.js'
+import { type CapacityShare, createCapacityShare } from './capacity-share.js'
 import { CLOSE } from './close-codes.js'
 import { createListenSession, DEFAULT_SESSION_LIMITS, type SessionLimits } from './listen-session.js'
 import { type SocketRoute, UPGRADE_GONE } from './upgrade.js'
@@ -15,10 +15,8 @@ export interface ListenSocketOptions {
   limits?: Partial<SessionLimits>
   /** The ffmpeg binary for containers and resampling. Default `ffmpeg` (found on PATH). */
   ffmpegPath?: string
-  /** Live streams one API key may hold at once (its grant tokens included); 0: no cap. Default half the slots. */
-  maxStreamsPerKey?: number | undefined
-  /** Live streams one end user may hold at once; 0: no cap. Default half the slots. */
-  maxStreamsPerEndUser?: number | undefined
+  /** Each key's and end user's share of the slots, shared with pre-recorded requests; default: no cap. */
+  share?: CapacityShare
 }
 
 /**
@@ -41,10 +39,7 @@ export const LIVE_UNRECOGNISED_TIMEOUT_MS = 2000
  */
 export function createListenRoute(o: ListenSocketOptions): SocketRoute {
   const limits = { ...DEFAULT_SESSION_LIMITS, ...o.limits }
-  const share = createCapacityShare({
-    perKey: o.maxStreamsPerKey ?? defaultShare(o.engine.capacity),
-    perEndUser: o.maxStreamsPerEndUser ?? defaultShare(o.engine.capacity),
-  })
+  const share = o.share ?? createCapacityShare({ perKey: 0, perEndUser: 0 })
   return {
     path: '/v1/listen',
     scope: USAGE_WRITE,

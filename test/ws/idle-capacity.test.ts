@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict'
 import { after, before, describe, it } from 'node:test'
 import type WebSocket from 'ws'
-import { eventually, type OwnerApi, ownerApi, pcmBytes } from '../helpers/listen-e2e.js'
+import { eventually, type OwnerApi, ownerApi, pcmBytes, wav } from '../helpers/listen-e2e.js'
 import {
   finals,
   type LiveServer,
@@ -46,6 +46,13 @@ describe('idle credentials do not hold speech capacity', { timeout: 120_000 }, (
     assert.equal(res.status, 200)
     return ((await res.json()) as { access_token: string }).access_token
   }
+  let recording: Buffer
+  const transcribe = (key: string) =>
+    fetch(`${srv.url}/v1/listen`, {
+      method: 'POST',
+      headers: { authorization: `Token ${key}`, 'content-type': 'audio/wav' },
+      body: recording,
+    })
   const closeStream = async (s: { ws: WebSocket; closed: Promise<StreamLog> }) => {
     s.ws.send(JSON.stringify({ type: 'CloseStream' }))
     return s.closed
@@ -67,6 +74,7 @@ describe('idle credentials do not hold speech capacity', { timeout: 120_000 }, (
       EARMARK_MAX_STREAMS_PER_END_USER: String(PER_END_USER),
     })
     owner = await ownerApi(srv.url, srv.ownerKey)
+    recording = wav(concatPcm(silence(0.3), await speech('good morning'), silence(0.5)))
   })
   after(() => srv.close())
 
@@ -137,10 +145,16 @@ describe('idle credentials do not hold speech capacity', { timeout: 120_000 }, (
     assertRefused((await listen(await grant(a.key), 'bearer')).log, 'a grant of the key at its cap')
     const other = await listen(b.key)
     assert.equal(other.log.status, undefined, 'another key still opens a stream')
+    // Pre-recorded requests draw on the same share.
+    const refused = await transcribe(a.key)
+    assert.equal(refused.status, 429)
+    assert.equal(((await refused.json()) as { err_code: string }).err_code, 'TOO_MANY_REQUESTS')
+    assert.equal((await transcribe(b.key)).status, 200, 'another key still transcribes')
 
     const first = held.shift()
     assert.ok(first)
     assert.equal((await closeStream(first)).close?.code, 1000)
+    assert.equal((await transcribe(a.key)).status, 200, 'the key transcribes once a stream closed')
     const again = await listen(await grant(a.key), 'bearer')
     assert.equal(again.log.status, undefined, 'a grant of the key opens once a stream closed')
     assertRefused((await listen(a.key)).log, 'the key at its cap again, the grant counted')

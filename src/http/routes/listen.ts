@@ -22,6 +22,7 @@ import {
   prerecordedResponse,
 } from '../../listen/index.js'
 import { finishUsage, requireScope, startUsage } from '../../projects/index.js'
+import type { CapacityShare } from '../../ws/index.js'
 import { bodyObject, principalOf } from '../hooks/auth.js'
 import { authHooks, type RouteDeps } from './route-deps.js'
 
@@ -45,6 +46,8 @@ export interface PrerecordedLimits {
    * earlier run are removed at start). Default: a private directory under the OS temp dir, for this app.
    */
   uploadDir?: string
+  /** Each key's and end user's share of the slots, counted with live streams (docs/speech.md); default none. */
+  share?: CapacityShare
 }
 
 export const DEFAULT_PRERECORDED_LIMITS: PrerecordedLimits = {
@@ -156,6 +159,8 @@ export function listenRoutes(app: FastifyInstance, deps: RouteDeps & ListenRoute
             'Too many uploads are arriving at once. Please try again later',
           )
         }
+        // Claimed before the body is read, so a key at its share pays nothing for the refusal.
+        const giveBack = limits.share?.claim(principal)
         uploads++
         let uploading = true
         const ac = new AbortController()
@@ -230,6 +235,7 @@ export function listenRoutes(app: FastifyInstance, deps: RouteDeps & ListenRoute
           if (ac.signal.aborted) reply.header('connection', 'close')
           throw mapped
         } finally {
+          giveBack?.()
           reply.raw.off('close', onClose)
           inFlight.delete(ac)
           if (uploading) uploads--
