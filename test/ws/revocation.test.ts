@@ -245,6 +245,9 @@ describe('revocation reaches live streams within a second', { timeout: 120_000 }
     t.diagnostic(`signing key retired (API) → close: ${ms} ms`)
     assert.ok(stillOpen(byKey), 'a stream opened with the key itself stays open')
     assert.notEqual(res.body.current_kid, current, 'a new key is current')
+    const twice = await api('DELETE', `/v1/auth/signing-keys/${current}`)
+    assert.equal(twice.status, 404)
+    assert.equal(twice.body.err_code, 'SIGNING_KEY_NOT_FOUND')
 
     // The token is refused at once, over REST and at the upgrade; a new token works.
     assert.equal(
