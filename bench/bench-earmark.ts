@@ -41,6 +41,7 @@ export async function startBenchEarmark(
     EARMARK_LOG_LEVEL: 'warn',
     EARMARK_ACCESS_LOG: 'false',
     // The load benches drive every slot with the one bootstrap key.
+    EARMARK_MAX_STREAMS_PER_CREDENTIAL: '0',
     EARMARK_MAX_STREAMS_PER_KEY: '0',
     EARMARK_MAX_STREAMS_PER_END_USER: '0',
     ...env,

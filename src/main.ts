@@ -163,7 +163,8 @@ export async function createEarmark(
   const engine = await createSpeechEngine(config, logger)
   // One share per key and end user, counted across live streams and pre-recorded requests.
   const share = createCapacityShare({
-    perKey: config.maxStreamsPerKey ?? defaultShare(engine.capacity),
+    perCredential: config.maxStreamsPerCredential ?? defaultShare(engine.capacity),
+    perKey: config.maxStreamsPerKey,
     perEndUser: config.maxStreamsPerEndUser ?? defaultShare(engine.capacity),
   })
   // One set of synthesis slots for `POST /v1/speak` and the live socket.

@@ -54,8 +54,10 @@ const schema = z.object({
   EARMARK_WS_IDLE_TIMEOUT_MS: z.coerce.number().int().min(100).max(600_000).default(10_000),
   /** Live streams close with NET-0001 this long after their last audio, KeepAlive or not, ms; 0: never. */
   EARMARK_WS_KEEPALIVE_ONLY_MS: z.coerce.number().int().min(0).max(86_400_000).default(60_000),
-  /** Live streams one API key (its grant tokens included) may hold at once; 0: no cap; default half the slots. */
-  EARMARK_MAX_STREAMS_PER_KEY: z.coerce.number().int().min(0).max(4096).optional(),
+  /** Live streams one credential (a key presented itself, or one grant token) may hold; 0: no cap; default half the slots. */
+  EARMARK_MAX_STREAMS_PER_CREDENTIAL: z.coerce.number().int().min(0).max(4096).optional(),
+  /** Live streams one API key (its grant tokens included) may hold at once; default 0: no cap. */
+  EARMARK_MAX_STREAMS_PER_KEY: z.coerce.number().int().min(0).max(4096).default(0),
   /** Live streams one end user may hold at once; 0: no cap; default half the slots. */
   EARMARK_MAX_STREAMS_PER_END_USER: z.coerce.number().int().min(0).max(4096).optional(),
   /** `/v1/speak` syntheses (flite, then ffmpeg) at once; default the number of cores. */
@@ -88,7 +90,8 @@ export interface Config {
   wsIdleTimeoutMs: number
   wsKeepAliveOnlyMs: number
   /** Undefined: half the speech slots, rounded up. */
-  maxStreamsPerKey: number | undefined
+  maxStreamsPerCredential: number | undefined
+  maxStreamsPerKey: number
   /** Undefined: half the speech slots, rounded up. */
   maxStreamsPerEndUser: number | undefined
   listenQueue: number
@@ -134,6 +137,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     maxUploadBytes: e.EARMARK_MAX_UPLOAD_BYTES,
     wsIdleTimeoutMs: e.EARMARK_WS_IDLE_TIMEOUT_MS,
     wsKeepAliveOnlyMs: e.EARMARK_WS_KEEPALIVE_ONLY_MS,
+    maxStreamsPerCredential: e.EARMARK_MAX_STREAMS_PER_CREDENTIAL,
     maxStreamsPerKey: e.EARMARK_MAX_STREAMS_PER_KEY,
     maxStreamsPerEndUser: e.EARMARK_MAX_STREAMS_PER_END_USER,
     listenQueue: e.EARMARK_LISTEN_QUEUE,

@@ -39,7 +39,7 @@ export const LIVE_UNRECOGNISED_TIMEOUT_MS = 2000
  */
 export function createListenRoute(o: ListenSocketOptions): SocketRoute {
   const limits = { ...DEFAULT_SESSION_LIMITS, ...o.limits }
-  const share = o.share ?? createCapacityShare({ perKey: 0, perEndUser: 0 })
+  const share = o.share ?? createCapacityShare({ perCredential: 0, perKey: 0, perEndUser: 0 })
   return {
     path: '/v1/listen',
     scope: USAGE_WRITE,

@@ -29,6 +29,7 @@ export async function startLiveServer(env: Record<string, string> = {}): Promise
     EARMARK_LOG_LEVEL: logTo ? 'debug' : 'silent',
     EARMARK_CAPACITY: '2',
     // Most suites fill the slots with the one owner key; test/ws/idle-capacity.test.ts turns the caps on.
+    EARMARK_MAX_STREAMS_PER_CREDENTIAL: '0',
     EARMARK_MAX_STREAMS_PER_KEY: '0',
     EARMARK_MAX_STREAMS_PER_END_USER: '0',
     ...env,

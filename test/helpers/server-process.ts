@@ -51,6 +51,7 @@ export async function startServerProcess(options: StartOptions = {}): Promise<Se
       HOST: '127.0.0.1',
       EARMARK_DATA_DIR: dataDir,
       // Suites here fill the slots with one key; test/ws/idle-capacity.test.ts covers the per-key caps.
+      EARMARK_MAX_STREAMS_PER_CREDENTIAL: '0',
       EARMARK_MAX_STREAMS_PER_KEY: '0',
       EARMARK_MAX_STREAMS_PER_END_USER: '0',
       ...(TEST_LOG_DIR ? { EARMARK_LOG_LEVEL: 'debug' } : {}),

@@ -189,3 +189,41 @@ describe('idle credentials do not hold speech capacity', { timeout: 120_000 }, (
     await idleEngine()
   })
 })
+
+describe('the default share is per credential: one key or one token, not every token of a key', () => {
+  let srv: LiveServer
+  before(async () => {
+    // Capacity 2 with the shipped defaults: one slot per credential, no cap per key.
+    srv = await startLiveServer({
+      EARMARK_CAPACITY: '2',
+      EARMARK_MAX_STREAMS_PER_CREDENTIAL: '1',
+      EARMARK_MAX_STREAMS_PER_KEY: '0',
+    })
+  })
+  after(() => srv.close())
+
+  it('a token takes one slot, a second token of the same key the other, and neither can take both', async () => {
+    const mint = async () => {
+      const res = await fetch(`${srv.url}/v1/auth/grant`, {
+        method: 'POST',
+        headers: { authorization: `Token ${srv.ownerKey}` },
+      })
+      return ((await res.json()) as { access_token: string }).access_token
+    }
+    const open = (token: string) =>
+      openSocket(`${srv.wsUrl}/v1/listen?${RAW}`, { protocols: ['bearer', token] })
+    const first = await mint()
+    const a = await open(first)
+    assert.equal(a.log.status, undefined)
+    const again = await open(first)
+    assert.equal(again.log.status, 429, 'the same token twice')
+    assert.equal(again.log.body?.err_code, 'TOO_MANY_REQUESTS')
+    const b = await open(await mint())
+    assert.equal(b.log.status, undefined, 'another token of the same key (the app server pattern)')
+    for (const s of [a, b]) {
+      s.ws.send(JSON.stringify({ type: 'CloseStream' }))
+      await s.closed
+    }
+    await eventually(async () => (srv.earmark.engine.inUse() === 0 ? true : undefined), 10_000, 'inUse 0')
+  })
+})
