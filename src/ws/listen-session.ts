@@ -8,6 +8,7 @@ import type { ListenOptions } from '../listen/index.js'
 import { metadataMessage, resultsMessage } from '../listen/index.js'
 import { CLOSE, type CloseKind } from './close-codes.js'
 import { controlType } from './control-message.js'
+import { serverCloseReason } from './upgrade.js'
 
 /** Knobs of a live session; defaults follow Deepgram (docs/deepgram-compat.md §7.4). */
 export interface SessionLimits {
@@ -360,7 +361,10 @@ export function createListenSession(o: ListenSessionOptions): ListenSession {
       // session ends there, once, with the code the socket closed with.
       socket.on(
         'close',
-        AsyncResource.bind((code: number) => void finish('NORMAL', { code })),
+        AsyncResource.bind((code: number) => {
+          const reason = serverCloseReason(socket)
+          void finish('NORMAL', reason === undefined ? { code } : { code, reason })
+        }),
       )
       socket.on('error', (err) => log.info({ err, request_id: requestId }, 'socket error'))
     },

@@ -1,6 +1,7 @@
 import type { FastifyBaseLogger } from 'fastify'
 import type { RawData, WebSocket } from 'ws'
 import type { Speech, SpeechFormat, Voice } from '../tts/index.js'
+import { serverCloseReason } from './upgrade.js'
 
 /** Knobs of a live text-to-speech socket; defaults follow Deepgram (docs/speech.md, "Live text to speech"). */
 export interface SpeakSessionLimits {
@@ -272,7 +273,10 @@ export function createSpeakSession(o: SpeakSessionOptions): SpeakSession {
         const buf = Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data as ArrayBuffer)
         onText(buf.toString('utf8'))
       })
-      socket.on('close', (code) => end('NORMAL', { code }))
+      socket.on('close', (code) => {
+        const reason = serverCloseReason(socket)
+        end('NORMAL', reason === undefined ? { code } : { code, reason })
+      })
       socket.on('error', (err) => {
         log.info({ err, request_id: requestId }, 'socket error')
         end('INTERNAL', { code: 1006 })

@@ -139,8 +139,17 @@ function refuse(socket: Duplex, err: ApiError, requestId: string, extra: Record<
   setTimeout(() => socket.destroy(), REFUSAL_LINGER_MS).unref()
 }
 
+/** Why the server closed a socket from outside its session (a revocation, a fault): what its usage says. */
+const serverCloses = new WeakMap<WebSocket, string>()
+
+/** The reason the server gave when it closed `ws` from outside its session, if it did. */
+export function serverCloseReason(ws: WebSocket): string | undefined {
+  return serverCloses.get(ws)
+}
+
 /** Closes a socket from the server's side; a client that never answers the close frame is cut. */
 function closeSocket(ws: WebSocket, code: number, reason: string): void {
+  serverCloses.set(ws, reason)
   ws.close(code, reason)
   setTimeout(() => ws.terminate(), 1000).unref()
 }
