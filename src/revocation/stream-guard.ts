@@ -71,13 +71,18 @@ export function createStreamGuard(o: StreamGuardOptions): StreamGuard {
   let poll: NodeJS.Timeout | undefined
   let seenVersion = 0
 
-  const revoke = (s: Watched, close: RevocationClose) => {
-    if (s.done) return
+  /** Stops watching `s`; false when it was already done. */
+  const forget = (s: Watched): boolean => {
+    if (s.done) return false
     s.done = true
     clearTimeout(s.expiryTimer)
     streams.delete(s)
     if (streams.size === 0) stopPolling()
-    s.onRevoked(close)
+    return true
+  }
+
+  const revoke = (s: Watched, close: RevocationClose) => {
+    if (forget(s)) s.onRevoked(close)
   }
 
   const armExpiry = (s: Watched, expiresAt: number | null) => {
@@ -181,11 +186,7 @@ export function createStreamGuard(o: StreamGuardOptions): StreamGuard {
       // The credential may have died between its check at the upgrade and now; this also arms the expiry.
       void check([s])
       return () => {
-        if (s.done) return
-        s.done = true
-        clearTimeout(s.expiryTimer)
-        streams.delete(s)
-        if (streams.size === 0) stopPolling()
+        forget(s)
       }
     },
     get watching() {

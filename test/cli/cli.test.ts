@@ -2,26 +2,10 @@ import assert from 'node:assert/strict'
 import { execFile } from 'node:child_process'
 import { after, describe, it } from 'node:test'
 import { promisify } from 'node:util'
-import { runCli } from '../../src/cli/cli.js'
+import { cli } from '../helpers/cli.js'
 import { removeDir, startServerProcess, tempDataDir } from '../helpers/server-process.js'
 
 const ROOT = new URL('../..', import.meta.url).pathname
-
-/** Runs the CLI in-process on `dataDir`, capturing what it prints. */
-async function cli(dataDir: string, ...args: string[]) {
-  let out = ''
-  let err = ''
-  const code = await runCli(['--data-dir', dataDir, ...args], {
-    out: (t) => {
-      out += t
-    },
-    err: (t) => {
-      err += t
-    },
-    env: {},
-  })
-  return { code, out, err, json: () => JSON.parse(out) }
-}
 
 describe('earmark CLI', () => {
   const dir = tempDataDir()

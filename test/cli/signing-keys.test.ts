@@ -1,23 +1,7 @@
 import assert from 'node:assert/strict'
 import { after, describe, it } from 'node:test'
-import { runCli } from '../../src/cli/cli.js'
+import { cli } from '../helpers/cli.js'
 import { removeDir, tempDataDir } from '../helpers/server-process.js'
-
-/** Runs the CLI in-process on `dataDir`, capturing what it prints. */
-async function cli(dataDir: string, ...args: string[]) {
-  let out = ''
-  let err = ''
-  const code = await runCli(['--data-dir', dataDir, ...args], {
-    out: (t) => {
-      out += t
-    },
-    err: (t) => {
-      err += t
-    },
-    env: {},
-  })
-  return { code, out, err, json: () => JSON.parse(out) }
-}
 
 interface KeyView {
   kid: string
