@@ -38,13 +38,24 @@ export type ErrorCode = keyof typeof ERRORS
 export class ApiError extends Error {
   readonly code: ErrorCode
   readonly status: number
+  /** Response headers the answer must carry (e.g. `Retry-After` on a 429); values are header-safe. */
+  readonly headers: Readonly<Record<string, string>> | undefined
 
-  constructor(code: ErrorCode, detail?: string) {
+  constructor(code: ErrorCode, detail?: string, options?: { headers?: Record<string, string> }) {
     super(detail ?? ERRORS[code].message)
     this.name = 'ApiError'
     this.code = code
     this.status = ERRORS[code].status
+    this.headers = options?.headers
   }
+}
+
+/**
+ * A 429 that says when to come back: `Retry-After` in whole seconds (at least 1), rounded up from `retryAfterMs`.
+ */
+export function tooManyRequests(detail: string, retryAfterMs: number): ApiError {
+  const seconds = Math.max(1, Math.ceil(retryAfterMs / 1000))
+  return new ApiError('TOO_MANY_REQUESTS', detail, { headers: { 'retry-after': String(seconds) } })
 }
 
 /** Shorthand for the 400 that names the field at fault. */

@@ -2,6 +2,8 @@ import { existsSync, readFileSync } from 'node:fs'
 import { availableParallelism } from 'node:os'
 import type { FastifyBaseLogger, FastifyInstance } from 'fastify'
 import { type DestinationStream, pino } from 'pino'
+import { type AccessStage, createAccessGate } from './access/index.js'
+import { createAuditLog } from './audit/index.js'
 import {
   type Authenticator,
   type Clock,
@@ -100,11 +102,18 @@ export function createLogger(config: Pick<Config, 'logLevel'>, destination?: Des
 export async function openServices(
   config: Pick<Config, 'sqlitePath'>,
   clock: Clock = systemClock,
+  /** A failed audit write (never rethrown: auditing never fails a request). */
+  onAuditError?: (err: unknown, context: { dropped?: number }) => void,
 ): Promise<Services> {
   const store = createSqliteStore({ path: config.sqlitePath })
   try {
     const grants = await createGrants({ store, clock })
-    return { store, clock, grants }
+    const audit = createAuditLog({
+      store,
+      clock,
+      onError: (err, context) => onAuditError?.(err, context),
+    })
+    return { store, clock, grants, audit }
   } catch (err) {
     await store.close()
     throw err
@@ -132,7 +141,9 @@ export async function createEarmark(
   logDestination?: DestinationStream,
 ): Promise<Earmark> {
   const logger = createLogger(config, logDestination)
-  const services = await openServices(config, clock)
+  const services = await openServices(config, clock, (err, context) =>
+    logger.error({ err, ...context }, 'audit write failed'),
+  )
   const wide = widePermissions(config.sqlitePath)
   if (wide.length > 0) {
     logger.warn(
@@ -160,6 +171,10 @@ export async function createEarmark(
     if (e.type === 'credentials-changed') void services.grants.reload().catch(() => {})
   })
   const authenticator = createAuthenticator(services)
+  // The access checks of every authenticated request and upgrade, cheapest refusals first
+  // (docs/credential-options.md, docs/limits.md, docs/audit.md).
+  const accessStages: AccessStage[] = []
+  const gate = createAccessGate(accessStages)
   const engine = await createSpeechEngine(config, logger)
   // One share per key and end user, counted across live streams and pre-recorded requests.
   const share = createCapacityShare({
@@ -179,6 +194,7 @@ export async function createEarmark(
     authenticator,
     logger,
     accessLog: config.accessLog,
+    gate,
     jsonBodyLimit: config.jsonBodyLimit,
     engine,
     speaker,
@@ -212,6 +228,7 @@ export async function createEarmark(
       createSpeakRoute({ services, synthesize: speaker.synthesize }),
     ],
     guard,
+    gate,
   })
   return {
     app,
@@ -225,6 +242,7 @@ export async function createEarmark(
       await app.close()
       guard.close()
       await engine.close()
+      await services.audit?.close()
       await services.store.close()
     },
   }

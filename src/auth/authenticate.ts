@@ -27,6 +27,11 @@ export interface Principal {
   grant?: GrantClaims
   /** Present for an API key. */
   key?: ApiKeyWithMember
+  /**
+   * The key that pays and whose limits, quotas and binding apply: the key itself, or a grant token's parent.
+   * Its `options` are Earmark's extensions (docs/credential-options.md).
+   */
+  keyRecord: ApiKeyWithMember
 }
 
 export interface Authenticator {
@@ -73,9 +78,9 @@ export function parseAuthorization(
   return secret === '' ? undefined : { scheme, secret }
 }
 
-/** True while a key is neither deleted nor expired. */
+/** True while a key is neither deleted, disabled nor expired. */
 export function isLive(key: ApiKeyWithMember, now: number): boolean {
-  return key.deletedAt === null && (key.expiresAt === null || key.expiresAt > now)
+  return key.deletedAt === null && key.disabledAt === null && (key.expiresAt === null || key.expiresAt > now)
 }
 
 /** The principal of an API key, acting as itself. */
@@ -91,6 +96,7 @@ export function keyPrincipal(key: ApiKeyWithMember): Principal {
     role: roleOf(scopes),
     expiresAt: key.expiresAt,
     key,
+    keyRecord: key,
   }
 }
 
@@ -141,8 +147,20 @@ export function createAuthenticator({
   const byKey = async (secret: string): Promise<Principal> => {
     const hash = hashKeySecret(secret)
     const { version, key, principal } = await cached(`h:${hash}`, () => store.findKeyByHash(hash))
+    if (!key || !principal || !isLive(key, clock.now())) throw invalid()
+    // A secret the key was rerolled away from works until its grace period ends, never after.
+    const graceEnds = key.previousSecretExpiresAt
+    if (graceEnds !== undefined) {
+      if (graceEnds <= clock.now()) throw invalid()
+      const limited: Principal = {
+        ...principal,
+        expiresAt: principal.expiresAt === null ? graceEnds : Math.min(principal.expiresAt, graceEnds),
+      }
+      knownKeys.set(hash, { version, principal: limited })
+      return limited
+    }
     // The lookup is by hash; the compare is constant-time anyway so the check never depends on timing.
-    if (!key || !principal || !hashesEqual(key.hash, hash) || !isLive(key, clock.now())) throw invalid()
+    if (!hashesEqual(key.hash, hash)) throw invalid()
     knownKeys.set(hash, { version, principal })
     return principal
   }
@@ -167,6 +185,7 @@ export function createAuthenticator({
       role: roleOf(scopes),
       expiresAt: claims.exp * 1000,
       grant: claims,
+      keyRecord: parent,
     }
     knownTokens.set(signatureOf(token), { version, principal, token })
     return principal

@@ -10,6 +10,15 @@ export {
   type Scheme,
 } from './authenticate.js'
 export { type Clock, createManualClock, type ManualClock, systemClock } from './clock.js'
+export type {
+  CredentialBinding,
+  GrantOptions,
+  KeyLimits,
+  KeyOptions,
+  KeyQuotas,
+  ListenConstraints,
+  ProjectSettings,
+} from './credential-options.js'
 export {
   createGrants,
   GRANT_DEFAULT_TTL,

@@ -77,10 +77,15 @@ export function buildCli(io: CliIo = processIo): Command {
   }
   const json = (value: unknown) => io.out(`${JSON.stringify(value, null, 2)}\n`)
   const withServices = async <T>(fn: (s: Services) => Promise<T>): Promise<T> => {
-    const services = await openServices(config())
+    const services = await openServices(config(), undefined, (err) =>
+      io.err(
+        `earmark: could not write the audit trail: ${err instanceof Error ? err.message : String(err)}\n`,
+      ),
+    )
     try {
       return await fn(services)
     } finally {
+      await services.audit?.close()
       await services.store.close()
     }
   }

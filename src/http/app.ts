@@ -4,6 +4,7 @@ import Fastify, {
   LogController,
   type RouteOptions,
 } from 'fastify'
+import { type AccessGate, OPEN_GATE } from '../access/index.js'
 import type { Authenticator } from '../auth/index.js'
 import type { Engine } from '../engines/index.js'
 import type { FetchAudioOptions } from '../listen/index.js'
@@ -48,6 +49,11 @@ export interface AppOptions {
     /** Queue, upload and duration limits of pre-recorded requests (see `DEFAULT_PRERECORDED_LIMITS`). */
     prerecorded?: Partial<PrerecordedLimits>
   }
+  /**
+   * The access checks every authenticated route runs, the same gate the WebSocket upgrades use (binding,
+   * limits, suspicious activity); default: none.
+   */
+  gate?: AccessGate
   /** Called for every route as it is registered (the permission-matrix guard uses it). */
   onRoute?: (route: RouteOptions) => void
   /** `/v1/speak` concurrency, queue and time limits (ignored when `speaker` is given). */
@@ -96,6 +102,7 @@ export async function createApp(options: AppOptions): Promise<FastifyInstance> {
 
   // Declared up front so every request object keeps one shape (V8 deoptimises a property added later).
   app.decorateRequest('principal', null)
+  app.decorateRequest('access', null)
   // One synchronous hook for what every response carries: each hook Fastify runs costs time on every request.
   const cors = createCorsHook({
     allowedHeaders: CORS_ALLOWED,
@@ -141,7 +148,11 @@ export async function createApp(options: AppOptions): Promise<FastifyInstance> {
   // Gives preflights a route to reach: the hook above answers them; anything else is a 404.
   app.options('*', handleNotFound)
 
-  const deps = { services: options.services, authenticator: options.authenticator }
+  const deps = {
+    services: options.services,
+    authenticator: options.authenticator,
+    gate: options.gate ?? OPEN_GATE,
+  }
   healthRoutes(app, deps)
   projectRoutes(app, deps)
   keyRoutes(app, deps)

@@ -43,6 +43,7 @@ export async function bootstrapIfEmpty(
     name: options.projectName ?? 'Earmark',
     company: null,
     createdAt: now,
+    settings: {},
   }
   const owner: Member = {
     id: randomUUID(),

@@ -1,3 +1,4 @@
+import type { AuditLog } from '../audit/index.js'
 import type { Clock, Grants, Principal } from '../auth/index.js'
 import { ApiError } from '../errors.js'
 import type { RevocationBus } from '../revocation/index.js'
@@ -10,6 +11,8 @@ export interface Services {
   grants: Grants
   /** Where revocations are announced, so live streams close at once; absent in the CLI (docs/revocation.md). */
   revocations?: RevocationBus
+  /** The audit trail (docs/audit.md); absent only in tests that build services by hand. */
+  audit?: AuditLog
 }
 
 /** Throws `FORBIDDEN` unless the caller holds `scope`. */

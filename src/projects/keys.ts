@@ -6,6 +6,7 @@ import {
   hashKeySecret,
   isSubset,
   isValidScope,
+  type KeyOptions,
   type Principal,
 } from '../auth/index.js'
 import { ApiError, invalidField } from '../errors.js'
@@ -26,6 +27,8 @@ export interface KeySpec {
   tags: string[]
   /** Epoch ms, or null for no expiry. */
   expiresAt: number | null
+  /** Earmark's extensions (docs/credential-options.md); none when absent. */
+  options?: KeyOptions
 }
 
 /** A newly created key: the only moment its secret exists outside the caller's hands. */
@@ -105,6 +108,9 @@ export function newKeyRecord(
     createdAt: now,
     expiresAt: spec.expiresAt,
     deletedAt: null,
+    options: spec.options ?? {},
+    disabledAt: null,
+    disabledReason: null,
   }
   return { record, secret }
 }

@@ -1,7 +1,10 @@
 /** Why a credential stopped being good. */
 export type RevocationEvent =
-  /** An API key was deleted or reached its expiry: it, every token it minted and their streams are dead. */
-  | { type: 'key-revoked'; projectId: string; keyId: string; reason: 'deleted' | 'expired' }
+  /**
+   * An API key was deleted, disabled or reached its expiry: it, every token it minted and their streams are
+   * dead.
+   */
+  | { type: 'key-revoked'; projectId: string; keyId: string; reason: 'deleted' | 'expired' | 'disabled' }
   /** A member's role changed: their keys may have lost scopes, `usage:write` included. */
   | { type: 'member-role-changed'; projectId: string; memberId: string }
   /** A grant-signing key was retired: every token it signed is dead. */

@@ -114,7 +114,7 @@ export function createStreamGuard(o: StreamGuardOptions): StreamGuard {
           keys.set(id, read)
         }
         const key = await read
-        if (!key || key.deletedAt !== null) revoke(s, REVOCATION_CLOSE.REVOKED)
+        if (!key || key.deletedAt !== null || key.disabledAt !== null) revoke(s, REVOCATION_CLOSE.REVOKED)
         else if (key.expiresAt !== null && key.expiresAt <= clock.now()) revoke(s, REVOCATION_CLOSE.EXPIRED)
         // A lowered role caps the key's scopes: a stream needs `usage:write` for as long as it runs.
         else if (!effectiveScopes(key.scopes, key.memberRole).has(USAGE_WRITE))

@@ -1,6 +1,9 @@
 export type {
   ApiKeyRecord,
   ApiKeyWithMember,
+  AudioTotalFilter,
+  AuditEvent,
+  AuditFilter,
   Member,
   Project,
   RoleChange,

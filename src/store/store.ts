@@ -1,3 +1,4 @@
+import type { KeyOptions, ProjectSettings } from '../auth/credential-options.js'
 import type { Role } from '../auth/scopes.js'
 
 /** A project: the unit that owns members, keys and usage. */
@@ -7,6 +8,8 @@ export interface Project {
   company: string | null
   /** Epoch milliseconds. */
   createdAt: number
+  /** Earmark's project-wide limits, quotas and policies (empty object when none are set). */
+  settings: ProjectSettings
 }
 
 /** A member (an account) of one project, with its role there. */
@@ -36,12 +39,23 @@ export interface ApiKeyRecord {
   expiresAt: number | null
   /** Epoch milliseconds of deletion, or null while the key exists. */
   deletedAt: number | null
+  /** Earmark's extensions (binding, listen constraints, limits, quotas); an empty object when none. */
+  options: KeyOptions
+  /** Epoch ms when the key was disabled (suspicious activity, an operator), or null. A disabled key is refused. */
+  disabledAt: number | null
+  /** Why it was disabled: a short, secret-free reason. */
+  disabledReason: string | null
 }
 
 /** A key together with what authentication needs of its member. */
 export interface ApiKeyWithMember extends ApiKeyRecord {
   memberRole: Role
   memberEmail: string
+  /**
+   * Set only by `findKeyByHash` when the hash matched a secret the key was rerolled away from: that old
+   * secret works until this epoch ms (the reroll's grace period), then never again.
+   */
+  previousSecretExpiresAt?: number
 }
 
 /** A JWT signing secret. The newest one that is not retired signs; all that are not retired verify. */
@@ -98,6 +112,49 @@ export interface UsageFilter {
 export type RoleChange = 'updated' | 'not_found' | 'last_owner'
 
 /**
+ * One audit event (docs/audit.md). Never holds a secret: keys are named by id, tokens by `jti`.
+ * `type` is dotted, e.g. `key.created`, `grant.issued`, `limit.refused`, `suspicious.distinct_ips`.
+ */
+export interface AuditEvent {
+  id: string
+  projectId: string
+  /** Epoch ms. */
+  at: number
+  type: string
+  /** The key that acted (the caller, or a grant token's parent), when there was one. */
+  actorKeyId: string | null
+  /** The key the event is about, when it is about one. */
+  keyId: string | null
+  endUser: string | null
+  /** The client address, when the event came from a request. */
+  ip: string | null
+  requestId: string | null
+  /** Event-specific fields, JSON-serialisable, secret-free. */
+  detail: Record<string, unknown>
+}
+
+export interface AuditFilter {
+  /** Epoch ms, inclusive. */
+  start?: number
+  /** Epoch ms, exclusive. */
+  end?: number
+  /** An exact type (`key.created`) or a prefix ending in a dot (`suspicious.`). */
+  type?: string
+  keyId?: string
+  endUser?: string
+  limit?: number
+  offset?: number
+}
+
+/** Sums of metered audio, for quotas: computed by the store, not by adding rows up in JavaScript. */
+export interface AudioTotalFilter {
+  keyId?: string
+  endUser?: string
+  /** Epoch ms, inclusive: records started at or after it. */
+  start: number
+}
+
+/**
  * Everything Earmark keeps. Routes and use cases see only this interface, so a backend (SQLite now,
  * PostgreSQL later) can change without touching them. Every method that writes more than one row does
  * so in one transaction: a crash leaves either all of it or none.
@@ -122,6 +179,8 @@ export interface Store {
   listProjects(): Promise<Project[]>
   getProject(id: string): Promise<Project | undefined>
   updateProject(id: string, patch: { name?: string; company?: string | null }): Promise<boolean>
+  /** Replaces a project's settings; false when there is no such project. A credential write. */
+  setProjectSettings(id: string, settings: ProjectSettings): Promise<boolean>
 
   createMember(member: Member): Promise<void>
   listMembers(projectId: string): Promise<Member[]>
@@ -140,6 +199,24 @@ export interface Store {
   listKeys(projectId: string, filter?: { memberId?: string }): Promise<ApiKeyWithMember[]>
   /** Marks a key deleted; false when it did not exist or was already deleted. */
   deleteKey(projectId: string, keyId: string, at: number): Promise<boolean>
+  /**
+   * Disables (`at` set) or re-enables (`at` null) a key that is not deleted; false when there is no such
+   * key. A disabled key is refused like a deleted one, but stays listed and can be enabled again.
+   */
+  setKeyDisabled(projectId: string, keyId: string, at: number | null, reason: string | null): Promise<boolean>
+  /**
+   * Gives a live key a new secret hash, all or nothing. The old hash keeps authenticating until
+   * `previousExpiresAt` (epoch ms; a value at or before now ends it at once). False when the key does not
+   * exist or is deleted.
+   */
+  rerollKey(projectId: string, keyId: string, newHash: string, previousExpiresAt: number): Promise<boolean>
+  /** Keys, across projects, that expired at or before `before` and are not deleted, oldest expiry first. */
+  listExpiredKeys(before: number, limit: number): Promise<ApiKeyWithMember[]>
+  /**
+   * Records, once, that a key's expiry was noticed (its `key.expired` audit event written): true only for
+   * the first caller, so two sweepers never both record it.
+   */
+  noteKeyExpired(projectId: string, keyId: string, at: number): Promise<boolean>
 
   /** Signing keys, oldest first (insertion order breaks ties). */
   listSigningKeys(): Promise<SigningKey[]>
@@ -157,6 +234,13 @@ export interface Store {
   getUsage(projectId: string, id: string): Promise<UsageRecord | undefined>
   /** Usage records, newest first. */
   listUsage(projectId: string, filter: UsageFilter): Promise<UsageRecord[]>
+  /** Total audio seconds of a project's usage records matching `filter`, open ones included. */
+  sumAudioSeconds(projectId: string, filter: AudioTotalFilter): Promise<number>
+
+  /** Appends audit events, all or nothing. */
+  insertAuditEvents(events: readonly AuditEvent[]): Promise<void>
+  /** A project's audit events, newest first. */
+  listAuditEvents(projectId: string, filter: AuditFilter): Promise<AuditEvent[]>
 
   close(): Promise<void>
 }

@@ -3,6 +3,7 @@ import { type IncomingMessage, STATUS_CODES } from 'node:http'
 import type { Duplex } from 'node:stream'
 import type { FastifyBaseLogger, FastifyInstance } from 'fastify'
 import { type WebSocket, WebSocketServer } from 'ws'
+import { type AccessGate, type AccessRequest, OPEN_GATE } from '../access/index.js'
 import type { Authenticator, Principal, Scheme } from '../auth/index.js'
 import { parseAuthorization } from '../auth/index.js'
 import { ApiError, isApiError } from '../errors.js'
@@ -19,6 +20,8 @@ export interface UpgradeContext {
   /** The query: one string per name, or every value of a repeated name. */
   query: Record<string, string | string[]>
   principal: Principal
+  /** The upgrade as the access checks saw it (address, origin, user agent). */
+  access: AccessRequest
   requestId: string
   log: FastifyBaseLogger
 }
@@ -58,6 +61,8 @@ export interface SocketRoutesOptions {
   shutdownGraceMs?: number
   /** Closes an open socket whose credential is revoked or expires (docs/revocation.md). */
   guard?: StreamGuard
+  /** The access checks, the same gate the HTTP routes run (binding, limits, suspicious activity). */
+  gate?: AccessGate
 }
 
 /** The socket side of the app: which paths it serves, and how many upgrades and sockets are live. */
@@ -91,6 +96,10 @@ export function upgradeCredentials(
     return { scheme: first, secret: offered[1], protocol: offered[0] }
   }
   return undefined
+}
+
+function firstHeader(value: string | string[] | undefined): string | undefined {
+  return Array.isArray(value) ? value[0] : value
 }
 
 function queryOf(url: URL): Record<string, string | string[]> {
@@ -162,6 +171,7 @@ function closeSocket(ws: WebSocket, code: number, reason: string): void {
  */
 export function attachSocketRoutes(app: FastifyInstance, o: SocketRoutesOptions): SocketServer {
   const routes = new Map(o.routes.map((r) => [r.path, r]))
+  const gate = o.gate ?? OPEN_GATE
   if (routes.size !== o.routes.length) throw new Error('two socket routes share a path')
   const log = app.log
   const chosen = new WeakMap<IncomingMessage, string | undefined>()
@@ -191,7 +201,7 @@ export function attachSocketRoutes(app: FastifyInstance, o: SocketRoutesOptions)
   /** A refusal, logged like an access-log line (no URL: a query or a path may hold a pasted secret). */
   const answer = (socket: Duplex, err: ApiError, requestId: string, headers?: Record<string, string>) => {
     log.info({ request_id: requestId, status: err.status, err_code: err.code }, 'upgrade refused')
-    refuse(socket, err, requestId, headers)
+    refuse(socket, err, requestId, { ...err.headers, ...headers })
   }
 
   const upgrade = async (req: IncomingMessage, socket: Duplex, head: Buffer, requestId: string) => {
@@ -209,17 +219,39 @@ export function attachSocketRoutes(app: FastifyInstance, o: SocketRoutesOptions)
     const route = routes.get(url.pathname)
     if (!route) throw new ApiError('NOT_FOUND')
     if (closing) throw new ApiError('SERVICE_UNAVAILABLE')
+    const access: AccessRequest = {
+      transport: 'ws',
+      kind: 'usage',
+      route: route.path,
+      ip: req.socket.remoteAddress ?? '',
+      origin: firstHeader(req.headers.origin),
+      userAgent: firstHeader(req.headers['user-agent']),
+      requestId,
+    }
+    await gate.beforeAuth(access)
     const credentials = upgradeCredentials(req)
-    if (!credentials) throw new ApiError('INVALID_AUTH')
-    const principal = await o.authenticator.authenticate(credentials.scheme, credentials.secret)
-    requireScope(principal, route.scope)
+    let principal: Principal
+    try {
+      if (!credentials) throw new ApiError('INVALID_AUTH')
+      principal = await o.authenticator.authenticate(credentials.scheme, credentials.secret)
+    } catch (err) {
+      if (isApiError(err) && err.code === 'INVALID_AUTH') gate.authFailed(access, err)
+      throw err
+    }
+    try {
+      requireScope(principal, route.scope)
+      await gate.admit(principal, access)
+    } catch (err) {
+      if (isApiError(err)) gate.refused(principal, access, err)
+      throw err
+    }
     if (gone(socket)) {
       // Left while its credential was checked: nothing was claimed. Destroyed, since no one reads it.
       socket.destroy()
       return
     }
     if (closing) throw new ApiError('SERVICE_UNAVAILABLE')
-    const lease = await route.prepare({ req, url, query: queryOf(url), principal, requestId, log })
+    const lease = await route.prepare({ req, url, query: queryOf(url), principal, access, requestId, log })
     track(lease.released)
     if (gone(socket) || closing) {
       await lease.release()

@@ -109,7 +109,7 @@ export async function createOtherProject(services: Services, name = 'Other'): Pr
   const { randomUUID } = await import('node:crypto')
   const { newKeyRecord } = await import('../../src/projects/index.js')
   const now = services.clock.now()
-  const project = { id: randomUUID(), name, company: null, createdAt: now }
+  const project = { id: randomUUID(), name, company: null, settings: {}, createdAt: now }
   const owner: Member = {
     id: randomUUID(),
     projectId: project.id,

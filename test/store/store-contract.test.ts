@@ -18,7 +18,7 @@ const selected = (process.env.STORES ?? 'sqlite').split(',').map((s) => s.trim()
 const T0 = Date.UTC(2026, 0, 1)
 
 function project(): Project {
-  return { id: randomUUID(), name: 'P', company: null, createdAt: T0 }
+  return { id: randomUUID(), name: 'P', company: null, createdAt: T0, settings: {} }
 }
 function member(
   projectId: string,
@@ -39,6 +39,9 @@ function key(m: Member, over: Partial<ApiKeyRecord> = {}): ApiKeyRecord {
     createdAt: T0,
     expiresAt: null,
     deletedAt: null,
+    options: {},
+    disabledAt: null,
+    disabledReason: null,
     ...over,
   }
 }

@@ -45,6 +45,7 @@ export function handleError(
   // Framework errors (a bad URL) come before the hook that sets dg-request-id.
   setRequestIdHeader(request, reply)
   setErrorRequestIdHeader(request, reply)
+  if (api.headers) reply.headers(api.headers)
   reply
     .code(api.status)
     // The message may quote the client's input; the header gets a safe copy, the body the whole of it.

@@ -5,10 +5,11 @@ import { authHooks, type RouteDeps } from './route-deps.js'
 
 const JSON_TYPE = 'application/json; charset=utf-8'
 
-export function authGrantRoutes(app: FastifyInstance, { services, authenticator }: RouteDeps): void {
-  const { management } = authHooks(authenticator)
+export function authGrantRoutes(app: FastifyInstance, deps: RouteDeps): void {
+  const { services } = deps
+  const { grant } = authHooks(deps)
   // Synchronous from end to end (fast-jwt signs with node:crypto): no promise on the way.
-  app.post('/v1/auth/grant', { onRequest: management }, (req, reply) => {
+  app.post('/v1/auth/grant', { onRequest: grant }, (req, reply) => {
     const { access_token: token, expires_in: expiresIn } = grantToken(
       services,
       principalOf(req),

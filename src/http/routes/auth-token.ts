@@ -6,15 +6,16 @@ import { authHooks, type RouteDeps } from './route-deps.js'
 
 const JSON_TYPE = 'application/json; charset=utf-8'
 
-export function authTokenRoutes(app: FastifyInstance, { services, authenticator }: RouteDeps): void {
+export function authTokenRoutes(app: FastifyInstance, deps: RouteDeps): void {
+  const { services } = deps
   // Grant tokens may ask about themselves: a browser can learn its token's remaining lifetime.
-  const { usage } = authHooks(authenticator)
+  const { introspect } = authHooks(deps)
 
   // Clients poll this route, and a principal comes out of the authenticator's cache as the same object
   // request after request, so its answer is serialised once and again only when `expires_in` (whole
   // seconds) moves: serialising it every time cost as much as authenticating.
   const answers = new WeakMap<Principal, { expiresIn: number | null; json: string }>()
-  app.get('/v1/auth/token', { onRequest: usage }, (req, reply) => {
+  app.get('/v1/auth/token', { onRequest: introspect }, (req, reply) => {
     const principal = principalOf(req)
     const now = services.clock.now()
     const expiresIn = secondsLeft(principal, now)

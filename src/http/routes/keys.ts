@@ -7,8 +7,9 @@ interface KeyParams extends ProjectParams {
   key_id: string
 }
 
-export function keyRoutes(app: FastifyInstance, { services, authenticator }: RouteDeps): void {
-  const { management } = authHooks(authenticator)
+export function keyRoutes(app: FastifyInstance, deps: RouteDeps): void {
+  const { services } = deps
+  const { management } = authHooks(deps)
   app.get<{ Params: ProjectParams; Querystring: Record<string, unknown> }>(
     '/v1/projects/:project_id/keys',
     { onRequest: management },

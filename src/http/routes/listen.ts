@@ -108,8 +108,8 @@ function closeUnlessRead(
 
 /** `POST /v1/listen` (docs/deepgram-compat.md §6): raw audio of any content type, or JSON `{"url"}`. */
 export function listenRoutes(app: FastifyInstance, deps: RouteDeps & ListenRouteOptions): void {
-  const { services, authenticator, engine, limits } = deps
-  const { usage } = authHooks(authenticator)
+  const { services, engine, limits } = deps
+  const { usage } = authHooks(deps)
   const uploadDir = limits.uploadDir ?? mkdtempSync(join(tmpdir(), 'earmark-uploads-'))
   if (limits.uploadDir) {
     app.addHook('onReady', async () => {

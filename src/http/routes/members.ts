@@ -7,8 +7,9 @@ interface MemberParams extends ProjectParams {
   member_id: string
 }
 
-export function memberRoutes(app: FastifyInstance, { services, authenticator }: RouteDeps): void {
-  const { management } = authHooks(authenticator)
+export function memberRoutes(app: FastifyInstance, deps: RouteDeps): void {
+  const { services } = deps
+  const { management } = authHooks(deps)
   app.get<{ Params: ProjectParams }>('/v1/projects/:project_id/members', { onRequest: management }, (req) =>
     listMembers(services, principalOf(req), req.params.project_id),
   )

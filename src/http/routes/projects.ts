@@ -3,8 +3,9 @@ import { getProject, listProjects, updateProject } from '../../projects/index.js
 import { bodyObject, principalOf } from '../hooks/auth.js'
 import { authHooks, type ProjectParams, type RouteDeps } from './route-deps.js'
 
-export function projectRoutes(app: FastifyInstance, { services, authenticator }: RouteDeps): void {
-  const { management } = authHooks(authenticator)
+export function projectRoutes(app: FastifyInstance, deps: RouteDeps): void {
+  const { services } = deps
+  const { management } = authHooks(deps)
   app.get('/v1/projects', { onRequest: management }, (req) => listProjects(services, principalOf(req)))
   app.get<{ Params: ProjectParams }>('/v1/projects/:project_id', { onRequest: management }, (req) =>
     getProject(services, principalOf(req), req.params.project_id),

@@ -4,8 +4,9 @@ import { principalOf } from '../hooks/auth.js'
 import { authHooks, type RouteDeps } from './route-deps.js'
 
 /** Earmark extension routes (docs/revocation.md): see and retire the grant-signing keys, owners only. */
-export function signingKeyRoutes(app: FastifyInstance, { services, authenticator }: RouteDeps): void {
-  const { management } = authHooks(authenticator)
+export function signingKeyRoutes(app: FastifyInstance, deps: RouteDeps): void {
+  const { services } = deps
+  const { management } = authHooks(deps)
   app.get('/v1/auth/signing-keys', { onRequest: management }, (req) =>
     listSigningKeys(services, principalOf(req)),
   )

@@ -34,11 +34,9 @@ function speakText(body: Record<string, unknown>): { text: string; characters: n
  * is set by a hook. Synthesis runs in a bounded number of slots with a bounded queue (429 past it) and a
  * time limit on every program (504).
  */
-export function speakRoutes(
-  app: FastifyInstance,
-  { services, authenticator, speaker }: RouteDeps & { speaker: Speaker },
-): void {
-  const { usage } = authHooks(authenticator)
+export function speakRoutes(app: FastifyInstance, deps: RouteDeps & { speaker: Speaker }): void {
+  const { services, speaker } = deps
+  const { usage } = authHooks(deps)
   app.post<{ Querystring: Record<string, unknown> }>(
     '/v1/speak',
     { onRequest: usage },

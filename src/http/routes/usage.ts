@@ -7,8 +7,9 @@ interface RequestParams extends ProjectParams {
   request_id: string
 }
 
-export function usageRoutes(app: FastifyInstance, { services, authenticator }: RouteDeps): void {
-  const { management } = authHooks(authenticator)
+export function usageRoutes(app: FastifyInstance, deps: RouteDeps): void {
+  const { services } = deps
+  const { management } = authHooks(deps)
   app.get<{ Params: ProjectParams; Querystring: Record<string, unknown> }>(
     '/v1/projects/:project_id/requests',
     { onRequest: management },

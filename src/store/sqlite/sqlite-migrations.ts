@@ -80,4 +80,43 @@ export const SQLITE_MIGRATIONS: readonly { version: number; name: string; sql: s
       CREATE INDEX usage_requests_project_time ON usage_requests (project_id, started_at);
     `,
   },
+  {
+    version: 3,
+    name: 'leaked-credentials',
+    sql: `
+      ALTER TABLE projects ADD COLUMN settings TEXT NOT NULL DEFAULT '{}';
+
+      ALTER TABLE api_keys ADD COLUMN options TEXT NOT NULL DEFAULT '{}';
+      ALTER TABLE api_keys ADD COLUMN disabled_at INTEGER;
+      ALTER TABLE api_keys ADD COLUMN disabled_reason TEXT;
+      ALTER TABLE api_keys ADD COLUMN expiry_noted_at INTEGER;
+      CREATE INDEX api_keys_expiry ON api_keys (expires_at) WHERE expires_at IS NOT NULL AND deleted_at IS NULL;
+
+      -- Secrets a key was rerolled away from, each good until its grace period ends.
+      CREATE TABLE api_key_previous_secrets (
+        hash        TEXT PRIMARY KEY,
+        key_id      TEXT NOT NULL REFERENCES api_keys(id),
+        expires_at  INTEGER NOT NULL
+      ) STRICT, WITHOUT ROWID;
+      CREATE INDEX api_key_previous_secrets_key ON api_key_previous_secrets (key_id);
+
+      CREATE TABLE audit_events (
+        id            TEXT PRIMARY KEY,
+        project_id    TEXT NOT NULL,
+        at            INTEGER NOT NULL,
+        type          TEXT NOT NULL,
+        actor_key_id  TEXT,
+        key_id        TEXT,
+        end_user      TEXT,
+        ip            TEXT,
+        request_id    TEXT,
+        detail        TEXT NOT NULL DEFAULT '{}'
+      ) STRICT;
+      CREATE INDEX audit_events_project_time ON audit_events (project_id, at);
+
+      CREATE INDEX usage_requests_key_time ON usage_requests (key_id, started_at);
+      CREATE INDEX usage_requests_end_user_time ON usage_requests (project_id, end_user, started_at)
+        WHERE end_user IS NOT NULL;
+    `,
+  },
 ]

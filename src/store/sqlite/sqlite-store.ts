@@ -1,9 +1,12 @@
 import { setTimeout as sleep } from 'node:timers/promises'
 import Database from 'better-sqlite3'
+import type { KeyOptions, ProjectSettings } from '../../auth/credential-options.js'
 import type { Role } from '../../auth/scopes.js'
 import type {
   ApiKeyRecord,
   ApiKeyWithMember,
+  AuditEvent,
+  AuditFilter,
   Member,
   Project,
   RoleChange,
@@ -32,6 +35,9 @@ interface KeyRow {
   created_at: number
   expires_at: number | null
   deleted_at: number | null
+  options: string
+  disabled_at: number | null
+  disabled_reason: string | null
   scopes: string
   tags: string
   member_role: Role
@@ -53,10 +59,63 @@ interface ProjectRow {
   name: string
   company: string | null
   created_at: number
+  settings: string
+}
+
+interface AuditRow {
+  id: string
+  project_id: string
+  at: number
+  type: string
+  actor_key_id: string | null
+  key_id: string | null
+  end_user: string | null
+  ip: string | null
+  request_id: string | null
+  detail: string
+}
+
+function toAudit(row: AuditRow): AuditEvent {
+  return {
+    id: row.id,
+    projectId: row.project_id,
+    at: row.at,
+    type: row.type,
+    actorKeyId: row.actor_key_id,
+    keyId: row.key_id,
+    endUser: row.end_user,
+    ip: row.ip,
+    requestId: row.request_id,
+    detail: JSON.parse(row.detail) as Record<string, unknown>,
+  }
+}
+
+/** WHERE clause and values for an audit filter. */
+function auditWhere(projectId: string, f: AuditFilter): { sql: string; values: (string | number)[] } {
+  const parts = ['project_id = ?']
+  const values: (string | number)[] = [projectId]
+  const add = (sql: string, value: string | number) => {
+    parts.push(sql)
+    values.push(value)
+  }
+  if (f.start !== undefined) add('at >= ?', f.start)
+  if (f.end !== undefined) add('at < ?', f.end)
+  if (f.type !== undefined) {
+    // A prefix ends in a dot; LIKE's wildcards in it are escaped.
+    if (f.type.endsWith('.')) add("type LIKE ? ESCAPE '\\'", `${f.type.replace(/[\\%_]/g, '\\$&')}%`)
+    else add('type = ?', f.type)
+  }
+  if (f.keyId !== undefined) {
+    parts.push('(key_id = ? OR actor_key_id = ?)')
+    values.push(f.keyId, f.keyId)
+  }
+  if (f.endUser !== undefined) add('end_user = ?', f.endUser)
+  return { sql: parts.join(' AND '), values }
 }
 
 const KEY_SELECT = `
   SELECT k.id, k.project_id, k.member_id, k.hash, k.comment, k.created_at, k.expires_at, k.deleted_at,
+         k.options, k.disabled_at, k.disabled_reason,
          (SELECT json_group_array(scope) FROM (SELECT scope FROM api_key_scopes WHERE key_id = k.id ORDER BY position)) AS scopes,
          (SELECT json_group_array(tag) FROM (SELECT tag FROM api_key_tags WHERE key_id = k.id ORDER BY position)) AS tags,
          m.role AS member_role, m.email AS member_email
@@ -131,6 +190,9 @@ function toKey(row: KeyRow): ApiKeyWithMember {
     createdAt: row.created_at,
     expiresAt: row.expires_at,
     deletedAt: row.deleted_at,
+    options: JSON.parse(row.options) as KeyOptions,
+    disabledAt: row.disabled_at,
+    disabledReason: row.disabled_reason,
     memberRole: row.member_role,
     memberEmail: row.member_email,
   }
@@ -149,7 +211,13 @@ function toMember(row: MemberRow): Member {
 }
 
 function toProject(row: ProjectRow): Project {
-  return { id: row.id, name: row.name, company: row.company, createdAt: row.created_at }
+  return {
+    id: row.id,
+    name: row.name,
+    company: row.company,
+    createdAt: row.created_at,
+    settings: JSON.parse(row.settings) as ProjectSettings,
+  }
 }
 
 /** Applies the migrations this database has not seen yet. */
@@ -188,7 +256,10 @@ export function createSqliteStore(options: SqliteStoreOptions): Store {
 
   const q = {
     anyProject: db.prepare('SELECT 1 FROM projects LIMIT 1'),
-    insertProject: db.prepare('INSERT INTO projects (id, name, company, created_at) VALUES (?, ?, ?, ?)'),
+    insertProject: db.prepare(
+      'INSERT INTO projects (id, name, company, created_at, settings) VALUES (?, ?, ?, ?, ?)',
+    ),
+    setSettings: db.prepare('UPDATE projects SET settings = ? WHERE id = ?'),
     listProjects: db.prepare('SELECT * FROM projects ORDER BY created_at, id'),
     getProject: db.prepare('SELECT * FROM projects WHERE id = ?'),
     insertMember: db.prepare(
@@ -200,11 +271,58 @@ export function createSqliteStore(options: SqliteStoreOptions): Store {
     countOwners: db.prepare("SELECT count(*) AS n FROM members WHERE project_id = ? AND role = 'owner'"),
     setRole: db.prepare('UPDATE members SET role = ? WHERE project_id = ? AND id = ?'),
     insertKey: db.prepare(
-      'INSERT INTO api_keys (id, project_id, member_id, hash, comment, created_at, expires_at, deleted_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)',
+      `INSERT INTO api_keys (id, project_id, member_id, hash, comment, created_at, expires_at, deleted_at, options,
+         disabled_at, disabled_reason) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
     ),
     insertScope: db.prepare('INSERT INTO api_key_scopes (key_id, position, scope) VALUES (?, ?, ?)'),
     insertTag: db.prepare('INSERT INTO api_key_tags (key_id, position, tag) VALUES (?, ?, ?)'),
     keyByHash: db.prepare(`${KEY_SELECT} WHERE k.hash = ?`),
+    keyByPreviousHash: db.prepare(
+      `${KEY_SELECT} JOIN api_key_previous_secrets p ON p.key_id = k.id WHERE p.hash = ?`,
+    ),
+    previousExpiry: db.prepare('SELECT expires_at FROM api_key_previous_secrets WHERE hash = ?').pluck(),
+    setDisabled: db.prepare(
+      'UPDATE api_keys SET disabled_at = ?, disabled_reason = ? WHERE project_id = ? AND id = ? AND deleted_at IS NULL',
+    ),
+    liveKeyHash: db
+      .prepare('SELECT hash FROM api_keys WHERE project_id = ? AND id = ? AND deleted_at IS NULL')
+      .pluck(),
+    setHash: db.prepare('UPDATE api_keys SET hash = ? WHERE id = ?'),
+    insertPrevious: db.prepare(
+      'INSERT OR REPLACE INTO api_key_previous_secrets (hash, key_id, expires_at) VALUES (?, ?, ?)',
+    ),
+    dropOldPrevious: db.prepare('DELETE FROM api_key_previous_secrets WHERE key_id = ? AND expires_at <= ?'),
+    listExpired: db.prepare(
+      `${KEY_SELECT} WHERE k.expires_at IS NOT NULL AND k.expires_at <= ? AND k.deleted_at IS NULL
+       ORDER BY k.expires_at, k.id LIMIT ?`,
+    ),
+    noteExpired: db.prepare(
+      'UPDATE api_keys SET expiry_noted_at = ? WHERE project_id = ? AND id = ? AND expiry_noted_at IS NULL',
+    ),
+    sumByKey: db
+      .prepare(
+        'SELECT coalesce(sum(audio_seconds), 0) FROM usage_requests WHERE project_id = ? AND key_id = ? AND started_at >= ?',
+      )
+      .pluck(),
+    sumByEndUser: db
+      .prepare(
+        'SELECT coalesce(sum(audio_seconds), 0) FROM usage_requests WHERE project_id = ? AND end_user = ? AND started_at >= ?',
+      )
+      .pluck(),
+    sumByKeyAndEndUser: db
+      .prepare(
+        'SELECT coalesce(sum(audio_seconds), 0) FROM usage_requests WHERE project_id = ? AND key_id = ? AND end_user = ? AND started_at >= ?',
+      )
+      .pluck(),
+    sumAll: db
+      .prepare(
+        'SELECT coalesce(sum(audio_seconds), 0) FROM usage_requests WHERE project_id = ? AND started_at >= ?',
+      )
+      .pluck(),
+    insertAudit: db.prepare(
+      `INSERT INTO audit_events (id, project_id, at, type, actor_key_id, key_id, end_user, ip, request_id, detail)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+    ),
     keyById: db.prepare(`${KEY_SELECT} WHERE k.project_id = ? AND k.id = ?`),
     listKeys: db.prepare(
       `${KEY_SELECT} WHERE k.project_id = ? AND k.deleted_at IS NULL ORDER BY k.created_at, k.id`,
@@ -266,6 +384,9 @@ export function createSqliteStore(options: SqliteStoreOptions): Store {
       key.createdAt,
       key.expiresAt,
       key.deletedAt,
+      JSON.stringify(key.options),
+      key.disabledAt,
+      key.disabledReason,
     )
     for (const [i, scope] of key.scopes.entries()) q.insertScope.run(key.id, i, scope)
     for (const [i, tag] of key.tags.entries()) q.insertTag.run(key.id, i, tag)
@@ -275,7 +396,13 @@ export function createSqliteStore(options: SqliteStoreOptions): Store {
     q.insertMember.run(m.id, m.projectId, m.email, m.firstName, m.lastName, m.role, m.createdAt)
 
   const createProjectWithOwnerTx = db.transaction((project: Project, owner: Member, key: ApiKeyRecord) => {
-    q.insertProject.run(project.id, project.name, project.company, project.createdAt)
+    q.insertProject.run(
+      project.id,
+      project.name,
+      project.company,
+      project.createdAt,
+      JSON.stringify(project.settings),
+    )
     insertMember(owner)
     insertKeyTx(key)
   })
@@ -291,6 +418,34 @@ export function createSqliteStore(options: SqliteStoreOptions): Store {
     return 'updated'
   })
 
+  const rerollTx = db.transaction(
+    (projectId: string, keyId: string, newHash: string, previousExpiresAt: number, now: number) => {
+      const old = q.liveKeyHash.get(projectId, keyId) as string | undefined
+      if (old === undefined) return false
+      q.dropOldPrevious.run(keyId, now)
+      q.insertPrevious.run(old, keyId, previousExpiresAt)
+      q.setHash.run(newHash, keyId)
+      return true
+    },
+  )
+
+  const insertAuditTx = db.transaction((events: readonly AuditEvent[]) => {
+    for (const e of events) {
+      q.insertAudit.run(
+        e.id,
+        e.projectId,
+        e.at,
+        e.type,
+        e.actorKeyId,
+        e.keyId,
+        e.endUser,
+        e.ip,
+        e.requestId,
+        JSON.stringify(e.detail),
+      )
+    }
+  })
+
   return {
     kind: 'sqlite',
     credentialsVersion: () => localWrites * 1_000_000_007 + otherWrites(),
@@ -298,6 +453,8 @@ export function createSqliteStore(options: SqliteStoreOptions): Store {
     createProjectWithOwner: async (project, owner, key) => {
       await wrote(createProjectWithOwnerTx.immediate(project, owner, key))
     },
+    setProjectSettings: async (id, settings) =>
+      wrote(q.setSettings.run(JSON.stringify(settings), id).changes === 1),
     listProjects: async () => (q.listProjects.all() as ProjectRow[]).map(toProject),
     getProject: async (id) => {
       const row = q.getProject.get(id) as ProjectRow | undefined
@@ -337,7 +494,11 @@ export function createSqliteStore(options: SqliteStoreOptions): Store {
     },
     findKeyByHash: async (hash) => {
       const row = q.keyByHash.get(hash) as KeyRow | undefined
-      return row && toKey(row)
+      if (row) return toKey(row)
+      const previous = q.keyByPreviousHash.get(hash) as KeyRow | undefined
+      if (!previous) return undefined
+      const expiresAt = q.previousExpiry.get(hash) as number
+      return { ...toKey(previous), previousSecretExpiresAt: expiresAt }
     },
     getKey: async (projectId, keyId) => {
       const row = q.keyById.get(projectId, keyId) as KeyRow | undefined
@@ -350,6 +511,12 @@ export function createSqliteStore(options: SqliteStoreOptions): Store {
       return rows.map(toKey)
     },
     deleteKey: async (projectId, keyId, at) => wrote(q.deleteKey.run(at, projectId, keyId).changes === 1),
+    setKeyDisabled: async (projectId, keyId, at, reason) =>
+      wrote(q.setDisabled.run(at, at === null ? null : reason, projectId, keyId).changes === 1),
+    rerollKey: async (projectId, keyId, newHash, previousExpiresAt) =>
+      wrote(rerollTx.immediate(projectId, keyId, newHash, previousExpiresAt, Date.now())),
+    listExpiredKeys: async (before, limit) => (q.listExpired.all(before, limit) as KeyRow[]).map(toKey),
+    noteKeyExpired: async (projectId, keyId, at) => q.noteExpired.run(at, projectId, keyId).changes === 1,
     listSigningKeys: async () =>
       (
         q.listSigning.all() as {
@@ -395,6 +562,23 @@ export function createSqliteStore(options: SqliteStoreOptions): Store {
         .prepare(`SELECT * FROM usage_requests WHERE ${sql} ORDER BY started_at DESC, id LIMIT ? OFFSET ?`)
         .all(...values, filter.limit ?? -1, filter.offset ?? 0) as UsageRow[]
       return rows.map(toUsage)
+    },
+    sumAudioSeconds: async (projectId, f) => {
+      if (f.keyId !== undefined && f.endUser !== undefined)
+        return q.sumByKeyAndEndUser.get(projectId, f.keyId, f.endUser, f.start) as number
+      if (f.keyId !== undefined) return q.sumByKey.get(projectId, f.keyId, f.start) as number
+      if (f.endUser !== undefined) return q.sumByEndUser.get(projectId, f.endUser, f.start) as number
+      return q.sumAll.get(projectId, f.start) as number
+    },
+    insertAuditEvents: async (events) => {
+      if (events.length > 0) insertAuditTx.immediate(events)
+    },
+    listAuditEvents: async (projectId, filter) => {
+      const { sql, values } = auditWhere(projectId, filter)
+      const rows = db
+        .prepare(`SELECT * FROM audit_events WHERE ${sql} ORDER BY at DESC, rowid DESC LIMIT ? OFFSET ?`)
+        .all(...values, filter.limit ?? -1, filter.offset ?? 0) as AuditRow[]
+      return rows.map(toAudit)
     },
     close: async () => {
       db.close()
