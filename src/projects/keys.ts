@@ -12,6 +12,7 @@ import {
 import { ApiError, invalidField } from '../errors.js'
 import type { ApiKeyRecord, ApiKeyWithMember, Member } from '../store/index.js'
 import { isoDate, requireProject, requireScope, type Services } from './context.js'
+import { bindingView, isEmptyOptions, parseKeyOptions } from './credential-options.js'
 
 /** The longest lifetime `time_to_live_in_seconds` may ask for (ten years). */
 export const MAX_KEY_TTL_SECONDS = 10 * 365 * 24 * 3600
@@ -87,7 +88,9 @@ export function parseKeySpec(body: Record<string, unknown>, now: number): KeySpe
     if (ms <= now) throw invalidField('expiration_date', 'must be in the future')
     expiresAt = ms
   }
-  return { comment, scopes, tags, expiresAt }
+  // Earmark's extensions (docs/credential-options.md); a key without any carries none.
+  const options = parseKeyOptions(body)
+  return { comment, scopes, tags, expiresAt, ...(isEmptyOptions(options) ? {} : { options }) }
 }
 
 /** A key record for `member`, not yet stored; `secret` defaults to a fresh one. Only the hash is kept. */
@@ -131,6 +134,8 @@ export function apiKeyView(k: ApiKeyRecord) {
     tags: k.tags,
     created: isoDate(k.createdAt),
     ...(k.expiresAt !== null ? { expiration_date: isoDate(k.expiresAt) } : {}),
+    // Earmark's binding options, only when set (docs/credential-options.md).
+    ...bindingView(k.options),
   }
 }
 
