@@ -92,25 +92,30 @@ function toAudit(row: AuditRow): AuditEvent {
 
 /** WHERE clause and values for an audit filter. */
 function auditWhere(projectId: string, f: AuditFilter): { sql: string; values: (string | number)[] } {
-  const parts = ['project_id = ?']
-  const values: (string | number)[] = [projectId]
-  const add = (sql: string, value: string | number) => {
-    parts.push(sql)
-    values.push(value)
-  }
-  if (f.start !== undefined) add('at >= ?', f.start)
-  if (f.end !== undefined) add('at < ?', f.end)
+  const where = whereBuilder(projectId)
+  if (f.start !== undefined) where.add('at >= ?', f.start)
+  if (f.end !== undefined) where.add('at < ?', f.end)
   if (f.type !== undefined) {
     // A prefix ends in a dot; LIKE's wildcards in it are escaped.
-    if (f.type.endsWith('.')) add("type LIKE ? ESCAPE '\\'", `${f.type.replace(/[\\%_]/g, '\\$&')}%`)
-    else add('type = ?', f.type)
+    if (f.type.endsWith('.')) where.add("type LIKE ? ESCAPE '\\'", `${f.type.replace(/[\\%_]/g, '\\$&')}%`)
+    else where.add('type = ?', f.type)
   }
-  if (f.keyId !== undefined) {
-    parts.push('(key_id = ? OR actor_key_id = ?)')
-    values.push(f.keyId, f.keyId)
+  if (f.keyId !== undefined) where.add('(key_id = ? OR actor_key_id = ?)', f.keyId, f.keyId)
+  if (f.endUser !== undefined) where.add('end_user = ?', f.endUser)
+  return where.done()
+}
+
+/** Builds `project_id = ? AND …` with its values, one condition at a time. */
+function whereBuilder(projectId: string) {
+  const parts = ['project_id = ?']
+  const values: (string | number)[] = [projectId]
+  return {
+    add(sql: string, ...more: (string | number)[]) {
+      parts.push(sql)
+      values.push(...more)
+    },
+    done: () => ({ sql: parts.join(' AND '), values }),
   }
-  if (f.endUser !== undefined) add('end_user = ?', f.endUser)
-  return { sql: parts.join(' AND '), values }
 }
 
 const KEY_SELECT = `
@@ -161,21 +166,16 @@ function toUsage(row: UsageRow): UsageRecord {
 
 /** WHERE clause and values for a usage filter. */
 function usageWhere(projectId: string, f: UsageFilter): { sql: string; values: (string | number)[] } {
-  const parts = ['project_id = ?']
-  const values: (string | number)[] = [projectId]
-  const add = (sql: string, value: string | number) => {
-    parts.push(sql)
-    values.push(value)
-  }
-  if (f.start !== undefined) add('started_at >= ?', f.start)
-  if (f.end !== undefined) add('started_at < ?', f.end)
-  if (f.keyId !== undefined) add('key_id = ?', f.keyId)
-  if (f.endUser !== undefined) add('end_user = ?', f.endUser)
-  if (f.endpoint !== undefined) add('endpoint = ?', f.endpoint)
-  if (f.method !== undefined) add('method = ?', f.method)
-  if (f.succeeded === true) parts.push('((status >= 200 AND status < 300) OR status = 1000)')
-  if (f.succeeded === false) parts.push('NOT ((status >= 200 AND status < 300) OR status = 1000)')
-  return { sql: parts.join(' AND '), values }
+  const where = whereBuilder(projectId)
+  if (f.start !== undefined) where.add('started_at >= ?', f.start)
+  if (f.end !== undefined) where.add('started_at < ?', f.end)
+  if (f.keyId !== undefined) where.add('key_id = ?', f.keyId)
+  if (f.endUser !== undefined) where.add('end_user = ?', f.endUser)
+  if (f.endpoint !== undefined) where.add('endpoint = ?', f.endpoint)
+  if (f.method !== undefined) where.add('method = ?', f.method)
+  if (f.succeeded === true) where.add('((status >= 200 AND status < 300) OR status = 1000)')
+  if (f.succeeded === false) where.add('NOT ((status >= 200 AND status < 300) OR status = 1000)')
+  return where.done()
 }
 
 function toKey(row: KeyRow): ApiKeyWithMember {
