@@ -3,6 +3,7 @@ import { createSigner, createVerifier } from 'fast-jwt'
 import { LRUCache } from 'lru-cache'
 import type { SigningKey, Store } from '../store/index.js'
 import type { Clock } from './clock.js'
+import type { GrantOptions } from './credential-options.js'
 import { USAGE_WRITE } from './scopes.js'
 
 /** Grant TTL bounds, seconds (docs/deepgram-compat.md §2). */
@@ -24,6 +25,11 @@ export interface GrantClaims {
   scopes: string[]
   /** The app's end user this token was minted for, if any. */
   endUser?: string
+  /**
+   * Earmark's options (docs/credential-options.md): the token's binding, already narrowed by its key's, and
+   * its use count. Absent on a token minted without any.
+   */
+  options?: GrantOptions
   /** Epoch seconds. */
   iat: number
   /** Epoch seconds. */
@@ -47,6 +53,8 @@ export interface Grants {
     ttlSeconds: number
     notAfterMs: number | null
     endUser?: string
+    /** Effective options; carried in one compact claim, only when some are set. */
+    options?: GrantOptions
   }): MintedGrant
   /** The token's claims, or undefined when it is malformed, forged, expired or signed by a retired key. */
   verify(token: string): Promise<GrantClaims | undefined>
@@ -123,6 +131,69 @@ function kidOf(token: string): string | undefined {
   }
 }
 
+/**
+ * The one compact claim (`opt`) that carries a token's options, with short names: tokens are sent on every
+ * request, and a token without options carries no claim at all (its shape is Deepgram's).
+ */
+interface OptionsClaim {
+  /** allowed origins */
+  o?: string[]
+  /** allowed addresses or CIDR ranges */
+  ip?: string[]
+  /** max session seconds */
+  sd?: number
+  /** max uses */
+  mu?: number
+  /** listen: allowed models, languages, max sample rate, interim results */
+  lm?: string[]
+  ll?: string[]
+  lr?: number
+  li?: boolean
+}
+
+/** The `opt` claim of `options`, or undefined when none is set. */
+function optionsClaim(options: GrantOptions | undefined): OptionsClaim | undefined {
+  if (!options) return undefined
+  const c: OptionsClaim = {}
+  if (options.allowedOrigins) c.o = options.allowedOrigins
+  if (options.allowedIps) c.ip = options.allowedIps
+  if (options.maxSessionSeconds !== undefined) c.sd = options.maxSessionSeconds
+  if (options.maxUses !== undefined) c.mu = options.maxUses
+  const l = options.listen
+  if (l?.allowedModels) c.lm = l.allowedModels
+  if (l?.allowedLanguages) c.ll = l.allowedLanguages
+  if (l?.maxSampleRate !== undefined) c.lr = l.maxSampleRate
+  if (l?.interimResults !== undefined) c.li = l.interimResults
+  return Object.keys(c).length > 0 ? c : undefined
+}
+
+const isStrings = (v: unknown): v is string[] => Array.isArray(v) && v.every((s) => typeof s === 'string')
+const isInt = (v: unknown): v is number => typeof v === 'number' && Number.isInteger(v) && v > 0
+
+/**
+ * The options an `opt` claim carries; null when it is malformed (the token is then refused: a claim this
+ * server did not write must not loosen or silently drop a binding).
+ */
+function readOptionsClaim(value: unknown): GrantOptions | null {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) return null
+  const c = value as Record<string, unknown>
+  const options: GrantOptions = {}
+  const listen: NonNullable<GrantOptions['listen']> = {}
+  for (const [name, v] of Object.entries(c)) {
+    if (name === 'o' && isStrings(v)) options.allowedOrigins = v
+    else if (name === 'ip' && isStrings(v)) options.allowedIps = v
+    else if (name === 'sd' && isInt(v)) options.maxSessionSeconds = v
+    else if (name === 'mu' && isInt(v)) options.maxUses = v
+    else if (name === 'lm' && isStrings(v)) listen.allowedModels = v
+    else if (name === 'll' && isStrings(v)) listen.allowedLanguages = v
+    else if (name === 'lr' && isInt(v)) listen.maxSampleRate = v
+    else if (name === 'li' && typeof v === 'boolean') listen.interimResults = v
+    else return null
+  }
+  if (Object.keys(listen).length > 0) options.listen = listen
+  return options
+}
+
 /** Loads (or, on first start, creates) the signing keys and returns the grant service. */
 export async function createGrants(options: GrantsOptions): Promise<Grants> {
   const { store, clock } = options
@@ -164,7 +235,7 @@ export async function createGrants(options: GrantsOptions): Promise<Grants> {
   }
 
   return {
-    mint({ projectId, accessor, ttlSeconds, notAfterMs, endUser }) {
+    mint({ projectId, accessor, ttlSeconds, notAfterMs, endUser, options }) {
       // Another process rotated or retired a key: signing is synchronous, so the keys are read again in the
       // background and this token is signed with what is loaded (the next ones, within a second, are not).
       if (store.credentialsVersion() !== loadedVersion) refresh().catch(() => {})
@@ -183,6 +254,8 @@ export async function createGrants(options: GrantsOptions): Promise<Grants> {
         exp,
       }
       if (endUser !== undefined) claims.endUser = endUser
+      const opt = optionsClaim(options)
+      if (opt && options) claims.options = options
       const token = current.sign({
         iss: ISSUER,
         sub: accessor,
@@ -193,6 +266,7 @@ export async function createGrants(options: GrantsOptions): Promise<Grants> {
         accessor,
         scopes: claims.scopes,
         ...(endUser !== undefined ? { end_user: endUser } : {}),
+        ...(opt ? { opt } : {}),
       })
       return { token, claims }
     },
@@ -212,7 +286,7 @@ export async function createGrants(options: GrantsOptions): Promise<Grants> {
       } catch {
         return undefined
       }
-      const { jti, sub, iat, exp, project_id: projectId, scopes, end_user: endUser } = payload
+      const { jti, sub, iat, exp, project_id: projectId, scopes, end_user: endUser, opt } = payload
       if (
         typeof jti !== 'string' ||
         typeof sub !== 'string' ||
@@ -227,6 +301,8 @@ export async function createGrants(options: GrantsOptions): Promise<Grants> {
       }
       // A token is dead from its exp second on.
       if (exp <= nowSec) return undefined
+      const options = opt === undefined ? undefined : readOptionsClaim(opt)
+      if (options === null) return undefined
       const claims: GrantClaims = {
         jti,
         kid: key.kid,
@@ -236,6 +312,7 @@ export async function createGrants(options: GrantsOptions): Promise<Grants> {
         iat,
         exp,
         ...(typeof endUser === 'string' ? { endUser } : {}),
+        ...(options ? { options } : {}),
       }
       verified.set(token, claims)
       return claims

@@ -1,4 +1,5 @@
 export { type FetchAudioOptions, fetchAudio } from './fetch-audio.js'
+export { checkListenConstraints, DEFAULT_LISTEN_MODEL } from './listen-constraints.js'
 export { isListenModel, LISTEN_MODELS } from './listen-models.js'
 export { type ListenOptions, parseListenOptions } from './listen-options.js'
 export {

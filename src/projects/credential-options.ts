@@ -1,6 +1,9 @@
 import { BlockList, isIP } from 'node:net'
 import type { CredentialBinding, GrantOptions, KeyOptions, ListenConstraints } from '../auth/index.js'
 import { invalidField } from '../errors.js'
+import { parseKeyLimits } from '../limits/index.js'
+import { parseKeyQuotas } from '../quotas/quota-options.js'
+import { isListenModel } from '../listen/index.js'
 
 /**
  * The wire forms of Earmark's credential options (docs/credential-options.md): parsing the snake_case fields
@@ -130,10 +133,20 @@ function parseListen(value: unknown, field: string): ListenConstraints | undefin
     )
   }
   const out: ListenConstraints = {}
+  // Stored lower case: `/v1/listen` compares models and languages case-insensitively.
   const models = stringList(body.allowed_models, `${field}.allowed_models`)
-  if (models) out.allowedModels = models
+  if (models) {
+    const unknownModel = models.find((m) => !isListenModel(m))
+    if (unknownModel !== undefined) {
+      throw invalidField(
+        `${field}.allowed_models`,
+        'must name models `/v1/listen` serves (docs/deepgram-compat.md §6)',
+      )
+    }
+    out.allowedModels = [...new Set(models.map((m) => m.toLowerCase()))]
+  }
   const languages = stringList(body.allowed_languages, `${field}.allowed_languages`)
-  if (languages) out.allowedLanguages = languages
+  if (languages) out.allowedLanguages = [...new Set(languages.map((l) => l.toLowerCase()))]
   const rate = integer(body.max_sample_rate, `${field}.max_sample_rate`, 1, MAX_SAMPLE_RATE_LIMIT)
   if (rate !== undefined) out.maxSampleRate = rate
   const interim = body.interim_results
@@ -170,8 +183,10 @@ function parseBinding(body: Record<string, unknown>): CredentialBinding {
 export function parseKeyOptions(body: Record<string, unknown>): KeyOptions {
   if (present(body.max_uses)) throw invalidField('max_uses', 'applies to grant tokens only, not to keys')
   const options: KeyOptions = parseBinding(body)
-  // ---- limits (docs/limits.md): one line, `parseKeyLimits(body.limits)`, added by the limits work ----
-  // ---- quotas (docs/quotas.md): one line, `parseKeyQuotas(body.quotas)`, added by the quotas work ----
+  const limits = parseKeyLimits(body.limits) // docs/limits.md, "Per key"
+  if (limits) options.limits = limits
+  const quotas = parseKeyQuotas(body.quotas) // docs/quotas.md, "Where quotas are set"
+  if (quotas) options.quotas = quotas
   return options
 }
 

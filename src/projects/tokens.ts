@@ -1,12 +1,37 @@
-import { GRANT_DEFAULT_TTL, GRANT_MAX_TTL, type Principal, roleAtLeast } from '../auth/index.js'
+import type { AccessRequest } from '../access/index.js'
+import { auditContext } from '../audit/index.js'
+import {
+  GRANT_DEFAULT_TTL,
+  GRANT_MAX_TTL,
+  type GrantOptions,
+  type Principal,
+  roleAtLeast,
+} from '../auth/index.js'
 import { ApiError, invalidField } from '../errors.js'
 import { isoDate, type Services } from './context.js'
+import { bindingView, isEmptyOptions, narrowGrantOptions, parseGrantOptions } from './credential-options.js'
+
+/** The token's effective options: what the body asks for, within the key's binding; undefined for none. */
+function grantOptions(principal: Principal, body: Record<string, unknown>): GrantOptions | undefined {
+  const asked = parseGrantOptions(body)
+  const keyOptions = principal.keyRecord.options
+  // The common case, a Deepgram-shaped body and a key without a binding, costs nothing more.
+  if (isEmptyOptions(asked) && isEmptyOptions(keyOptions)) return undefined
+  const options = narrowGrantOptions(keyOptions, asked)
+  return isEmptyOptions(options) ? undefined : options
+}
 
 /**
  * `POST /v1/auth/grant` (docs/deepgram-compat.md §2): a short-lived `usage:write` JWT for a member-or-higher
- * key.
+ * key, with Earmark's optional binding and use count (docs/credential-options.md). Synchronous: the grant
+ * route is hot.
  */
-export function grantToken(services: Services, principal: Principal, body: Record<string, unknown>) {
+export function grantToken(
+  services: Services,
+  principal: Principal,
+  body: Record<string, unknown>,
+  access?: AccessRequest | null,
+) {
   if (principal.scheme !== 'token') throw new ApiError('FORBIDDEN', 'A grant token cannot mint another.')
   if (!roleAtLeast(principal.role, 'member')) {
     throw new ApiError(
@@ -26,12 +51,27 @@ export function grantToken(services: Services, principal: Principal, body: Recor
   ) {
     throw invalidField('end_user', 'must be a string of 1 to 128 characters')
   }
+  const options = grantOptions(principal, body)
   const { token, claims } = services.grants.mint({
     projectId: principal.projectId,
     accessor: principal.keyId,
     ttlSeconds: ttl,
     notAfterMs: principal.expiresAt,
     ...(endUser !== undefined ? { endUser } : {}),
+    ...(options ? { options } : {}),
+  })
+  // Who minted what for whom: by jti, never the token (docs/audit.md).
+  services.audit?.record({
+    ...auditContext(principal, access),
+    type: 'grant.issued',
+    keyId: principal.keyId,
+    endUser: endUser ?? null,
+    detail: {
+      jti: claims.jti,
+      end_user: endUser ?? null,
+      ttl: claims.exp - claims.iat,
+      ...(options ? { options: bindingView(options) } : {}),
+    },
   })
   return {
     access_token: token,
@@ -56,7 +96,7 @@ export function tokenDetails(principal: Principal, now: number) {
   const created = grant ? isoDate(grant.iat * 1000) : key ? isoDate(key.createdAt) : null
   const expiresIn = secondsLeft(principal, now)
   if (grant) {
-    return {
+    const details = {
       type: 'access_token',
       project_id: principal.projectId,
       accessor: principal.keyId,
@@ -68,9 +108,11 @@ export function tokenDetails(principal: Principal, now: number) {
       created,
       end_user: grant.endUser,
     }
+    // Earmark's options, only when the token carries some (docs/credential-options.md).
+    return grant.options ? { ...details, ...bindingView(grant.options) } : details
   }
   // Scopes as granted (roles unexpanded), like Deepgram's key objects.
-  return {
+  const details = {
     type: 'api_key',
     project_id: principal.projectId,
     accessor: principal.keyId,
@@ -83,4 +125,6 @@ export function tokenDetails(principal: Principal, now: number) {
     tags: key?.tags ?? [],
     created,
   }
+  const binding = key && !isEmptyOptions(key.options) ? bindingView(key.options) : undefined
+  return binding ? { ...details, ...binding } : details
 }

@@ -2,7 +2,7 @@ import { type AudioDecoder, createAudioDecoder, parseAudioOptions } from '../aud
 import { USAGE_WRITE } from '../auth/index.js'
 import { type Engine, EngineBusyError, EngineOptionError } from '../engines/index.js'
 import { ApiError, invalidField } from '../errors.js'
-import { parseListenOptions } from '../listen/index.js'
+import { checkListenConstraints, parseListenOptions } from '../listen/index.js'
 import { finishUsage, type Services, startUsage } from '../projects/index.js'
 import { type CapacityShare, createCapacityShare } from './capacity-share.js'
 import { CLOSE } from './close-codes.js'
@@ -45,6 +45,7 @@ export function createListenRoute(o: ListenSocketOptions): SocketRoute {
     scope: USAGE_WRITE,
     async prepare({ query, principal, requestId, log, url }) {
       const options = parseListenOptions(query)
+      checkListenConstraints(principal, options)
       if (options.callback) throw invalidField('callback', 'callbacks are not supported on live streams')
       const audio = parseAudioOptions(query)
       // Admission control: a stream that would push the engine past real time is refused here, so the

@@ -14,6 +14,7 @@ export function authGrantRoutes(app: FastifyInstance, deps: RouteDeps): void {
       services,
       principalOf(req),
       bodyObject(req),
+      req.access,
     )
     // Written out rather than serialised: a compact JWS is base64url and dots, nothing to escape, and
     // scanning its ~470 characters for escapes was a tenth of this route's cost.

@@ -16,6 +16,7 @@ import {
 import { type Engine, EngineBusyError, EngineOptionError } from '../../engines/index.js'
 import { ApiError, invalidField } from '../../errors.js'
 import {
+  checkListenConstraints,
   type FetchAudioOptions,
   fetchAudio,
   parseListenOptions,
@@ -149,6 +150,7 @@ export function listenRoutes(app: FastifyInstance, deps: RouteDeps & ListenRoute
         const principal = principalOf(req)
         requireScope(principal, 'usage:write')
         const options = parseListenOptions(req.query)
+        checkListenConstraints(principal, options)
         if (options.callback) throw invalidField('callback', 'callbacks are not supported by this server')
         const audio = parseAudioOptions(req.query)
         const isJson = (req.headers['content-type'] ?? '').toLowerCase().startsWith('application/json')
