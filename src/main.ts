@@ -2,13 +2,7 @@ import { existsSync, readFileSync } from 'node:fs'
 import { availableParallelism } from 'node:os'
 import type { FastifyBaseLogger, FastifyInstance } from 'fastify'
 import { type DestinationStream, pino } from 'pino'
-import {
-  type AccessStage,
-  createAccessGate,
-  createBindingStage,
-  createMemoryJtiLedger,
-  createRedeemStage,
-} from './access/index.js'
+import { type AccessStage, createAccessGate } from './access/index.js'
 import { createAuditLog } from './audit/index.js'
 import {
   type Authenticator,
@@ -27,7 +21,13 @@ import {
 } from './engines/index.js'
 import { createApp, redactSecrets } from './http/index.js'
 import { createLastResort } from './last-resort.js'
-import { type BootstrapResult, bootstrapIfEmpty, type Services } from './projects/index.js'
+import {
+  type BootstrapResult,
+  bootstrapIfEmpty,
+  createKeySweeper,
+  type KeySweeper,
+  type Services,
+} from './projects/index.js'
 import { createRevocationBus, createStreamGuard, type RevocationBus } from './revocation/index.js'
 import { widePermissions } from './store/sqlite/sqlite-file-modes.js'
 import { createSqliteStore } from './store/sqlite/sqlite-store.js'
@@ -135,6 +135,8 @@ export interface Earmark {
   sockets: SocketServer
   /** Where revocations are announced; live streams of a revoked credential close (docs/revocation.md). */
   revocations: RevocationBus
+  /** Records expired keys and deletes them after their retention (docs/audit.md). */
+  sweeper: KeySweeper
   bootstrap: BootstrapResult | undefined
   close(): Promise<void>
 }
@@ -179,9 +181,7 @@ export async function createEarmark(
   const authenticator = createAuthenticator(services)
   // The access checks of every authenticated request and upgrade, cheapest refusals first
   // (docs/credential-options.md, docs/limits.md, docs/audit.md).
-  const accessStages: AccessStage[] = [createBindingStage()]
-  // `max_uses` is redeemed last, so only a request every other stage admitted spends a use.
-  accessStages.push(createRedeemStage({ ledger: createMemoryJtiLedger({ clock }) }))
+  const accessStages: AccessStage[] = []
   const gate = createAccessGate(accessStages)
   const engine = await createSpeechEngine(config, logger)
   // One share per key and end user, counted across live streams and pre-recorded requests.
@@ -236,8 +236,17 @@ export async function createEarmark(
       createSpeakRoute({ services, synthesize: speaker.synthesize }),
     ],
     guard,
+    ...(services.audit ? { audit: services.audit } : {}),
     gate,
   })
+  // Expired keys are recorded, revoked everywhere and deleted after their retention (docs/audit.md).
+  const sweeper = createKeySweeper({
+    services,
+    intervalMs: config.keySweepIntervalMs,
+    retentionSeconds: config.expiredKeyRetentionSeconds,
+    onError: (err) => logger.error({ err }, 'expired-key sweep failed'),
+  })
+  sweeper.start()
   return {
     app,
     services,
@@ -245,8 +254,10 @@ export async function createEarmark(
     engine,
     sockets,
     revocations,
+    sweeper,
     bootstrap,
     close: async () => {
+      await sweeper.close()
       await app.close()
       guard.close()
       await engine.close()

@@ -38,6 +38,8 @@ const ADMIN_SCOPES = [
   ...ADMINS_ADMIN,
   ...OWNERS_READ,
   'billing:read',
+  // Earmark's extension: reading the project's audit trail (docs/audit.md).
+  'audit:read',
 ] as const
 
 const OWNER_SCOPES = [

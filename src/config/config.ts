@@ -68,6 +68,15 @@ const schema = z.object({
   EARMARK_SPEAK_WAIT_MS: z.coerce.number().int().min(0).max(600_000).default(10_000),
   /** How long flite (or espeak-ng), and then ffmpeg, may each run before they are killed (504), ms. */
   EARMARK_SPEAK_TIMEOUT_MS: z.coerce.number().int().min(100).max(600_000).default(30_000),
+  /** How often expired keys are looked for (audited, then deleted after the retention), ms; 0: never. */
+  EARMARK_KEY_SWEEP_INTERVAL_MS: z.coerce.number().int().min(0).max(86_400_000).default(60_000),
+  /** How long an expired key is kept (listed as expired) before the sweeper deletes it, s; 0: at expiry. */
+  EARMARK_EXPIRED_KEY_RETENTION_SECONDS: z.coerce
+    .number()
+    .int()
+    .min(0)
+    .max(10 * 365 * 86_400)
+    .default(7 * 86_400),
 })
 
 export interface Config {
@@ -106,6 +115,9 @@ export interface Config {
   speakQueue: number
   speakWaitMs: number
   speakTimeoutMs: number
+  /** 0: no automatic sweep. */
+  keySweepIntervalMs: number
+  expiredKeyRetentionSeconds: number
 }
 
 /** Reads the config from `env` (default `process.env`); throws with every problem listed. */
@@ -151,5 +163,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     speakQueue: e.EARMARK_SPEAK_QUEUE,
     speakWaitMs: e.EARMARK_SPEAK_WAIT_MS,
     speakTimeoutMs: e.EARMARK_SPEAK_TIMEOUT_MS,
+    keySweepIntervalMs: e.EARMARK_KEY_SWEEP_INTERVAL_MS,
+    expiredKeyRetentionSeconds: e.EARMARK_EXPIRED_KEY_RETENTION_SECONDS,
   }
 }

@@ -16,6 +16,7 @@ import { registerJsonParser } from './hooks/json-body.js'
 import { genRequestId, setRequestIdHeader } from './hooks/request-id.js'
 import { redactPath } from './redact-secrets.js'
 import { lazyChildLogger } from './request-logger.js'
+import { auditRoutes } from './routes/audit.js'
 import { authGrantRoutes } from './routes/auth-grant.js'
 import { authTokenRoutes } from './routes/auth-token.js'
 import { healthRoutes } from './routes/health.js'
@@ -163,6 +164,7 @@ export async function createApp(options: AppOptions): Promise<FastifyInstance> {
   usageRoutes(app, deps)
   speakRoutes(app, { ...deps, speaker: options.speaker ?? createSpeaker(options.speak) })
   if (options.engine) {
+  auditRoutes(app, deps)
     const maxUploadBytes = options.speech?.maxUploadBytes ?? 512 * 1024 * 1024
     listenRoutes(app, {
       ...deps,

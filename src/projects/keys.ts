@@ -1,4 +1,6 @@
 import { randomUUID } from 'node:crypto'
+import type { AccessRequest } from '../access/index.js'
+import { type AuditInput, auditContext } from '../audit/index.js'
 import {
   effectiveScopes,
   expandScopes,
@@ -118,6 +120,49 @@ export function newKeyRecord(
   return { record, secret }
 }
 
+/** Who acted, for an audit event: an authenticated request, or an operator at the CLI (docs/audit.md). */
+export type KeyActor = Pick<AuditInput, 'actorKeyId' | 'endUser' | 'ip' | 'requestId'> & {
+  /** The API, an operator's CLI command, or the server's expired-key sweeper. */
+  via: 'api' | 'cli' | 'sweeper'
+}
+
+/** The actor of an API request. */
+export function apiActor(principal: Principal, access?: AccessRequest | null): KeyActor {
+  const { projectId: _, ...who } = auditContext(principal, access)
+  return { ...who, via: 'api' }
+}
+
+/** The actor of a CLI command: an operator with the data directory, no key. */
+export const CLI_ACTOR: KeyActor = { via: 'cli' }
+
+/** Records an audit event about `key` (docs/audit.md): keys by id, never a secret. */
+export function auditKeyEvent(
+  services: Services,
+  type: string,
+  key: Pick<ApiKeyRecord, 'projectId' | 'id'>,
+  actor: KeyActor,
+  detail: Record<string, unknown> = {},
+): void {
+  const { via, ...who } = actor
+  services.audit?.record({
+    ...who,
+    projectId: key.projectId,
+    type,
+    keyId: key.id,
+    detail: { ...detail, via },
+  })
+}
+
+/** `key.created`: what the key may do and for how long, and which extensions it carries (their names only). */
+export function auditKeyCreated(services: Services, record: ApiKeyRecord, actor: KeyActor): void {
+  auditKeyEvent(services, 'key.created', record, actor, {
+    scopes: record.scopes,
+    tags: record.tags,
+    expires_at: record.expiresAt === null ? null : isoDate(record.expiresAt),
+    options: Object.keys(record.options).sort(),
+  })
+}
+
 /** Stores a new key for `member`. No permission check: callers (API, CLI) do their own. */
 export async function insertKey(services: Services, member: Member, spec: KeySpec): Promise<CreatedKey> {
   const created = newKeyRecord(member, spec, services.clock.now())
@@ -162,6 +207,7 @@ export async function createKey(
   principal: Principal,
   projectId: string,
   body: Record<string, unknown>,
+  access?: AccessRequest | null,
 ) {
   requireScope(principal, 'keys:write')
   await requireProject(services, principal, projectId)
@@ -181,6 +227,7 @@ export async function createKey(
   const member = await services.store.getMember(projectId, principal.memberId)
   if (!member) throw new ApiError('FORBIDDEN')
   const { record, secret } = await insertKey(services, member, spec)
+  auditKeyCreated(services, record, apiActor(principal, access))
   return { key: secret, ...apiKeyView(record) }
 }
 
@@ -218,7 +265,8 @@ export async function getKey(services: Services, principal: Principal, projectId
   return { member, api_key: apiKey, item: { member: { ...member, api_key: apiKey } } }
 }
 
-export async function deleteKey(services: Services, principal: Principal, projectId: string, keyId: string) {
+/** A key the caller may change (delete, reroll): visible to it, and no wider than what it could create. */
+async function changeableKey(services: Services, principal: Principal, projectId: string, keyId: string) {
   requireScope(principal, 'keys:write')
   await requireProject(services, principal, projectId)
   const key = await visibleKey(services, principal, projectId, keyId)
@@ -226,8 +274,101 @@ export async function deleteKey(services: Services, principal: Principal, projec
   if (!isSubset(effectiveScopes(key.scopes, key.memberRole), principal.scopes)) {
     throw new ApiError('FORBIDDEN', 'Insufficient permissions: the key holds scopes this key lacks.')
   }
+  return key
+}
+
+export async function deleteKey(
+  services: Services,
+  principal: Principal,
+  projectId: string,
+  keyId: string,
+  access?: AccessRequest | null,
+) {
+  const key = await changeableKey(services, principal, projectId, keyId)
   if (!(await services.store.deleteKey(projectId, keyId, services.clock.now())))
     throw new ApiError('KEY_NOT_FOUND')
   services.revocations?.publish({ type: 'key-revoked', projectId, keyId, reason: 'deleted' })
+  auditKeyEvent(services, 'key.deleted', key, apiActor(principal, access))
   return { message: 'Successfully deleted the API key!' }
+}
+
+/** The grace period of a reroll when the body names none: an hour to roll the new secret out (docs/audit.md). */
+export const DEFAULT_REROLL_GRACE_SECONDS = 3600
+/** The longest grace period a reroll may give the old secret: a day. */
+export const MAX_REROLL_GRACE_SECONDS = 86_400
+
+/** `grace_period_seconds` of a reroll body: an integer from 0 (the old secret dies at once) to a day. */
+export function parseGracePeriod(body: Record<string, unknown>): number {
+  const v = body.grace_period_seconds
+  if (v === undefined || v === null) return DEFAULT_REROLL_GRACE_SECONDS
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < 0 || v > MAX_REROLL_GRACE_SECONDS) {
+    throw invalidField('grace_period_seconds', `must be an integer from 0 to ${MAX_REROLL_GRACE_SECONDS}`)
+  }
+  return v
+}
+
+/**
+ * Gives a key a new secret (same id, scopes, tags, expiry, options); the old secret keeps working for the
+ * grace period, then never again. No permission check: callers do their own. Returns the new secret, once.
+ */
+export async function rerollKeySecret(
+  services: Services,
+  key: ApiKeyRecord,
+  graceSeconds: number,
+  actor: KeyActor,
+): Promise<{ secret: string; record: ApiKeyRecord; previousSecretExpiresAt: number }> {
+  const now = services.clock.now()
+  const secret = generateKeySecret()
+  const previousSecretExpiresAt = now + graceSeconds * 1000
+  if (
+    !(await services.store.rerollKey(key.projectId, key.id, hashKeySecret(secret), previousSecretExpiresAt))
+  ) {
+    throw new ApiError('KEY_NOT_FOUND')
+  }
+  // Streams opened with the old secret must close when its grace ends: the stream guard re-reads their keys,
+  // sees the new hash and arms that deadline (docs/revocation.md).
+  services.revocations?.publish({ type: 'credentials-changed' })
+  auditKeyEvent(services, 'key.rerolled', key, actor, {
+    grace_period_seconds: graceSeconds,
+    previous_secret_expires_at: isoDate(previousSecretExpiresAt),
+  })
+  return { secret, record: { ...key, hash: hashKeySecret(secret) }, previousSecretExpiresAt }
+}
+
+/**
+ * `POST /v1/projects/:id/keys/:key_id/reroll` (an Earmark extension, docs/audit.md): the same visibility and
+ * scope rules as delete. A credential that will die (an expiring key, or a secret in its own grace period)
+ * cannot give a longer-lived key a fresh secret: that would outlive it, as a key it created may not.
+ */
+export async function rerollKey(
+  services: Services,
+  principal: Principal,
+  projectId: string,
+  keyId: string,
+  body: Record<string, unknown>,
+  access?: AccessRequest | null,
+) {
+  const key = await changeableKey(services, principal, projectId, keyId)
+  const grace = parseGracePeriod(body)
+  const now = services.clock.now()
+  if (key.expiresAt !== null && key.expiresAt <= now) {
+    throw new ApiError('CONFLICT', 'The key has expired: create a new one instead.')
+  }
+  if (principal.expiresAt !== null && (key.expiresAt === null || key.expiresAt > principal.expiresAt)) {
+    throw new ApiError(
+      'FORBIDDEN',
+      'Insufficient permissions: a credential that expires cannot reroll a key that outlives it.',
+    )
+  }
+  const { secret, record, previousSecretExpiresAt } = await rerollKeySecret(
+    services,
+    key,
+    grace,
+    apiActor(principal, access),
+  )
+  return {
+    key: secret,
+    ...apiKeyView(record),
+    previous_key_expiration_date: isoDate(previousSecretExpiresAt),
+  }
 }

@@ -1,4 +1,6 @@
 import { randomUUID } from 'node:crypto'
+import type { AccessRequest } from '../access/index.js'
+import { auditContext } from '../audit/index.js'
 import { isRole, memberScopePrefix, type Principal, type Role } from '../auth/index.js'
 import { ApiError, invalidField } from '../errors.js'
 import type { Member } from '../store/index.js'
@@ -47,6 +49,7 @@ export async function setMemberScope(
   projectId: string,
   memberId: string,
   body: Record<string, unknown>,
+  access?: AccessRequest | null,
 ) {
   requireScope(principal, 'members:write:scopes')
   await requireProject(services, principal, projectId)
@@ -60,6 +63,12 @@ export async function setMemberScope(
   if (outcome === 'not_found') throw new ApiError('MEMBER_NOT_FOUND')
   if (outcome === 'last_owner') throw new ApiError('CONFLICT', 'A project must keep at least one owner.')
   services.revocations?.publish({ type: 'member-role-changed', projectId, memberId })
+  if (member.role !== scope)
+    services.audit?.record({
+      ...auditContext(principal, access),
+      type: 'member.role_changed',
+      detail: { member_id: memberId, from: member.role, to: scope },
+    })
   return { message: 'Successfully updated the account scopes.' }
 }
 

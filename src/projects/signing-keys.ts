@@ -1,3 +1,5 @@
+import type { AccessRequest } from '../access/index.js'
+import { auditContext } from '../audit/index.js'
 import type { Principal, SigningKeyInfo } from '../auth/index.js'
 import { ApiError } from '../errors.js'
 import { requireScope, type Services } from './context.js'
@@ -28,10 +30,50 @@ export async function listSigningKeys(services: Services, principal: Principal) 
  * Retires a signing key: tokens it signed are refused at once and the streams they opened close; retiring
  * the current key makes a fresh one current.
  */
-export async function retireSigningKey(services: Services, principal: Principal | undefined, kid: string) {
+export async function retireSigningKey(
+  services: Services,
+  principal: Principal | undefined,
+  kid: string,
+  access?: AccessRequest | null,
+) {
   if (principal) requireScope(principal, SIGNING_KEYS_SCOPE)
   if (!(await services.grants.retire(kid))) throw new ApiError('SIGNING_KEY_NOT_FOUND')
   services.revocations?.publish({ type: 'signing-key-retired', kid })
   const current = (await services.grants.list()).find((k) => k.current)
+  await auditEveryProject(
+    services,
+    'signing_key.retired',
+    { kid, current_kid: current?.kid ?? null },
+    principal,
+    access,
+  )
   return { message: 'Signing key retired.', kid, current_kid: current?.kid ?? null }
+}
+
+/** `earmark rotate-signing-key`: makes a new signing key current and audits it; returns the new kid. */
+export async function rotateSigningKey(services: Services): Promise<string> {
+  const kid = await services.grants.rotate()
+  await auditEveryProject(services, 'signing_key.rotated', { kid }, undefined, undefined)
+  return kid
+}
+
+/**
+ * Signing keys serve every project, so each project's trail records the change (docs/audit.md). The acting key
+ * is named only in its own project's trail; elsewhere the event says who acted through `via` alone.
+ */
+async function auditEveryProject(
+  services: Services,
+  type: string,
+  detail: Record<string, unknown>,
+  principal: Principal | undefined,
+  access: AccessRequest | null | undefined,
+): Promise<void> {
+  const audit = services.audit
+  if (!audit) return
+  const via = principal ? 'api' : 'cli'
+  for (const project of await services.store.listProjects()) {
+    const who =
+      principal?.projectId === project.id ? auditContext(principal, access) : { projectId: project.id }
+    audit.record({ ...who, type, detail: { ...detail, via } })
+  }
 }

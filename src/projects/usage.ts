@@ -64,7 +64,7 @@ export async function finishUsage(
 }
 
 /** Deepgram dates: `YYYY-MM-DD[THH:MM:SS[+HH:MM]]` (UTC when no offset). */
-function parseDate(field: string, value: unknown): number | undefined {
+export function parseDate(field: string, value: unknown): number | undefined {
   if (value === undefined || value === '') return undefined
   if (
     typeof value !== 'string' ||
@@ -87,7 +87,7 @@ function oneOf<T extends string>(field: string, value: unknown, allowed: readonl
   return value as T
 }
 
-function intIn(field: string, value: unknown, min: number, max: number, fallback: number): number {
+export function intIn(field: string, value: unknown, min: number, max: number, fallback: number): number {
   if (value === undefined || value === '') return fallback
   const n = typeof value === 'string' ? Number(value) : Number.NaN
   if (!Number.isInteger(n) || n < min || n > max)
@@ -95,7 +95,7 @@ function intIn(field: string, value: unknown, min: number, max: number, fallback
   return n
 }
 
-function optionalText(field: string, value: unknown): string | undefined {
+export function optionalText(field: string, value: unknown): string | undefined {
   if (value === undefined || value === '') return undefined
   if (typeof value !== 'string') throw invalidField(field, 'must be given once')
   return value

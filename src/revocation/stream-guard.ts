@@ -5,8 +5,10 @@ import type { RevocationBus, RevocationEvent } from './revocation-bus.js'
 /**
  * How a live stream is closed when its credential dies (docs/revocation.md): 1008 with an Earmark reason.
  * `AUTH-0001`: the key, its member's role or the token's signing key was revoked; `AUTH-0002`: the key
- * (for a grant token: the key that minted it) reached its expiry. A grant token's own expiry closes nothing:
- * a stream outlives the token that opened it (docs/deepgram-compat.md §2).
+ * (for a grant token: the key that minted it) reached its expiry, or the secret a key stream was opened with
+ * was rerolled and its grace period ended. A grant token's own expiry closes nothing: a stream outlives the
+ * token that opened it (docs/deepgram-compat.md §2), and a token minted with a rerolled secret stays good
+ * (it names the key by id, not by secret).
  */
 export const REVOCATION_CLOSE = {
   REVOKED: { code: 1008, reason: 'AUTH-0001' },
@@ -51,6 +53,17 @@ interface Watched {
   done: boolean
   expiryTimer: NodeJS.Timeout | undefined
   expiresAt: number | null
+  /**
+   * For a stream opened with a key's current secret: that secret's hash, until a reroll replaces it (then
+   * `secretEndsAt` is set from the reroll's grace period and this is cleared).
+   */
+  secretHash: string | undefined
+  /** When the secret the stream was opened with stops working (a rerolled secret's grace end), or null. */
+  secretEndsAt: number | null
+}
+
+function earliest(a: number | null, b: number | null): number | null {
+  return a === null ? b : b === null ? a : Math.min(a, b)
 }
 
 /** Longest delay a Node timer takes (about 24.8 days); a later expiry is re-armed when it fires. */
@@ -114,8 +127,19 @@ export function createStreamGuard(o: StreamGuardOptions): StreamGuard {
           keys.set(id, read)
         }
         const key = await read
-        if (!key || key.deletedAt !== null || key.disabledAt !== null) revoke(s, REVOCATION_CLOSE.REVOKED)
-        else if (key.expiresAt !== null && key.expiresAt <= clock.now()) revoke(s, REVOCATION_CLOSE.EXPIRED)
+        if (!key || key.deletedAt !== null || key.disabledAt !== null) {
+          revoke(s, REVOCATION_CLOSE.REVOKED)
+          continue
+        }
+        // The key was rerolled since the stream opened with its then-current secret: that secret now lives
+        // only until the reroll's grace period ends (docs/audit.md, "Key reroll").
+        if (s.secretHash !== undefined && key.hash !== s.secretHash) {
+          const old = await store.findKeyByHash(s.secretHash)
+          s.secretHash = undefined
+          s.secretEndsAt = old?.previousSecretExpiresAt ?? clock.now()
+        }
+        const expiresAt = earliest(key.expiresAt, s.secretEndsAt)
+        if (expiresAt !== null && expiresAt <= clock.now()) revoke(s, REVOCATION_CLOSE.EXPIRED)
         // A lowered role caps the key's scopes: a stream needs `usage:write` for as long as it runs.
         else if (!effectiveScopes(key.scopes, key.memberRole).has(USAGE_WRITE))
           revoke(s, REVOCATION_CLOSE.REVOKED)
@@ -124,8 +148,8 @@ export function createStreamGuard(o: StreamGuardOptions): StreamGuard {
             .listSigningKeys()
             .then((all) => new Set(all.filter((k) => k.retiredAt === null).map((k) => k.kid)))
           if (!(await liveKids).has(s.kid)) revoke(s, REVOCATION_CLOSE.REVOKED)
-          else armExpiry(s, key.expiresAt)
-        } else armExpiry(s, key.expiresAt)
+          else armExpiry(s, expiresAt)
+        } else armExpiry(s, expiresAt)
       }
     } catch (err) {
       o.onError?.(err)
@@ -171,6 +195,9 @@ export function createStreamGuard(o: StreamGuardOptions): StreamGuard {
 
   return {
     watch(principal, onRevoked) {
+      // A key presented itself (not a grant token): its secret, or the rerolled-away secret's grace end.
+      const key = principal.grant ? undefined : principal.key
+      const graceEnds = key?.previousSecretExpiresAt
       const s: Watched = {
         projectId: principal.projectId,
         keyId: principal.keyId,
@@ -180,6 +207,8 @@ export function createStreamGuard(o: StreamGuardOptions): StreamGuard {
         done: false,
         expiryTimer: undefined,
         expiresAt: null,
+        secretHash: key && graceEnds === undefined ? key.hash : undefined,
+        secretEndsAt: graceEnds ?? null,
       }
       streams.add(s)
       startPolling()

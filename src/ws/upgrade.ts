@@ -3,13 +3,8 @@ import { type IncomingMessage, STATUS_CODES } from 'node:http'
 import type { Duplex } from 'node:stream'
 import type { FastifyBaseLogger, FastifyInstance } from 'fastify'
 import { type WebSocket, WebSocketServer } from 'ws'
-import {
-  type AccessGate,
-  type AccessRequest,
-  maxSessionMs,
-  OPEN_GATE,
-  SESSION_LIMIT_CLOSE,
-} from '../access/index.js'
+import { type AccessGate, type AccessRequest, OPEN_GATE } from '../access/index.js'
+import { type AuditLog, auditContext } from '../audit/index.js'
 import type { Authenticator, Principal, Scheme } from '../auth/index.js'
 import { parseAuthorization } from '../auth/index.js'
 import { ApiError, isApiError } from '../errors.js'
@@ -69,6 +64,8 @@ export interface SocketRoutesOptions {
   guard?: StreamGuard
   /** The access checks, the same gate the HTTP routes run (binding, limits, suspicious activity). */
   gate?: AccessGate
+  /** Where the streams a revocation closed are recorded (`stream.revoked`, docs/audit.md). */
+  audit?: AuditLog
 }
 
 /** The socket side of the app: which paths it serves, and how many upgrades and sockets are live. */
@@ -275,20 +272,21 @@ export function attachSocketRoutes(app: FastifyInstance, o: SocketRoutesOptions)
       const unwatch = o.guard?.watch(principal, (close) => {
         log.info({ request_id: requestId, code: close.code, reason: close.reason }, 'credential revoked')
         closeSocket(ws, close.code, close.reason)
+        o.audit?.record({
+          ...auditContext(principal, access),
+          type: 'stream.revoked',
+          keyId: principal.keyId,
+          detail: {
+            route: route.path,
+            code: close.code,
+            reason: close.reason,
+            ...(principal.grant ? { jti: principal.grant.jti } : {}),
+          },
+        })
       })
-      // A credential's `max_session_duration_seconds` ends the stream (docs/credential-options.md).
-      const sessionMs = maxSessionMs(principal)
-      const sessionTimer =
-        sessionMs === undefined
-          ? undefined
-          : setTimeout(() => {
-              log.info({ request_id: requestId, ...SESSION_LIMIT_CLOSE }, 'session duration reached')
-              closeSocket(ws, SESSION_LIMIT_CLOSE.code, SESSION_LIMIT_CLOSE.reason)
-            }, sessionMs).unref()
       ws.once('close', () => {
         open.delete(requestId)
         unwatch?.()
-        clearTimeout(sessionTimer)
       })
       try {
         lease.attach(ws)

@@ -89,6 +89,18 @@ const ROUTES: RouteCase[] = [
     expect: [...DENIED, 404, 200, 200, 200, 403, 403, 401],
   },
   {
+    method: 'POST',
+    url: '/v1/projects/:project_id/keys/:key_id/reroll',
+    body: { grace_period_seconds: 0 },
+    expect: [...DENIED, 404, 200, 200, 200, 403, 403, 401],
+  },
+  // The audit trail (docs/audit.md): `audit:read`, which admins and owners hold.
+  {
+    method: 'GET',
+    url: '/v1/projects/:project_id/audit',
+    expect: [...DENIED, 404, 403, 200, 200, 403, 403, 401],
+  },
+  {
     method: 'GET',
     url: '/v1/projects/:project_id/members',
     expect: [...DENIED, 404, 403, 200, 200, 403, 403, 401],

@@ -28,6 +28,7 @@ export function memberRoutes(app: FastifyInstance, deps: RouteDeps): void {
         req.params.project_id,
         req.params.member_id,
         bodyObject(req),
+        req.access,
       ),
   )
 }

@@ -11,6 +11,6 @@ export function signingKeyRoutes(app: FastifyInstance, deps: RouteDeps): void {
     listSigningKeys(services, principalOf(req)),
   )
   app.delete<{ Params: { kid: string } }>('/v1/auth/signing-keys/:kid', { onRequest: management }, (req) =>
-    retireSigningKey(services, principalOf(req), req.params.kid),
+    retireSigningKey(services, principalOf(req), req.params.kid, req.access),
   )
 }
