@@ -1,8 +1,6 @@
 import { BlockList, isIP } from 'node:net'
 import type { CredentialBinding, GrantOptions, KeyOptions, ListenConstraints } from '../auth/index.js'
 import { invalidField } from '../errors.js'
-import { parseKeyLimits } from '../limits/index.js'
-import { parseKeyQuotas } from '../quotas/quota-options.js'
 import { isListenModel } from '../listen/index.js'
 
 /**
@@ -183,10 +181,8 @@ function parseBinding(body: Record<string, unknown>): CredentialBinding {
 export function parseKeyOptions(body: Record<string, unknown>): KeyOptions {
   if (present(body.max_uses)) throw invalidField('max_uses', 'applies to grant tokens only, not to keys')
   const options: KeyOptions = parseBinding(body)
-  const limits = parseKeyLimits(body.limits) // docs/limits.md, "Per key"
-  if (limits) options.limits = limits
-  const quotas = parseKeyQuotas(body.quotas) // docs/quotas.md, "Where quotas are set"
-  if (quotas) options.quotas = quotas
+  // ---- limits (docs/limits.md): one line, `parseKeyLimits(body.limits)`, added by the limits work ----
+  // ---- quotas (docs/quotas.md): one line, `parseKeyQuotas(body.quotas)`, added by the quotas work ----
   return options
 }
 
