@@ -2,7 +2,13 @@ import { existsSync, readFileSync } from 'node:fs'
 import { availableParallelism } from 'node:os'
 import type { FastifyBaseLogger, FastifyInstance } from 'fastify'
 import { type DestinationStream, pino } from 'pino'
-import { type AccessStage, createAccessGate } from './access/index.js'
+import {
+  type AccessStage,
+  createAccessGate,
+  createBindingStage,
+  createMemoryJtiLedger,
+  createRedeemStage,
+} from './access/index.js'
 import { createAuditLog } from './audit/index.js'
 import {
   type Authenticator,
@@ -181,7 +187,9 @@ export async function createEarmark(
   const authenticator = createAuthenticator(services)
   // The access checks of every authenticated request and upgrade, cheapest refusals first
   // (docs/credential-options.md, docs/limits.md, docs/audit.md).
-  const accessStages: AccessStage[] = []
+  const accessStages: AccessStage[] = [createBindingStage()]
+  // `max_uses` is redeemed last, so only a request every other stage admitted spends a use.
+  accessStages.push(createRedeemStage({ ledger: createMemoryJtiLedger({ clock }) }))
   const gate = createAccessGate(accessStages)
   const engine = await createSpeechEngine(config, logger)
   // One share per key and end user, counted across live streams and pre-recorded requests.

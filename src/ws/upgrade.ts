@@ -3,7 +3,13 @@ import { type IncomingMessage, STATUS_CODES } from 'node:http'
 import type { Duplex } from 'node:stream'
 import type { FastifyBaseLogger, FastifyInstance } from 'fastify'
 import { type WebSocket, WebSocketServer } from 'ws'
-import { type AccessGate, type AccessRequest, OPEN_GATE } from '../access/index.js'
+import {
+  type AccessGate,
+  type AccessRequest,
+  maxSessionMs,
+  OPEN_GATE,
+  SESSION_LIMIT_CLOSE,
+} from '../access/index.js'
 import { type AuditLog, auditContext } from '../audit/index.js'
 import type { Authenticator, Principal, Scheme } from '../auth/index.js'
 import { parseAuthorization } from '../auth/index.js'
@@ -284,9 +290,19 @@ export function attachSocketRoutes(app: FastifyInstance, o: SocketRoutesOptions)
           },
         })
       })
+      // A credential's `max_session_duration_seconds` ends the stream (docs/credential-options.md).
+      const sessionMs = maxSessionMs(principal)
+      const sessionTimer =
+        sessionMs === undefined
+          ? undefined
+          : setTimeout(() => {
+              log.info({ request_id: requestId, ...SESSION_LIMIT_CLOSE }, 'session duration reached')
+              closeSocket(ws, SESSION_LIMIT_CLOSE.code, SESSION_LIMIT_CLOSE.reason)
+            }, sessionMs).unref()
       ws.once('close', () => {
         open.delete(requestId)
         unwatch?.()
+        clearTimeout(sessionTimer)
       })
       try {
         lease.attach(ws)
