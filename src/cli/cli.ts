@@ -6,11 +6,18 @@ import { openServices, serve } from '../main.js'
 import {
   addMember,
   apiKeyView,
+  auditKeyCreated,
+  auditKeyEvent,
   bootstrapIfEmpty,
+  CLI_ACTOR,
+  createKeySweeper,
   grantToken,
   insertKey,
+  parseGracePeriod,
   parseKeySpec,
+  rerollKeySecret,
   retireSigningKey,
+  rotateSigningKey,
   type Services,
   signingKeyView,
 } from '../projects/index.js'
@@ -166,6 +173,7 @@ export function buildCli(io: CliIo = processIo): Command {
             : (await services.store.listMembers(projectId)).find((m) => m.role === 'owner')
           if (!member) throw new ApiError('MEMBER_NOT_FOUND')
           const { record, secret } = await insertKey(services, member, spec)
+          auditKeyCreated(services, record, CLI_ACTOR)
           json({ project_id: projectId, key: secret, ...apiKeyView(record) })
         }),
     )
@@ -198,7 +206,54 @@ export function buildCli(io: CliIo = processIo): Command {
         if (!(await services.store.deleteKey(projectId, keyId, services.clock.now()))) {
           throw new ApiError('KEY_NOT_FOUND')
         }
+        auditKeyEvent(services, 'key.deleted', { projectId, id: keyId }, CLI_ACTOR)
         json({ message: 'Successfully deleted the API key!' })
+      }),
+    )
+  // A running server refuses the old secret once the grace ends and closes the streams it opened
+  // (docs/audit.md, "Key reroll").
+  keys
+    .command('reroll')
+    .description('give a key a new secret (printed once); the old one works for the grace period, then never')
+    .argument('<project_id>')
+    .argument('<api_key_id>')
+    .option('--grace-period <seconds>', 'how long the old secret keeps working, 0..86400 (default 3600)')
+    .action((projectId: string, keyId: string, opts: { gracePeriod?: string }) =>
+      withServices(async (services) => {
+        const grace = parseGracePeriod(
+          opts.gracePeriod === undefined ? {} : { grace_period_seconds: Number(opts.gracePeriod) },
+        )
+        await pickProject(services, projectId)
+        const key = await services.store.getKey(projectId, keyId)
+        if (!key || key.deletedAt !== null) throw new ApiError('KEY_NOT_FOUND')
+        const { secret, record, previousSecretExpiresAt } = await rerollKeySecret(
+          services,
+          key,
+          grace,
+          CLI_ACTOR,
+        )
+        json({
+          project_id: projectId,
+          key: secret,
+          ...apiKeyView(record),
+          previous_key_expiration_date: new Date(previousSecretExpiresAt).toISOString(),
+        })
+      }),
+    )
+  keys
+    .command('sweep')
+    .description(
+      'one pass of the expired-key sweep: record newly expired keys, delete those past the retention',
+    )
+    .action(() =>
+      withServices(async (services) => {
+        const c = config()
+        const sweeper = createKeySweeper({
+          services,
+          retentionSeconds: c.expiredKeyRetentionSeconds,
+          via: 'cli',
+        })
+        json(await sweeper.sweep())
       }),
     )
 
@@ -253,7 +308,7 @@ export function buildCli(io: CliIo = processIo): Command {
     .description(
       'make a new grant-signing key current; tokens signed by older keys stay valid until they expire',
     )
-    .action(() => withServices(async (services) => json({ kid: await services.grants.rotate() })))
+    .action(() => withServices(async (services) => json({ kid: await rotateSigningKey(services) })))
 
   // A running server sees these writes within a second (docs/revocation.md): it signs with the new key and
   // closes the streams of tokens signed by a retired one.

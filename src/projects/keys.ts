@@ -318,6 +318,9 @@ export async function rerollKeySecret(
   actor: KeyActor,
 ): Promise<{ secret: string; record: ApiKeyRecord; previousSecretExpiresAt: number }> {
   const now = services.clock.now()
+  if (key.expiresAt !== null && key.expiresAt <= now) {
+    throw new ApiError('CONFLICT', 'The key has expired: create a new one instead.')
+  }
   const secret = generateKeySecret()
   const previousSecretExpiresAt = now + graceSeconds * 1000
   if (
@@ -350,10 +353,6 @@ export async function rerollKey(
 ) {
   const key = await changeableKey(services, principal, projectId, keyId)
   const grace = parseGracePeriod(body)
-  const now = services.clock.now()
-  if (key.expiresAt !== null && key.expiresAt <= now) {
-    throw new ApiError('CONFLICT', 'The key has expired: create a new one instead.')
-  }
   if (principal.expiresAt !== null && (key.expiresAt === null || key.expiresAt > principal.expiresAt)) {
     throw new ApiError(
       'FORBIDDEN',
