@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { generateKeySecret } from '../src/auth/index.js'
 import { type Config, loadConfig } from '../src/config/index.js'
+import { NO_LIMITS_ENV } from '../src/limits/index.js'
 import { createEarmark, type Earmark } from '../src/main.js'
 
 /** `process.send`, or a clear error when `file` was not started by bench/run.ts. */
@@ -44,6 +45,8 @@ export async function startBenchEarmark(
     EARMARK_MAX_STREAMS_PER_CREDENTIAL: '0',
     EARMARK_MAX_STREAMS_PER_KEY: '0',
     EARMARK_MAX_STREAMS_PER_END_USER: '0',
+    // Rate and failed-authentication limits too; test/limits/ turns them on (docs/limits.md).
+    ...NO_LIMITS_ENV,
     ...env,
   })
   const earmark = await createEarmark(config)

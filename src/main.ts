@@ -28,9 +28,17 @@ import {
 import { createApp, redactSecrets } from './http/index.js'
 import { createLastResort } from './last-resort.js'
 import {
+  createLimitStage,
+  createMemoryRateLimitBackend,
+  createRateLimits,
+  createRefusalAudit,
+} from './limits/index.js'
+import {
   type BootstrapResult,
   bootstrapIfEmpty,
   createKeySweeper,
+  createProjectSettingsCache,
+  endUserOf,
   type KeySweeper,
   type Services,
 } from './projects/index.js'
@@ -188,16 +196,51 @@ export async function createEarmark(
   // The access checks of every authenticated request and upgrade, cheapest refusals first
   // (docs/credential-options.md, docs/limits.md, docs/audit.md).
   const accessStages: AccessStage[] = [createBindingStage()]
+  // Rate limits and failed-authentication back-off (docs/limits.md): counted in this process's memory.
+  const projectSettings = createProjectSettingsCache(services.store)
+  const refusals = createRefusalAudit({ audit: services.audit, clock })
+  accessStages.push(
+    createLimitStage({
+      limits: config.limits,
+      rates: createRateLimits(createMemoryRateLimitBackend()),
+      projectSettings: (id) => projectSettings.get(id),
+      refusals,
+      onAddressBlocked: (e) =>
+        logger.warn(
+          { client: e.bucket, limit: e.limit, ms: e.ms },
+          'address refused after failed authentications',
+        ),
+      onError: (err) => logger.error({ err }, 'failed-authentication count failed'),
+    }),
+  )
+  // `max_uses` is redeemed last, so only a request every other stage admitted spends a use.
   // `max_uses` is redeemed last, so only a request every other stage admitted spends a use.
   accessStages.push(createRedeemStage({ ledger: createMemoryJtiLedger({ clock }) }))
   const gate = createAccessGate(accessStages)
   const engine = await createSpeechEngine(config, logger)
   // One share per key and end user, counted across live streams and pre-recorded requests.
-  const share = createCapacityShare({
-    perCredential: config.maxStreamsPerCredential ?? defaultShare(engine.capacity),
-    perKey: config.maxStreamsPerKey,
-    perEndUser: config.maxStreamsPerEndUser ?? defaultShare(engine.capacity),
-  })
+  const share = createCapacityShare(
+    {
+      perCredential: config.maxStreamsPerCredential ?? defaultShare(engine.capacity),
+      perKey: config.maxStreamsPerKey,
+      perEndUser: config.maxStreamsPerEndUser ?? defaultShare(engine.capacity),
+      perProject: config.maxStreamsPerProject,
+    },
+    {
+      // A project's and a key's own caps (docs/limits.md), read when the limits stage admitted the request.
+      projectLimits: (id) => projectSettings.peek(id)?.limits,
+      onRefused: (principal, r) =>
+        refusals.refused({
+          projectId: principal.projectId,
+          limit: r.limit,
+          value: r.value,
+          retryAfterMs: r.retryAfterMs,
+          keyId: r.limit === 'concurrent_streams_per_project' ? null : principal.keyId,
+          actorKeyId: principal.keyId,
+          endUser: endUserOf(principal),
+        }),
+    },
+  )
   // One set of synthesis slots for `POST /v1/speak` and the live socket.
   const speaker = createSpeaker({
     ...(config.speakConcurrency ? { concurrency: config.speakConcurrency } : {}),

@@ -1,5 +1,6 @@
 import { resolve } from 'node:path'
 import { z } from 'zod'
+import { addressRangeProblem, type ServerLimits } from '../limits/index.js'
 
 /** Everything Earmark reads from its environment, validated once at start. */
 const schema = z.object({
@@ -60,6 +61,40 @@ const schema = z.object({
   EARMARK_MAX_STREAMS_PER_KEY: z.coerce.number().int().min(0).max(4096).default(0),
   /** Live streams one end user may hold at once; 0: no cap; default half the slots. */
   EARMARK_MAX_STREAMS_PER_END_USER: z.coerce.number().int().min(0).max(4096).optional(),
+  /** Live streams plus pre-recorded requests one project may hold at once; default 0: no cap (docs/limits.md). */
+  EARMARK_MAX_STREAMS_PER_PROJECT: z.coerce.number().int().min(0).max(4096).default(0),
+  /** Authenticated requests per minute per API key (its grant tokens included); 0: no limit. */
+  EARMARK_LIMIT_REQUESTS_PER_MINUTE: z.coerce.number().int().min(0).max(1_000_000_000).default(600),
+  /** Authenticated requests per minute per project; 0: no limit. */
+  EARMARK_LIMIT_PROJECT_REQUESTS_PER_MINUTE: z.coerce.number().int().min(0).max(1_000_000_000).default(6000),
+  /** `POST /v1/auth/grant` per minute per API key; 0: no limit. */
+  EARMARK_LIMIT_GRANTS_PER_MINUTE: z.coerce.number().int().min(0).max(1_000_000_000).default(60),
+  /** Failed authentications per minute from one address before it is backed off; 0: no limit. */
+  EARMARK_LIMIT_AUTH_FAILURES_PER_MINUTE: z.coerce.number().int().min(0).max(1_000_000).default(10),
+  /** Failed authentications per hour from one address before it is blocked; 0: no limit. */
+  EARMARK_LIMIT_AUTH_FAILURES_PER_HOUR: z.coerce.number().int().min(0).max(1_000_000).default(100),
+  /** How long an address past the hourly failures is blocked, s. */
+  EARMARK_LIMIT_AUTH_BLOCK_SECONDS: z.coerce
+    .number()
+    .int()
+    .min(1)
+    .max(7 * 86_400)
+    .default(3600),
+  /** The first back-off after the per-minute failures, s (each next one in the hour doubles, to 15 min). */
+  EARMARK_LIMIT_AUTH_BACKOFF_SECONDS: z.coerce.number().int().min(1).max(3600).default(15),
+  /** Addresses and CIDR ranges never counted or blocked for failed authentications (comma-separated). */
+  EARMARK_LIMIT_AUTH_ALLOW: z
+    .string()
+    .default('')
+    .transform((v) =>
+      v
+        .split(',')
+        .map((a) => a.trim())
+        .filter((a) => a.length > 0),
+    )
+    .refine((list) => list.every((a) => addressRangeProblem(a) === undefined), {
+      message: 'must be IPv4 or IPv6 addresses or CIDR ranges, comma-separated',
+    }),
   /** `/v1/speak` syntheses (flite, then ffmpeg) at once; default the number of cores. */
   EARMARK_SPEAK_CONCURRENCY: z.coerce.number().int().min(1).max(256).optional(),
   /** `/v1/speak` requests that may wait for a synthesis slot; one more gets 429 at once. */
@@ -103,6 +138,10 @@ export interface Config {
   maxStreamsPerKey: number
   /** Undefined: half the speech slots, rounded up. */
   maxStreamsPerEndUser: number | undefined
+  /** 0: no per-project stream cap. */
+  maxStreamsPerProject: number
+  /** Rate limits and failed-authentication limits (docs/limits.md); a 0 rate is no limit. */
+  limits: ServerLimits
   listenQueue: number
   listenMaxUploads: number
   maxAudioSeconds: number
@@ -152,6 +191,17 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     maxStreamsPerCredential: e.EARMARK_MAX_STREAMS_PER_CREDENTIAL,
     maxStreamsPerKey: e.EARMARK_MAX_STREAMS_PER_KEY,
     maxStreamsPerEndUser: e.EARMARK_MAX_STREAMS_PER_END_USER,
+    maxStreamsPerProject: e.EARMARK_MAX_STREAMS_PER_PROJECT,
+    limits: {
+      requestsPerMinute: e.EARMARK_LIMIT_REQUESTS_PER_MINUTE,
+      projectRequestsPerMinute: e.EARMARK_LIMIT_PROJECT_REQUESTS_PER_MINUTE,
+      grantsPerMinute: e.EARMARK_LIMIT_GRANTS_PER_MINUTE,
+      authFailuresPerMinute: e.EARMARK_LIMIT_AUTH_FAILURES_PER_MINUTE,
+      authFailuresPerHour: e.EARMARK_LIMIT_AUTH_FAILURES_PER_HOUR,
+      authBlockMs: e.EARMARK_LIMIT_AUTH_BLOCK_SECONDS * 1000,
+      authBackoffMs: e.EARMARK_LIMIT_AUTH_BACKOFF_SECONDS * 1000,
+      authAllowList: e.EARMARK_LIMIT_AUTH_ALLOW,
+    },
     listenQueue: e.EARMARK_LISTEN_QUEUE,
     listenMaxUploads: e.EARMARK_LISTEN_MAX_UPLOADS,
     maxAudioSeconds: e.EARMARK_MAX_AUDIO_SECONDS,

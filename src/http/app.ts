@@ -23,6 +23,7 @@ import { healthRoutes } from './routes/health.js'
 import { keyRoutes } from './routes/keys.js'
 import { DEFAULT_PRERECORDED_LIMITS, listenRoutes, type PrerecordedLimits } from './routes/listen.js'
 import { memberRoutes } from './routes/members.js'
+import { projectSettingsRoutes } from './routes/project-settings.js'
 import { projectRoutes } from './routes/projects.js'
 import { signingKeyRoutes } from './routes/signing-keys.js'
 import { speakRoutes } from './routes/speak.js'
@@ -156,6 +157,7 @@ export async function createApp(options: AppOptions): Promise<FastifyInstance> {
   }
   healthRoutes(app, deps)
   projectRoutes(app, deps)
+  projectSettingsRoutes(app, deps)
   keyRoutes(app, deps)
   memberRoutes(app, deps)
   authGrantRoutes(app, deps)

@@ -1,6 +1,7 @@
 import { BlockList, isIP } from 'node:net'
 import type { CredentialBinding, GrantOptions, KeyOptions, ListenConstraints } from '../auth/index.js'
 import { invalidField } from '../errors.js'
+import { parseKeyLimits } from '../limits/index.js'
 import { isListenModel } from '../listen/index.js'
 
 /**
@@ -181,7 +182,8 @@ function parseBinding(body: Record<string, unknown>): CredentialBinding {
 export function parseKeyOptions(body: Record<string, unknown>): KeyOptions {
   if (present(body.max_uses)) throw invalidField('max_uses', 'applies to grant tokens only, not to keys')
   const options: KeyOptions = parseBinding(body)
-  // ---- limits (docs/limits.md): one line, `parseKeyLimits(body.limits)`, added by the limits work ----
+  const limits = parseKeyLimits(body.limits) // docs/limits.md, "Per key"
+  if (limits) options.limits = limits
   // ---- quotas (docs/quotas.md): one line, `parseKeyQuotas(body.quotas)`, added by the quotas work ----
   return options
 }

@@ -33,6 +33,14 @@ export {
   rerollKeySecret,
 } from './keys.js'
 export { addMember, getMemberScopes, listMembers, setMemberScope } from './members.js'
+export {
+  createProjectSettingsCache,
+  getProjectSettings,
+  type ProjectSettingsCache,
+  projectSettingsView,
+  type SettingsSection,
+  updateProjectSettings,
+} from './project-settings.js'
 export { getProject, listProjects, projectView, updateProject } from './projects.js'
 export {
   listSigningKeys,

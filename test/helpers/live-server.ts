@@ -1,6 +1,7 @@
 import type { AddressInfo } from 'node:net'
 import WebSocket from 'ws'
 import { loadConfig } from '../../src/config/index.js'
+import { NO_LIMITS_ENV } from '../../src/limits/index.js'
 import { createEarmark, type Earmark } from '../../src/main.js'
 import { removeDir, tempDataDir } from './server-process.js'
 import { recordSecrets, recordSecretsOf, testLogDestination } from './test-logs.js'
@@ -32,6 +33,8 @@ export async function startLiveServer(env: Record<string, string> = {}): Promise
     EARMARK_MAX_STREAMS_PER_CREDENTIAL: '0',
     EARMARK_MAX_STREAMS_PER_KEY: '0',
     EARMARK_MAX_STREAMS_PER_END_USER: '0',
+    // Rate and failed-authentication limits too; test/limits/ turns them on (docs/limits.md).
+    ...NO_LIMITS_ENV,
     ...env,
   })
   const earmark = await createEarmark(config, undefined, logTo)

@@ -3,6 +3,7 @@ import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { createInterface } from 'node:readline'
+import { NO_LIMITS_ENV } from '../../src/limits/index.js'
 import { appendTestLog, recordSecrets, TEST_LOG_DIR, testLogPath } from './test-logs.js'
 
 const ROOT = new URL('../..', import.meta.url).pathname
@@ -54,6 +55,8 @@ export async function startServerProcess(options: StartOptions = {}): Promise<Se
       EARMARK_MAX_STREAMS_PER_CREDENTIAL: '0',
       EARMARK_MAX_STREAMS_PER_KEY: '0',
       EARMARK_MAX_STREAMS_PER_END_USER: '0',
+      // Rate and failed-authentication limits too; test/limits/ turns them on (docs/limits.md).
+      ...NO_LIMITS_ENV,
       ...(TEST_LOG_DIR ? { EARMARK_LOG_LEVEL: 'debug' } : {}),
       ...(options.bootstrapKey ? { EARMARK_BOOTSTRAP_KEY: options.bootstrapKey } : {}),
       ...options.env,

@@ -67,6 +67,18 @@ const ROUTES: RouteCase[] = [
     body: { name: 'Renamed' },
     expect: [...DENIED, 404, 200, 200, 200, 403, 403, 401],
   },
+  // Project settings (docs/limits.md): `project:read` to read, `project:write:settings` (owners) to change.
+  {
+    method: 'GET',
+    url: '/v1/projects/:project_id/settings',
+    expect: [...DENIED, 404, 200, 200, 200, 403, 403, 401],
+  },
+  {
+    method: 'PATCH',
+    url: '/v1/projects/:project_id/settings',
+    body: { limits: { requests_per_minute: 1000 } },
+    expect: [...DENIED, 404, 403, 403, 200, 403, 403, 401],
+  },
   {
     method: 'GET',
     url: '/v1/projects/:project_id/keys',

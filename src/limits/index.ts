@@ -1,0 +1,35 @@
+export { type AddressList, addressRangeProblem, clientBucket, createAddressList } from './client-address.js'
+export {
+  DEFAULT_SERVER_LIMITS,
+  keyLimitsView,
+  type LimitName,
+  MAX_CONCURRENT_STREAMS,
+  MAX_RATE_PER_MINUTE,
+  NO_LIMITS_ENV,
+  NO_SERVER_LIMITS,
+  type ProjectLimits,
+  parseKeyLimits,
+  parseLimitSettings,
+  projectLimitsView,
+  type ServerLimits,
+} from './limit-options.js'
+export { COUNTERS, createLimitStage, type LimitStageOptions } from './limit-stage.js'
+export {
+  createMemoryRateLimitBackend,
+  type RateLimitBackend,
+  type WindowCount,
+} from './rate-limit-backend.js'
+export {
+  andThen,
+  type Counter,
+  createRateLimits,
+  type Maybe,
+  type RateDecision,
+  type RateLimits,
+} from './rate-limits.js'
+export {
+  createRefusalAudit,
+  type LimitRefusal,
+  type RefusalAudit,
+  type RefusalAuditOptions,
+} from './refusal-audit.js'

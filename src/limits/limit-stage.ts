@@ -1,0 +1,208 @@
+import type { AccessRequest, AccessStage } from '../access/index.js'
+import type { Principal, ProjectSettings } from '../auth/index.js'
+import { type ApiError, tooManyRequests } from '../errors.js'
+import { type AddressList, clientBucket, createAddressList } from './client-address.js'
+import type { LimitName, ServerLimits } from './limit-options.js'
+import { andThen, type Counter, type Maybe, type RateDecision, type RateLimits } from './rate-limits.js'
+import type { RefusalAudit } from './refusal-audit.js'
+
+const MINUTE = 60_000
+const HOUR = 3_600_000
+/** The longest back-off before the hourly block takes over. */
+const MAX_BACKOFF_MS = 15 * MINUTE
+
+/** The counters (names are what a shared backend stores them under). */
+export const COUNTERS = {
+  keyRequests: { name: 'key-requests', windowMs: MINUTE },
+  projectRequests: { name: 'project-requests', windowMs: MINUTE },
+  keyGrants: { name: 'key-grants', windowMs: MINUTE },
+  authFailuresMinute: { name: 'auth-failures-minute', windowMs: MINUTE },
+  authFailuresHour: { name: 'auth-failures-hour', windowMs: HOUR },
+  authBackoffs: { name: 'auth-backoffs', windowMs: HOUR },
+  /** An address refused before its credential is checked: count 1 is a back-off, 2 the long block. */
+  authBlock: { name: 'auth-block', windowMs: HOUR },
+} as const satisfies Record<string, Counter>
+
+const BACKOFF = 1
+const BLOCK = 2
+
+/** One rate an admitted request counts against. */
+interface RateCheck {
+  limit: LimitName
+  counter: Counter
+  /** Whose count it is (a key id, a project id). */
+  subject(principal: Principal): string
+  /** The limit that applies (key, then project, then server); 0: not counted. */
+  value(principal: Principal, settings: ProjectSettings, request: AccessRequest): number
+  refusal(limit: number): string
+}
+
+export interface LimitStageOptions {
+  limits: ServerLimits
+  rates: RateLimits
+  /** A project's settings, synchronously while cached (see `createProjectSettingsCache`). */
+  projectSettings(projectId: string): Maybe<ProjectSettings>
+  /** Where refusals are recorded (throttled); none: not recorded. */
+  refusals?: RefusalAudit
+  /** Told when an address is backed off or blocked (a log line: there is no project to audit it under). */
+  onAddressBlocked?(event: { bucket: string; limit: LimitName; ms: number }): void
+  /** A backend failure in `authFailed` (which must not throw); default: ignored. */
+  onError?(err: unknown): void
+}
+
+function seconds(ms: number): number {
+  return Math.max(1, Math.ceil(ms / 1000))
+}
+
+/**
+ * The rate limits as an access stage (docs/limits.md): `beforeAuth` refuses an address that is backed off
+ * or blocked after failed authentications, whatever credential it now presents; `authFailed` counts them;
+ * `admit` counts the request against its key (a grant token's parent) and its project, and a grant against
+ * its key's grants per minute. Limits: the key's, else the project's, else the server's. Every refusal is a
+ * 429 with `Retry-After` and a throttled `limit.refused` audit event.
+ */
+export function createLimitStage(o: LimitStageOptions): AccessStage {
+  const { limits, rates } = o
+  const allowed: AddressList = createAddressList(limits.authAllowList)
+
+  const refuse = (
+    principal: Principal,
+    request: AccessRequest,
+    limit: LimitName,
+    value: number,
+    decision: RateDecision,
+    message: string,
+  ): ApiError => {
+    const retryAfterMs = Math.max(1000, decision.retryAfterMs)
+    o.refusals?.refused({
+      projectId: principal.projectId,
+      limit,
+      value,
+      retryAfterMs,
+      keyId: limit === 'project_requests_per_minute' ? null : principal.keyId,
+      actorKeyId: principal.keyId,
+      endUser: principal.grant?.endUser ?? null,
+      ip: request.ip,
+      requestId: request.requestId,
+    })
+    return tooManyRequests(`${message}; retry after ${seconds(retryAfterMs)} s.`, retryAfterMs)
+  }
+
+  /**
+   * The rate checks of an admitted request, in order. The key's own limit comes first: a key over it is
+   * refused without spending its project's budget, so one flooding key cannot starve the project's others.
+   */
+  const checks: RateCheck[] = [
+    {
+      limit: 'requests_per_minute',
+      counter: COUNTERS.keyRequests,
+      subject: (p) => p.keyId,
+      value: (p, s) =>
+        p.keyRecord.options.limits?.requestsPerMinute ??
+        s.limits?.requestsPerMinute ??
+        limits.requestsPerMinute,
+      refusal: (n) => `This API key made ${n} requests this minute, its limit`,
+    },
+    {
+      limit: 'project_requests_per_minute',
+      counter: COUNTERS.projectRequests,
+      subject: (p) => p.projectId,
+      value: (_p, s) => s.limits?.projectRequestsPerMinute ?? limits.projectRequestsPerMinute,
+      refusal: (n) => `This project made ${n} requests this minute, its limit`,
+    },
+    {
+      limit: 'grants_per_minute',
+      counter: COUNTERS.keyGrants,
+      subject: (p) => p.keyId,
+      value: (p, s, r) =>
+        r.kind !== 'grant'
+          ? 0
+          : (p.keyRecord.options.limits?.grantsPerMinute ??
+            s.limits?.grantsPerMinute ??
+            limits.grantsPerMinute),
+      refusal: (n) => `This API key minted ${n} grant tokens this minute, its limit`,
+    },
+  ]
+
+  /** Runs `checks[i..]`: synchronously while the backend answers synchronously. */
+  const run = (
+    i: number,
+    principal: Principal,
+    request: AccessRequest,
+    settings: ProjectSettings,
+  ): Maybe<void> => {
+    const c = checks[i]
+    if (!c) return undefined
+    const value = c.value(principal, settings, request)
+    if (value <= 0) return run(i + 1, principal, request, settings)
+    return andThen(rates.consume(c.counter, c.subject(principal), value), (d) => {
+      if (!d.allowed) throw refuse(principal, request, c.limit, value, d, c.refusal(value))
+      return run(i + 1, principal, request, settings)
+    })
+  }
+
+  const block = (bucket: string, kind: number, ms: number, limit: LimitName): Maybe<void> =>
+    andThen(rates.peek(COUNTERS.authBlock, bucket), (open) => {
+      // Never shorten a longer block already in place (a request in flight when it was set).
+      if (open && open.count >= kind && open.msLeft >= ms) return undefined
+      o.onAddressBlocked?.({ bucket, limit, ms })
+      return rates.set(COUNTERS.authBlock, bucket, kind, ms)
+    })
+
+  const countFailure = (bucket: string): Maybe<void> => {
+    const perHour = limits.authFailuresPerHour
+    const perMinute = limits.authFailuresPerMinute
+    return andThen(
+      perHour > 0 ? rates.consume(COUNTERS.authFailuresHour, bucket, perHour - 1) : undefined,
+      (hour): Maybe<void> => {
+        if (hour && !hour.allowed) return block(bucket, BLOCK, limits.authBlockMs, 'auth_failures_per_hour')
+        if (perMinute <= 0) return undefined
+        return andThen(rates.consume(COUNTERS.authFailuresMinute, bucket, perMinute - 1), (minute) => {
+          if (minute.allowed) return undefined
+          // Each back-off in the hour doubles the last: 15 s, 30 s, 1 min, ... up to 15 min.
+          return andThen(rates.consume(COUNTERS.authBackoffs, bucket, Number.MAX_SAFE_INTEGER), (n) => {
+            const cap = Math.min(MAX_BACKOFF_MS, limits.authBlockMs)
+            const ms = Math.min(cap, limits.authBackoffMs * 2 ** Math.min(30, n.count - 1))
+            return block(bucket, BACKOFF, ms, 'auth_failures_per_minute')
+          })
+        })
+      },
+    )
+  }
+
+  const failuresCounted = limits.authFailuresPerMinute > 0 || limits.authFailuresPerHour > 0
+
+  return {
+    name: 'limits',
+    beforeAuth(request) {
+      if (!failuresCounted) return undefined
+      const bucket = clientBucket(request.ip)
+      return andThen(rates.peek(COUNTERS.authBlock, bucket), (open) => {
+        if (!open || open.count < BACKOFF) return
+        // Checked only for a blocked address: an allow-listed one is never counted, so never blocked,
+        // unless the allow-list changed since.
+        if (allowed.size > 0 && allowed.has(request.ip)) return
+        const blocked = open.count >= BLOCK
+        throw tooManyRequests(
+          blocked
+            ? `Too many failed authentications from this address; it is blocked, retry after ${seconds(open.msLeft)} s.`
+            : `Too many failed authentications from this address; retry after ${seconds(open.msLeft)} s.`,
+          open.msLeft,
+        )
+      })
+    },
+    authFailed(request) {
+      if (!failuresCounted || (allowed.size > 0 && allowed.has(request.ip))) return
+      try {
+        const pending = countFailure(clientBucket(request.ip))
+        if (pending instanceof Promise) pending.catch((err: unknown) => o.onError?.(err))
+      } catch (err) {
+        o.onError?.(err)
+      }
+    },
+    admit(principal, request) {
+      const settings = o.projectSettings(principal.projectId)
+      return andThen(settings, (s) => run(0, principal, request, s))
+    },
+  }
+}
