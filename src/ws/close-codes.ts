@@ -7,6 +7,8 @@ export const CLOSE = {
   INTERNAL: { code: 1011, reason: 'NET-0000' },
   /** No audio within the timeout. */
   NO_AUDIO: { code: 1011, reason: 'NET-0001' },
+  /** An audio quota of the credential ran out (Earmark extension, docs/quotas.md). */
+  QUOTA: { code: 1008, reason: 'QUOTA-0001' },
 } as const
 
 export type CloseKind = keyof typeof CLOSE

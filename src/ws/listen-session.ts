@@ -44,6 +44,11 @@ export interface ListenSessionOptions {
   log: FastifyBaseLogger
   /** Makes the decoder that turns the client's bytes into engine PCM. */
   createDecoder: () => AudioDecoder
+  /**
+   * How much of `seconds` more audio the stream may feed the engine (its quota, docs/quotas.md); absent: all.
+   * Granted less, the stream feeds exactly that much, then closes with 1008 `QUOTA-0001` after the finals.
+   */
+  allowAudio?: (seconds: number) => number
   /** Called exactly once, when the session is over and everything it claimed is released. */
   onEnd(outcome: SessionOutcome): void
 }
@@ -95,6 +100,8 @@ export function createListenSession(o: ListenSessionOptions): ListenSession {
   /** The Finalize running now (or settled), and whether another waits behind it. */
   let finalizing: Promise<void> = Promise.resolve()
   let finalizeWaiting = false
+  /** Set once the quota ran out: no more PCM reaches the engine. */
+  let quotaSpent = false
 
   const send = (message: object) => {
     if (ws && ws.readyState === ws.OPEN) ws.send(JSON.stringify(message))
@@ -334,7 +341,19 @@ export function createListenSession(o: ListenSessionOptions): ListenSession {
       decoded.catch(() => {}) // handled by the error listener below, or awaited in finish()
       d.onPcm((pcm) => {
         try {
-          stream?.push(pcm)
+          if (quotaSpent) return
+          let part = pcm
+          if (o.allowAudio) {
+            const asked = pcm.length / engine.sampleRate
+            const granted = o.allowAudio(asked)
+            if (granted < asked) {
+              // Cut at the allowance, to the sample, never past it (docs/quotas.md "Live streams").
+              quotaSpent = true
+              part = pcm.subarray(0, Math.min(pcm.length, Math.floor(granted * engine.sampleRate + 1e-6)))
+            }
+          }
+          if (part.length > 0) stream?.push(part)
+          if (quotaSpent) void finish('QUOTA')
         } catch (err) {
           fault('engine refused audio', err)
         }

@@ -4,6 +4,7 @@ import { type Engine, EngineBusyError, EngineOptionError } from '../engines/inde
 import { ApiError, invalidField } from '../errors.js'
 import { checkListenConstraints, parseListenOptions } from '../listen/index.js'
 import { finishUsage, type Services, startUsage } from '../projects/index.js'
+import { MIN_QUOTA_SECONDS, type QuotaEnforcer } from '../quotas/index.js'
 import { type CapacityShare, createCapacityShare } from './capacity-share.js'
 import { CLOSE } from './close-codes.js'
 import { createListenSession, DEFAULT_SESSION_LIMITS, type SessionLimits } from './listen-session.js'
@@ -17,6 +18,8 @@ export interface ListenSocketOptions {
   ffmpegPath?: string
   /** Each key's and end user's share of the slots, shared with pre-recorded requests; default: no cap. */
   share?: CapacityShare
+  /** Audio quotas (docs/quotas.md); default: none. */
+  quotas?: QuotaEnforcer
 }
 
 /**
@@ -43,7 +46,7 @@ export function createListenRoute(o: ListenSocketOptions): SocketRoute {
   return {
     path: '/v1/listen',
     scope: USAGE_WRITE,
-    async prepare({ query, principal, requestId, log, url }) {
+    async prepare({ query, principal, requestId, log, url, access }) {
       const options = parseListenOptions(query)
       checkListenConstraints(principal, options)
       if (options.callback) throw invalidField('callback', 'callbacks are not supported on live streams')
@@ -56,9 +59,18 @@ export function createListenRoute(o: ListenSocketOptions): SocketRoute {
           `Speech capacity is full (${o.engine.capacity} concurrent streams); try again later.`,
         )
       }
+      // Nothing left of a quota: 429 with Retry-After before anything is claimed (docs/quotas.md). The
+      // allowance is given back (in onEnd) only once the usage record holds what the stream took.
+      const quota = await o.quotas?.open(principal, access)
       // One credential's share is claimed first and given back however the stream ends, so a leaked or idle
       // credential cannot hold every slot (docs/speech.md "Idle and greedy credentials").
-      const giveBack = share.claim(principal)
+      let giveBack: () => void
+      try {
+        giveBack = share.claim(principal)
+      } catch (err) {
+        quota?.release()
+        throw err
+      }
       let usage: Awaited<ReturnType<typeof startUsage>> | undefined
       let usageDone: Promise<void> = Promise.resolve()
       const session = createListenSession({
@@ -74,7 +86,12 @@ export function createListenRoute(o: ListenSocketOptions): SocketRoute {
             maxBytesBeforeAudio: LIVE_MAX_BYTES_BEFORE_AUDIO,
             unrecognisedTimeoutMs: LIVE_UNRECOGNISED_TIMEOUT_MS,
           }),
+        ...(quota ? { allowAudio: (seconds: number) => quota.take(seconds) } : {}),
         onEnd: ({ code, reason, audioSeconds }) => {
+          // The session closed it at the allowance (a client's own close reason is not taken for it).
+          if (reason === CLOSE.QUOTA.reason && quota && quota.remaining() < MIN_QUOTA_SECONDS) {
+            quota.exhausted(audioSeconds)
+          }
           if (usage) {
             usageDone = finishUsage(o.services, usage, {
               audioSeconds,
@@ -82,6 +99,7 @@ export function createListenRoute(o: ListenSocketOptions): SocketRoute {
               detail: reason || null,
             }).catch((err) => log.error({ err, request_id: requestId }, 'could not record usage'))
           }
+          void usageDone.then(() => quota?.release())
           log.info(
             { request_id: requestId, code, audio_seconds: Math.round(audioSeconds * 100) / 100 },
             'stream closed',

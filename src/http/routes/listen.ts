@@ -23,6 +23,7 @@ import {
   prerecordedResponse,
 } from '../../listen/index.js'
 import { finishUsage, requireScope, startUsage } from '../../projects/index.js'
+import { type QuotaEnforcer, withinQuota } from '../../quotas/index.js'
 import type { CapacityShare } from '../../ws/index.js'
 import { bodyObject, principalOf } from '../hooks/auth.js'
 import { authHooks, type RouteDeps } from './route-deps.js'
@@ -49,6 +50,8 @@ export interface PrerecordedLimits {
   uploadDir?: string
   /** Each key's and end user's share of the slots, counted with live streams (docs/speech.md); default none. */
   share?: CapacityShare
+  /** Audio quotas, shared with live streams (docs/quotas.md); default none. */
+  quotas?: QuotaEnforcer
 }
 
 export const DEFAULT_PRERECORDED_LIMITS: PrerecordedLimits = {
@@ -155,14 +158,23 @@ export function listenRoutes(app: FastifyInstance, deps: RouteDeps & ListenRoute
         const audio = parseAudioOptions(req.query)
         const isJson = (req.headers['content-type'] ?? '').toLowerCase().startsWith('application/json')
         const url = isJson ? bodyObject(req).url : undefined
+        // Nothing left of a quota: 429 with Retry-After before the body is read (docs/quotas.md).
+        const quota = await limits.quotas?.open(principal, req.access ?? undefined)
         if (uploads >= limits.maxUploads) {
+          quota?.release()
           throw new ApiError(
             'TOO_MANY_REQUESTS',
             'Too many uploads are arriving at once. Please try again later',
           )
         }
         // Claimed before the body is read, so a key at its share pays nothing for the refusal.
-        const giveBack = limits.share?.claim(principal)
+        let giveBack: (() => void) | undefined
+        try {
+          giveBack = limits.share?.claim(principal)
+        } catch (err) {
+          quota?.release()
+          throw err
+        }
         uploads++
         let uploading = true
         const ac = new AbortController()
@@ -199,10 +211,13 @@ export function listenRoutes(app: FastifyInstance, deps: RouteDeps & ListenRoute
           }
           const known = knownDuration(spool.head, spool.bytes, audio.format)
           if (known !== undefined && known > limits.maxAudioSeconds) throw tooLong()
+          // Longer than what the quotas leave: refused before decoding, nothing billed (docs/quotas.md).
+          if (quota && known !== undefined && known > quota.remaining()) throw quota.refuse(known)
           // Lazy: no file is opened and no ffmpeg started before the engine pulls, i.e. holds a decoder.
           const pcm = decodeStream(spool.chunks(), { ...audio, sampleRate: engine.sampleRate, maxSamples })
           const result = await engine.transcribe(
-            counted(pcm, (n) => {
+            // Decoding stops at what the quotas leave; the request is then refused (docs/quotas.md).
+            counted(quota ? withinQuota(pcm, quota, engine.sampleRate) : pcm, (n) => {
               samples += n
             }),
             { language: options.language, endpointingMs: options.endpointing },
@@ -242,8 +257,17 @@ export function listenRoutes(app: FastifyInstance, deps: RouteDeps & ListenRoute
           inFlight.delete(ac)
           if (uploading) uploads--
           await spool?.remove()
-          if (record) {
-            await finishUsage(services, record, { audioSeconds: samples / engine.sampleRate, status, detail })
+          try {
+            if (record) {
+              await finishUsage(services, record, {
+                audioSeconds: samples / engine.sampleRate,
+                status,
+                detail,
+              })
+            }
+          } finally {
+            // Only now is what it decoded in the store, so the reservation can go.
+            quota?.release()
           }
         }
       },
