@@ -2,7 +2,7 @@ import assert from 'node:assert/strict'
 import { randomBytes, randomUUID } from 'node:crypto'
 import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
-import type { ApiKeyRecord, Member, Project, Store } from '../../src/store/index.js'
+import type { ApiKeyRecord, AuditEvent, AuditFilter, Member, Project, Store } from '../../src/store/index.js'
 import { createSqliteStore } from '../../src/store/sqlite/sqlite-store.js'
 import { removeDir, tempDataDir } from '../helpers/server-process.js'
 
@@ -221,6 +221,218 @@ for (const name of selected) {
       } finally {
         await again.close()
       }
+    })
+
+    // Issue 9's store methods: rerolled secrets, expired keys, the audit trail, disabling, settings, audio sums.
+    // A store of their own, so keys other tests leave expired cannot show in listExpiredKeys.
+    describe('credentials lifecycle and audit', () => {
+      let ownDir: string
+      let s: Store
+      let p: Project
+      let o: Member
+      before(async () => {
+        ownDir = tempDataDir()
+        s = make(ownDir)
+        p = project()
+        o = member(p.id)
+        await s.createProjectWithOwner(p, o, key(o))
+      })
+      after(async () => {
+        await s.close()
+        removeDir(ownDir)
+      })
+
+      it('rerolls a secret: the new hash finds the key, the old one finds it with its grace end', async () => {
+        const k = key(o)
+        await s.insertKey(k)
+        const newHash = randomBytes(32).toString('hex')
+        const graceEnds = Date.now() + 3_600_000
+        const version = s.credentialsVersion()
+        assert.equal(await s.rerollKey(p.id, k.id, newHash, graceEnds), true)
+        assert.notEqual(s.credentialsVersion(), version, 'a credential write')
+        const expected = { ...k, hash: newHash, memberRole: 'owner', memberEmail: o.email }
+        assert.deepEqual(await s.findKeyByHash(newHash), expected)
+        assert.deepEqual(await s.findKeyByHash(k.hash), { ...expected, previousSecretExpiresAt: graceEnds })
+        assert.deepEqual(await s.getKey(p.id, k.id), expected)
+
+        // A second reroll keeps the first old secret until its own grace end.
+        const third = randomBytes(32).toString('hex')
+        assert.equal(await s.rerollKey(p.id, k.id, third, graceEnds + 1000), true)
+        assert.equal((await s.findKeyByHash(k.hash))?.previousSecretExpiresAt, graceEnds)
+        assert.equal((await s.findKeyByHash(newHash))?.previousSecretExpiresAt, graceEnds + 1000)
+
+        assert.equal(await s.rerollKey(p.id, randomUUID(), newHash, graceEnds), false, 'unknown key')
+        assert.equal(await s.rerollKey(randomUUID(), k.id, newHash, graceEnds), false, 'other project')
+        await s.deleteKey(p.id, k.id, T0 + 1)
+        assert.equal(await s.rerollKey(p.id, k.id, randomBytes(32).toString('hex'), graceEnds), false)
+      })
+
+      it('lists keys expired by a time across projects, oldest expiry first, never deleted or live ones', async () => {
+        const q = project()
+        const qo = member(q.id)
+        await s.createProjectWithOwner(q, qo, key(qo))
+        const at = (ms: number) => T0 + 10_000_000 + ms
+        const first = key(qo, { expiresAt: at(100) })
+        const second = key(o, { expiresAt: at(200) })
+        const third = key(o, { expiresAt: at(300) })
+        const future = key(o, { expiresAt: at(10_000) })
+        const deleted = key(o, { expiresAt: at(50) })
+        for (const k of [third, future, second, first, deleted]) await s.insertKey(k)
+        await s.deleteKey(p.id, deleted.id, at(60))
+        const ids = async (before: number, limit: number) =>
+          (await s.listExpiredKeys(before, limit))
+            .filter((k) => k.expiresAt !== null && k.expiresAt >= at(0))
+            .map((k) => k.id)
+        assert.deepEqual(
+          await ids(at(300), 10),
+          [first.id, second.id, third.id],
+          'at or before, oldest first',
+        )
+        assert.deepEqual(await ids(at(299), 10), [first.id, second.id])
+        assert.deepEqual(await ids(at(300), 2), [first.id, second.id], 'limited')
+        const listed = (await s.listExpiredKeys(at(300), 10)).find((k) => k.id === first.id)
+        assert.equal(listed?.memberEmail, qo.email, 'with its member')
+      })
+
+      it('notes a key’s expiry once: true for the first caller only', async () => {
+        const k = key(o, { expiresAt: T0 + 5 })
+        await s.insertKey(k)
+        assert.equal(await s.noteKeyExpired(p.id, k.id, T0 + 10), true)
+        assert.equal(await s.noteKeyExpired(p.id, k.id, T0 + 20), false)
+        assert.equal(await s.noteKeyExpired(p.id, randomUUID(), T0 + 20), false, 'unknown key')
+        const other = key(o, { expiresAt: T0 + 5 })
+        await s.insertKey(other)
+        const both = await Promise.all([
+          s.noteKeyExpired(p.id, other.id, T0 + 10),
+          s.noteKeyExpired(p.id, other.id, T0 + 10),
+        ])
+        assert.deepEqual(both.sort(), [false, true])
+      })
+
+      it('disables and enables a key, and refuses a deleted or unknown one', async () => {
+        const k = key(o)
+        await s.insertKey(k)
+        const version = s.credentialsVersion()
+        assert.equal(await s.setKeyDisabled(p.id, k.id, T0 + 7, 'suspicious.distinct_ips'), true)
+        assert.notEqual(s.credentialsVersion(), version)
+        const disabled = await s.findKeyByHash(k.hash)
+        assert.equal(disabled?.disabledAt, T0 + 7)
+        assert.equal(disabled?.disabledReason, 'suspicious.distinct_ips')
+        assert.equal(await s.setKeyDisabled(p.id, k.id, null, 'ignored'), true)
+        const enabled = await s.getKey(p.id, k.id)
+        assert.equal(enabled?.disabledAt, null)
+        assert.equal(enabled?.disabledReason, null, 'enabling clears the reason')
+        assert.equal(await s.setKeyDisabled(p.id, randomUUID(), T0, 'x'), false)
+        await s.deleteKey(p.id, k.id, T0 + 8)
+        assert.equal(await s.setKeyDisabled(p.id, k.id, T0 + 9, 'x'), false, 'a deleted key')
+      })
+
+      it('replaces project settings, as a credential write', async () => {
+        const settings: Project['settings'] = { limits: { requestsPerMinute: 100 } }
+        const version = s.credentialsVersion()
+        assert.equal(await s.setProjectSettings(p.id, settings), true)
+        assert.notEqual(s.credentialsVersion(), version)
+        assert.deepEqual((await s.getProject(p.id))?.settings, settings)
+        assert.equal(await s.setProjectSettings(p.id, {}), true)
+        assert.deepEqual((await s.getProject(p.id))?.settings, {})
+        assert.equal(await s.setProjectSettings(randomUUID(), settings), false)
+      })
+
+      it('sums audio seconds by key, end user, both or neither, from a start time, open records included', async () => {
+        const q = project()
+        const qo = member(q.id)
+        await s.createProjectWithOwner(q, qo, key(qo))
+        const usage = (
+          i: number,
+          keyId: string,
+          endUser: string | null,
+          startedAt: number,
+          audioSeconds: number,
+          open = false,
+        ) =>
+          s.insertUsage({
+            id: randomUUID(),
+            projectId: q.id,
+            keyId,
+            endUser,
+            tags: [],
+            endpoint: 'listen',
+            method: 'streaming',
+            path: '/v1/listen',
+            model: null,
+            startedAt,
+            endedAt: open ? null : startedAt + i,
+            audioSeconds,
+            characters: 0,
+            status: open ? null : 1000,
+            detail: null,
+          })
+        await usage(1, 'ka', 'alice', T0 + 100, 1.5)
+        await usage(2, 'ka', 'bob', T0 + 200, 2.25)
+        await usage(3, 'kb', 'alice', T0 + 300, 4)
+        await usage(4, 'kb', null, T0 + 50, 8)
+        await usage(5, 'ka', 'alice', T0 + 400, 0.5, true)
+        const sum = (f: { keyId?: string; endUser?: string; start: number }) => s.sumAudioSeconds(q.id, f)
+        assert.equal(await sum({ start: T0 }), 16.25)
+        assert.equal(await sum({ start: T0 + 100 }), 8.25, 'the start is inclusive')
+        assert.equal(await sum({ keyId: 'ka', start: T0 }), 4.25)
+        assert.equal(await sum({ endUser: 'alice', start: T0 }), 6)
+        assert.equal(await sum({ keyId: 'ka', endUser: 'alice', start: T0 }), 2)
+        assert.equal(await sum({ keyId: 'nobody', start: T0 }), 0)
+        assert.equal(await s.sumAudioSeconds(p.id, { keyId: 'ka', start: T0 }), 0, 'per project')
+      })
+
+      it('stores audit events as given and lists them newest first, filtered and paged, per project', async () => {
+        const q = project()
+        const ev = (i: number, type: string, over: Partial<AuditEvent> = {}): AuditEvent => ({
+          id: randomUUID(),
+          projectId: q.id,
+          at: T0 + i * 10,
+          type,
+          actorKeyId: null,
+          keyId: null,
+          endUser: null,
+          ip: '127.0.0.1',
+          requestId: randomUUID(),
+          detail: { i, nested: { list: [1, 'two'] } },
+          ...over,
+        })
+        const events = [
+          ev(1, 'key.created', { keyId: 'k1', actorKeyId: 'k0' }),
+          ev(2, 'grant.issued', { actorKeyId: 'k1', endUser: 'alice' }),
+          ev(3, 'limit.refused', { keyId: 'k2' }),
+          ev(4, 'key_x.created', { keyId: 'k2' }),
+          ev(5, 'keyxcreated', {}),
+          ev(5, 'key.deleted', { keyId: 'k1' }),
+        ]
+        await s.insertAuditEvents(events)
+        await s.insertAuditEvents([])
+        await s.insertAuditEvents([{ ...ev(6, 'key.created'), projectId: p.id }])
+        const list = (f: AuditFilter) => s.listAuditEvents(q.id, f).then((l) => l.map((e) => e.detail.i))
+
+        assert.deepEqual(await s.listAuditEvents(q.id, { type: 'key.created' }), [events[0]], 'as written')
+        assert.deepEqual(await list({}), [5, 5, 4, 3, 2, 1], 'newest first, per project')
+        const [newest] = await s.listAuditEvents(q.id, { limit: 1 })
+        assert.equal(newest?.type, 'key.deleted', 'a tie in time: the later insert first')
+        assert.deepEqual(await list({ type: 'key.' }), [5, 1], 'a prefix ending in a dot')
+        assert.deepEqual(await list({ type: 'key_.' }), [], 'no LIKE wildcards in a prefix')
+        assert.deepEqual(await list({ type: 'key_x.' }), [4])
+        assert.deepEqual(await list({ keyId: 'k1' }), [5, 2, 1], 'about the key or by it')
+        assert.deepEqual(await list({ endUser: 'alice' }), [2])
+        assert.deepEqual(
+          await list({ start: T0 + 20, end: T0 + 40 }),
+          [3, 2],
+          'start inclusive, end exclusive',
+        )
+        assert.deepEqual(await list({ limit: 2, offset: 2 }), [4, 3])
+
+        const dup = ev(7, 'key.created')
+        await assert.rejects(
+          s.insertAuditEvents([ev(8, 'key.created'), dup, dup]),
+          'a duplicate id fails the batch',
+        )
+        assert.deepEqual(await list({ start: T0 + 70 }), [], 'all or nothing')
+      })
     })
   })
 }
