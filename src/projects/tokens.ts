@@ -9,7 +9,13 @@ import {
 } from '../auth/index.js'
 import { ApiError, invalidField } from '../errors.js'
 import { isoDate, type Services } from './context.js'
-import { bindingView, isEmptyOptions, narrowGrantOptions, parseGrantOptions } from './credential-options.js'
+import {
+  bindingView,
+  checkOptionsSize,
+  isEmptyOptions,
+  narrowGrantOptions,
+  parseGrantOptions,
+} from './credential-options.js'
 
 /** The token's effective options: what the body asks for, within the key's binding; undefined for none. */
 function grantOptions(principal: Principal, body: Record<string, unknown>): GrantOptions | undefined {
@@ -18,6 +24,8 @@ function grantOptions(principal: Principal, body: Record<string, unknown>): Gran
   // The common case, a Deepgram-shaped body and a key without a binding, costs nothing more.
   if (isEmptyOptions(asked) && isEmptyOptions(keyOptions)) return undefined
   const options = narrowGrantOptions(keyOptions, asked)
+  // Each side fits on its own; what the token inherits plus what it adds must fit too.
+  checkOptionsSize(options)
   return isEmptyOptions(options) ? undefined : options
 }
 

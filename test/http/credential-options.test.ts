@@ -112,6 +112,21 @@ describe('credential options over REST', { timeout: 120_000 }, () => {
     for (const [body, field] of table) invalid(await grantRaw(body), field, JSON.stringify(body))
   })
 
+  it('refuses options too large to carry in a token, on a grant and on a key, and their sum on an inheriting grant', async () => {
+    const host = (i: number) => `https://${'a'.repeat(60)}.${'b'.repeat(60)}.${'c'.repeat(60)}${i}.example`
+    const origins = Array.from({ length: 30 }, (_, i) => host(i))
+    invalid(await grantRaw({ allowed_origins: origins }), 'allowed_origins', '30 long origins on a grant')
+    invalid(await createKeyRaw({ allowed_origins: origins }), 'allowed_origins', '30 long origins on a key')
+    // Each half fits; together they do not.
+    const { key } = await createKey({ allowed_origins: origins.slice(0, 15) })
+    const languages = Array.from({ length: 32 }, (_, i) => `${'x'.repeat(80)}-${i}`)
+    invalid(
+      await grantRaw({ listen: { allowed_languages: languages } }, key, origins[0]),
+      'allowed_origins',
+      'inherited origins plus long languages',
+    )
+  })
+
   it('refuses malformed key options the same way, and max_uses on a key', async () => {
     invalid(await createKeyRaw({ max_uses: 1 }), 'max_uses', 'max_uses on a key')
     invalid(await createKeyRaw({ allowed_ips: ['300.0.0.1'] }), 'allowed_ips', 'a bad address')
