@@ -1,5 +1,6 @@
 import type { AddressInfo } from 'node:net'
 import WebSocket from 'ws'
+import type { Clock } from '../../src/auth/index.js'
 import { loadConfig } from '../../src/config/index.js'
 import { NO_LIMITS_ENV } from '../../src/limits/index.js'
 import { createEarmark, type Earmark } from '../../src/main.js'
@@ -17,8 +18,11 @@ export interface LiveServer {
   close(): Promise<void>
 }
 
-/** Earmark from its real composition root (real SQLite file, real PocketSphinx), listening on a free port. */
-export async function startLiveServer(env: Record<string, string> = {}): Promise<LiveServer> {
+/**
+ * Earmark from its real composition root (real SQLite file, real PocketSphinx), listening on a free port;
+ * `clock` (default the system's) is what it meters and expires by.
+ */
+export async function startLiveServer(env: Record<string, string> = {}, clock?: Clock): Promise<LiveServer> {
   const dir = tempDataDir()
   const ownerKey = `emk_live_test_${Math.random().toString(16).slice(2)}_owner`
   // Collected for the log-scan test (test/helpers/test-logs.ts); silent otherwise.
@@ -37,7 +41,7 @@ export async function startLiveServer(env: Record<string, string> = {}): Promise
     ...NO_LIMITS_ENV,
     ...env,
   })
-  const earmark = await createEarmark(config, undefined, logTo)
+  const earmark = await createEarmark(config, clock, logTo)
   recordSecretsOf(earmark.app)
   await earmark.app.listen({ port: 0, host: '127.0.0.1' })
   const { port } = earmark.app.server.address() as AddressInfo
