@@ -22,6 +22,11 @@ export const MAX_SESSION_SECONDS = 24 * 3600
 export const MAX_SAMPLE_RATE_LIMIT = 384_000
 /** The highest `max_uses` of a grant. */
 export const MAX_USES_LIMIT = 1_000_000
+/**
+ * The most the options may weigh, as JSON: a token carries them in a claim, and a token must still fit in
+ * an `Authorization` header or a WebSocket subprotocol (Node refuses headers over 16 KiB).
+ */
+export const MAX_OPTIONS_JSON = 4096
 
 const LISTEN_FIELDS = new Set(['allowed_models', 'allowed_languages', 'max_sample_rate', 'interim_results'])
 
@@ -173,6 +178,7 @@ function parseBinding(body: Record<string, unknown>): CredentialBinding {
   if (session !== undefined) out.maxSessionSeconds = session
   const listen = parseListen(body.listen, 'listen')
   if (listen) out.listen = listen
+  checkOptionsSize(out)
   return out
 }
 
@@ -274,6 +280,32 @@ export function narrowGrantOptions(key: KeyOptions, asked: GrantOptions): GrantO
   if (listen && Object.keys(listen).length > 0) out.listen = listen
   if (asked.maxUses !== undefined) out.maxUses = asked.maxUses
   return out
+}
+
+/**
+ * Refuses options too large to carry in a token ({@link MAX_OPTIONS_JSON}), naming the list that weighs most:
+ * a key's binding must leave room for the tokens that inherit it.
+ */
+export function checkOptionsSize(options: GrantOptions): void {
+  const view = bindingView(options)
+  const size = JSON.stringify(view).length
+  if (size <= MAX_OPTIONS_JSON) return
+  const lists: [string, unknown][] = [
+    ['allowed_origins', options.allowedOrigins],
+    ['allowed_ips', options.allowedIps],
+    ['listen.allowed_models', options.listen?.allowedModels],
+    ['listen.allowed_languages', options.listen?.allowedLanguages],
+  ]
+  let field = 'allowed_origins'
+  let most = -1
+  for (const [name, list] of lists) {
+    const weight = list === undefined ? 0 : JSON.stringify(list).length
+    if (weight > most) [field, most] = [name, weight]
+  }
+  throw invalidField(
+    field,
+    `the options take ${size} bytes as JSON, and at most ${MAX_OPTIONS_JSON} fit in a token; bind fewer or shorter entries`,
+  )
 }
 
 /** True when `options` sets nothing (a credential that behaves exactly as Deepgram's). */
