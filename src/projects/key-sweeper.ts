@@ -16,7 +16,7 @@ export interface SweepResult {
 
 /**
  * Notices keys that expired and deletes them once their retention is over, so nobody has to remember to
- * (docs/audit.md, "Expired keys"). An expired key is already refused by authentication and its streams closed
+ * (docs/audit.md, "Expired keys are swept"). An expired key is already refused by authentication and its streams closed
  * by the stream guard's timer; the sweep adds the record, a revocation for any process that missed it, and
  * the deletion.
  */

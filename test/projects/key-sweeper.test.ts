@@ -1,22 +1,18 @@
 import assert from 'node:assert/strict'
-import type { AddressInfo } from 'node:net'
 import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
 import { createAuditLog } from '../../src/audit/index.js'
 import { createGrants, createManualClock, type ManualClock } from '../../src/auth/index.js'
-import { loadConfig } from '../../src/config/index.js'
-import { createEarmark, type Earmark } from '../../src/main.js'
 import { createKeySweeper, type Services } from '../../src/projects/index.js'
 import { createRevocationBus, type RevocationEvent } from '../../src/revocation/index.js'
 import type { Member } from '../../src/store/index.js'
 import { createSqliteStore } from '../../src/store/sqlite/sqlite-store.js'
 import { bootstrapProject, makeKey } from '../helpers/earmark.js'
 import { eventually } from '../helpers/listen-e2e.js'
-import { openSocket } from '../helpers/live-server.js'
+import { type LiveServer, openSocket, startLiveServer } from '../helpers/live-server.js'
 import { removeDir, tempDataDir } from '../helpers/server-process.js'
-import { recordSecrets, recordSecretsOf, testLogDestination } from '../helpers/test-logs.js'
 
-// The expired-key sweep (docs/audit.md, "Expired keys"), driven by an injected clock: each expiry recorded
+// The expired-key sweep (docs/audit.md, "Expired keys are swept"), driven by an injected clock: each expiry recorded
 // once, revoked on the bus, the key deleted once its retention is over.
 
 const MINUTE = 60_000
@@ -144,44 +140,28 @@ describe('the expired-key sweeper', () => {
 })
 
 describe('the sweeper in a running server', { timeout: 60_000 }, () => {
-  const dir = tempDataDir()
-  const ownerKey = `emk_sweeper_test_${Math.random().toString(16).slice(2)}_owner`
   const clock = createManualClock(Date.now())
-  let earmark: Earmark
-  let url: string
+  let srv: LiveServer
 
   before(async () => {
-    recordSecrets(ownerKey)
-    const logTo = testLogDestination('sweeper')
-    const config = loadConfig({
-      EARMARK_DATA_DIR: dir,
-      EARMARK_BOOTSTRAP_KEY: ownerKey,
-      EARMARK_LOG_LEVEL: logTo ? 'debug' : 'silent',
-      EARMARK_CAPACITY: '2',
-      // The test runs each pass itself.
-      EARMARK_KEY_SWEEP_INTERVAL_MS: '0',
-      EARMARK_EXPIRED_KEY_RETENTION_SECONDS: '0',
-    })
-    earmark = await createEarmark(config, clock, logTo)
-    recordSecretsOf(earmark.app)
-    await earmark.app.listen({ port: 0, host: '127.0.0.1' })
-    url = `127.0.0.1:${(earmark.app.server.address() as AddressInfo).port}`
+    // The test runs each pass itself.
+    srv = await startLiveServer(
+      { EARMARK_KEY_SWEEP_INTERVAL_MS: '0', EARMARK_EXPIRED_KEY_RETENTION_SECONDS: '0' },
+      clock,
+    )
   })
-  after(async () => {
-    await earmark.close()
-    removeDir(dir)
-  })
+  after(() => srv.close())
 
   it('closes a live stream of a key the sweep finds expired (1008 AUTH-0002) and records both', async () => {
-    const projectId = earmark.bootstrap?.project.id ?? ''
-    const res = await fetch(`http://${url}/v1/projects/${projectId}/keys`, {
+    const { earmark, projectId } = srv
+    const res = await fetch(`${srv.url}/v1/projects/${projectId}/keys`, {
       method: 'POST',
-      headers: { authorization: `Token ${ownerKey}`, 'content-type': 'application/json' },
+      headers: { authorization: `Token ${srv.ownerKey}`, 'content-type': 'application/json' },
       body: JSON.stringify({ comment: 'expiring', scopes: ['member'], time_to_live_in_seconds: 600 }),
     })
     const created = (await res.json()) as { key: string; api_key_id: string }
     const { ws, log, closed } = await openSocket(
-      `ws://${url}/v1/listen?encoding=linear16&sample_rate=16000`,
+      `${srv.wsUrl}/v1/listen?encoding=linear16&sample_rate=16000`,
       { protocols: ['token', created.key] },
     )
     assert.equal(log.status, undefined, 'the stream opened')
