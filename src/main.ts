@@ -45,6 +45,11 @@ import {
 import { createRevocationBus, createStreamGuard, type RevocationBus } from './revocation/index.js'
 import { widePermissions } from './store/sqlite/sqlite-file-modes.js'
 import { createSqliteStore } from './store/sqlite/sqlite-store.js'
+import {
+  createSuspiciousActivity,
+  DEFAULT_SUSPICIOUS_POLICY,
+  type SuspiciousActivity,
+} from './suspicious/index.js'
 import { createSpeaker } from './tts/index.js'
 import {
   attachSocketRoutes,
@@ -149,6 +154,8 @@ export interface Earmark {
   sockets: SocketServer
   /** Where revocations are announced; live streams of a revoked credential close (docs/revocation.md). */
   revocations: RevocationBus
+  /** Suspicious-activity detection (docs/suspicious-activity.md); `idle()` waits for its evaluations. */
+  suspicious: SuspiciousActivity
   /** Records expired keys and deletes them after their retention (docs/audit.md). */
   sweeper: KeySweeper
   bootstrap: BootstrapResult | undefined
@@ -192,7 +199,16 @@ export async function createEarmark(
   revocations.subscribe((e) => {
     if (e.type === 'credentials-changed') void services.grants.reload().catch(() => {})
   })
-  const authenticator = createAuthenticator(services)
+  // Suspicious activity (docs/suspicious-activity.md): told which key a refused credential belongs to.
+  const suspicious = createSuspiciousActivity({
+    store: services.store,
+    clock,
+    ...(services.audit ? { audit: services.audit } : {}),
+    revocations,
+    policy: config.suspicious ?? DEFAULT_SUSPICIOUS_POLICY,
+    onError: (err) => logger.error({ err }, 'suspicious-activity check failed'),
+  })
+  const authenticator = createAuthenticator({ ...services, onRefused: suspicious.onRefused })
   // The access checks of every authenticated request and upgrade, cheapest refusals first
   // (docs/credential-options.md, docs/limits.md, docs/audit.md).
   const accessStages: AccessStage[] = [createBindingStage()]
@@ -216,6 +232,8 @@ export async function createEarmark(
   // `max_uses` is redeemed last, so only a request every other stage admitted spends a use.
   // `max_uses` is redeemed last, so only a request every other stage admitted spends a use.
   accessStages.push(createRedeemStage({ ledger: createMemoryJtiLedger({ clock }) }))
+  // Suspicious activity watches first: it refuses nothing, and must see what a later stage refuses.
+  accessStages.unshift(suspicious.stage)
   const gate = createAccessGate(accessStages)
   const engine = await createSpeechEngine(config, logger)
   // One share per key and end user, counted across live streams and pre-recorded requests.
@@ -305,6 +323,7 @@ export async function createEarmark(
     engine,
     sockets,
     revocations,
+    suspicious,
     sweeper,
     bootstrap,
     close: async () => {

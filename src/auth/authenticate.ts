@@ -52,6 +52,59 @@ export interface AuthenticatorOptions {
   clock: Clock
   /** How many keys to remember between requests (default 10 000). */
   cacheSize?: number
+  /**
+   * Told about a refused credential that was recognised: a known key's secret after the key was deleted,
+   * disabled, expired or rerolled away, or a grant token naming a key (docs/suspicious-activity.md). Never
+   * given the secret; `error` is the very `INVALID_AUTH` thrown, so a later hook can tie the refusal to its
+   * request. Unset, refusals cost nothing extra.
+   */
+  onRefused?: (reason: RefusalReason, credential: RefusedCredential, error: ApiError) => void
+}
+
+/** Why a recognised credential was refused. */
+export type RefusalReason =
+  | 'key_deleted'
+  | 'key_disabled'
+  | 'key_expired'
+  | 'secret_rerolled'
+  | 'parent_deleted'
+  | 'parent_disabled'
+  | 'parent_expired'
+  /** A grant token that failed verification (signature, signing key retired, expired, malformed claims). */
+  | 'token_unverified'
+
+/** The credential behind a refusal: ids only, never a secret. */
+export interface RefusedCredential {
+  projectId: string
+  keyId: string
+  /** False when the ids were read from a grant token that did not verify: anyone can write those. */
+  verified: boolean
+  jti?: string
+  endUser?: string
+}
+
+/** Why a key that is not live is refused. */
+function deadReason(key: ApiKeyWithMember, prefix: 'key' | 'parent'): RefusalReason {
+  if (key.deletedAt !== null) return `${prefix}_deleted`
+  return key.disabledAt !== null ? `${prefix}_disabled` : `${prefix}_expired`
+}
+
+/**
+ * The project, key and token ids a grant token claims, read without verifying it: only for telling a
+ * refusal's listener which key a refused token names (it is told they are unverified).
+ */
+function claimedIds(token: string): RefusedCredential | undefined {
+  const parts = token.split('.')
+  if (parts.length !== 3 || (parts[1]?.length ?? 0) > 4096) return undefined
+  try {
+    const payload = JSON.parse(Buffer.from(parts[1] ?? '', 'base64url').toString('utf8')) as unknown
+    if (typeof payload !== 'object' || payload === null) return undefined
+    const { project_id: projectId, sub, jti } = payload as Record<string, unknown>
+    if (typeof projectId !== 'string' || typeof sub !== 'string') return undefined
+    return { projectId, keyId: sub, verified: false, ...(typeof jti === 'string' ? { jti } : {}) }
+  } catch {
+    return undefined
+  }
 }
 
 /** Whitespace as `\s` sees it, in the Latin-1 range header values are read in. */
@@ -105,8 +158,15 @@ export function createAuthenticator({
   grants,
   clock,
   cacheSize,
+  onRefused,
 }: AuthenticatorOptions): Authenticator {
   const invalid = () => new ApiError('INVALID_AUTH')
+  /** The refusal of a recognised credential, told to `onRefused` (only ever called when it is set). */
+  const refusal = (reason: RefusalReason, credential: RefusedCredential) => {
+    const err = invalid()
+    onRefused?.(reason, credential, err)
+    return err
+  }
 
   // Keys read from the store, with the principal built from them, valid only while the store's
   // credentials version is unchanged: any key, member or project write, here or in another process,
@@ -147,11 +207,18 @@ export function createAuthenticator({
   const byKey = async (secret: string): Promise<Principal> => {
     const hash = hashKeySecret(secret)
     const { version, key, principal } = await cached(`h:${hash}`, () => store.findKeyByHash(hash))
-    if (!key || !principal || !isLive(key, clock.now())) throw invalid()
+    if (!key || !principal) throw invalid()
+    if (!isLive(key, clock.now())) {
+      if (!onRefused) throw invalid()
+      throw refusal(deadReason(key, 'key'), { projectId: key.projectId, keyId: key.id, verified: true })
+    }
     // A secret the key was rerolled away from works until its grace period ends, never after.
     const graceEnds = key.previousSecretExpiresAt
     if (graceEnds !== undefined) {
-      if (graceEnds <= clock.now()) throw invalid()
+      if (graceEnds <= clock.now()) {
+        if (!onRefused) throw invalid()
+        throw refusal('secret_rerolled', { projectId: key.projectId, keyId: key.id, verified: true })
+      }
       const limited: Principal = {
         ...principal,
         expiresAt: principal.expiresAt === null ? graceEnds : Math.min(principal.expiresAt, graceEnds),
@@ -167,12 +234,25 @@ export function createAuthenticator({
 
   const byGrant = async (token: string): Promise<Principal> => {
     const claims = await grants.verify(token)
-    if (!claims) throw invalid()
+    if (!claims) {
+      const named = onRefused && claimedIds(token)
+      throw named ? refusal('token_unverified', named) : invalid()
+    }
     // A grant dies with its parent: deleting the key revokes every token it minted.
     const { version, key: parent } = await cached(`k:${claims.projectId}/${claims.accessor}`, () =>
       store.getKey(claims.projectId, claims.accessor),
     )
-    if (!parent || !isLive(parent, clock.now())) throw invalid()
+    if (!parent) throw invalid()
+    if (!isLive(parent, clock.now())) {
+      if (!onRefused) throw invalid()
+      throw refusal(deadReason(parent, 'parent'), {
+        projectId: parent.projectId,
+        keyId: parent.id,
+        verified: true,
+        jti: claims.jti,
+        ...(claims.endUser !== undefined ? { endUser: claims.endUser } : {}),
+      })
+    }
     const parentScopes = effectiveScopes(parent.scopes, parent.memberRole)
     const scopes = new Set(claims.scopes.filter((s) => s === USAGE_WRITE && parentScopes.has(s)))
     const principal: Principal = {

@@ -7,6 +7,8 @@ export {
   keyPrincipal,
   type Principal,
   parseAuthorization,
+  type RefusalReason,
+  type RefusedCredential,
   type Scheme,
 } from './authenticate.js'
 export { type Clock, createManualClock, type ManualClock, systemClock } from './clock.js'

@@ -19,6 +19,7 @@ import {
   retireSigningKey,
   rotateSigningKey,
   type Services,
+  setKeyDisabledState,
   signingKeyView,
 } from '../projects/index.js'
 
@@ -210,6 +211,31 @@ export function buildCli(io: CliIo = processIo): Command {
         json({ message: 'Successfully deleted the API key!' })
       }),
     )
+  // A running server sees the change within a poll and closes the key's streams (docs/suspicious-activity.md).
+  for (const [action, disabled] of [
+    ['disable', true],
+    ['enable', false],
+  ] as const) {
+    keys
+      .command(action)
+      .description(
+        disabled
+          ? 'disable a key: it and its grant tokens are refused, its live streams close; it stays listed'
+          : 'enable a disabled key again (one disabled by hand or by a suspicious-activity rule)',
+      )
+      .argument('<api_key_id>')
+      .option('--project <id>', 'project id (default: the only project)')
+      .action((keyId: string, opts: { project?: string }) =>
+        withServices(async (services) => {
+          const projectId = await pickProject(services, opts.project)
+          const key = await services.store.getKey(projectId, keyId)
+          const state =
+            key && key.deletedAt === null && (await setKeyDisabledState(services, key, disabled, CLI_ACTOR))
+          if (!state) throw new ApiError('KEY_NOT_FOUND')
+          json(state)
+        }),
+      )
+  }
   // A running server refuses the old secret once the grace ends and closes the streams it opened
   // (docs/audit.md, "Key reroll").
   keys

@@ -1,6 +1,7 @@
 import { resolve } from 'node:path'
 import { z } from 'zod'
 import { addressRangeProblem, type ServerLimits } from '../limits/index.js'
+import { type SuspiciousPolicy, suspiciousPolicyFromEnv } from '../suspicious/index.js'
 
 /** Everything Earmark reads from its environment, validated once at start. */
 const schema = z.object({
@@ -154,6 +155,8 @@ export interface Config {
   speakQueue: number
   speakWaitMs: number
   speakTimeoutMs: number
+  /** Suspicious-activity thresholds and auto-disable, from `EARMARK_SUSPICIOUS_*` (docs/suspicious-activity.md); default: the defaults. */
+  suspicious?: SuspiciousPolicy
   /** 0: no automatic sweep. */
   keySweepIntervalMs: number
   expiredKeyRetentionSeconds: number
@@ -213,6 +216,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     speakQueue: e.EARMARK_SPEAK_QUEUE,
     speakWaitMs: e.EARMARK_SPEAK_WAIT_MS,
     speakTimeoutMs: e.EARMARK_SPEAK_TIMEOUT_MS,
+    suspicious: suspiciousPolicyFromEnv(env),
     keySweepIntervalMs: e.EARMARK_KEY_SWEEP_INTERVAL_MS,
     expiredKeyRetentionSeconds: e.EARMARK_EXPIRED_KEY_RETENTION_SECONDS,
   }

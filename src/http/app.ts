@@ -20,6 +20,7 @@ import { auditRoutes } from './routes/audit.js'
 import { authGrantRoutes } from './routes/auth-grant.js'
 import { authTokenRoutes } from './routes/auth-token.js'
 import { healthRoutes } from './routes/health.js'
+import { keyStateRoutes } from './routes/key-state.js'
 import { keyRoutes } from './routes/keys.js'
 import { DEFAULT_PRERECORDED_LIMITS, listenRoutes, type PrerecordedLimits } from './routes/listen.js'
 import { memberRoutes } from './routes/members.js'
@@ -159,6 +160,7 @@ export async function createApp(options: AppOptions): Promise<FastifyInstance> {
   projectRoutes(app, deps)
   projectSettingsRoutes(app, deps)
   keyRoutes(app, deps)
+  keyStateRoutes(app, deps)
   memberRoutes(app, deps)
   authGrantRoutes(app, deps)
   authTokenRoutes(app, deps)

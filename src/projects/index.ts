@@ -16,6 +16,7 @@ export {
   auditKeyEvent,
   CLI_ACTOR,
   type CreatedKey,
+  changeKeyState,
   createKey,
   DEFAULT_REROLL_GRACE_SECONDS,
   deleteKey,
@@ -23,6 +24,7 @@ export {
   insertKey,
   type KeyActor,
   type KeySpec,
+  keyStateView,
   listKeys,
   MAX_KEY_TTL_SECONDS,
   MAX_REROLL_GRACE_SECONDS,
@@ -31,6 +33,7 @@ export {
   parseKeySpec,
   rerollKey,
   rerollKeySecret,
+  setKeyDisabledState,
 } from './keys.js'
 export { addMember, getMemberScopes, listMembers, setMemberScope } from './members.js'
 export {

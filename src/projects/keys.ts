@@ -371,3 +371,54 @@ export async function rerollKey(
     previous_key_expiration_date: isoDate(previousSecretExpiresAt),
   }
 }
+
+/** A key's disabled state as the enable and disable routes answer it (docs/suspicious-activity.md). */
+export function keyStateView(k: Pick<ApiKeyRecord, 'id' | 'disabledAt' | 'disabledReason'>) {
+  return {
+    api_key_id: k.id,
+    disabled: k.disabledAt !== null,
+    disabled_at: k.disabledAt === null ? null : isoDate(k.disabledAt),
+    disabled_reason: k.disabledReason,
+  }
+}
+
+/**
+ * Disables a key (refused at once with every token it minted; their live streams close) or enables it
+ * again; recorded as `key.disabled` / `key.enabled`. No permission check: callers (API, CLI) do their own.
+ * A key already in the asked state is left as it is (a disable keeps its first reason). Returns the state,
+ * or undefined when there is no such key or it is deleted.
+ */
+export async function setKeyDisabledState(
+  services: Services,
+  key: ApiKeyRecord,
+  disabled: boolean,
+  actor: KeyActor,
+  reason = 'operator',
+): Promise<ReturnType<typeof keyStateView> | undefined> {
+  if ((key.disabledAt !== null) === disabled) return keyStateView(key)
+  const { projectId, id: keyId } = key
+  const at = disabled ? services.clock.now() : null
+  const why = disabled ? reason : null
+  if (!(await services.store.setKeyDisabled(projectId, keyId, at, why))) return undefined
+  if (disabled) services.revocations?.publish({ type: 'key-revoked', projectId, keyId, reason: 'disabled' })
+  auditKeyEvent(services, disabled ? 'key.disabled' : 'key.enabled', key, actor, disabled ? { reason } : {})
+  return keyStateView({ id: keyId, disabledAt: at, disabledReason: why })
+}
+
+/**
+ * `POST /v1/projects/:id/keys/:key_id/disable` and `.../enable` (Earmark extensions,
+ * docs/suspicious-activity.md): the same visibility and scope rules as delete.
+ */
+export async function changeKeyState(
+  services: Services,
+  principal: Principal,
+  projectId: string,
+  keyId: string,
+  disabled: boolean,
+  access?: AccessRequest | null,
+) {
+  const key = await changeableKey(services, principal, projectId, keyId)
+  const state = await setKeyDisabledState(services, key, disabled, apiActor(principal, access))
+  if (!state) throw new ApiError('KEY_NOT_FOUND')
+  return state
+}

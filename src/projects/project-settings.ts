@@ -3,6 +3,7 @@ import type { Principal, ProjectSettings } from '../auth/index.js'
 import { invalidField } from '../errors.js'
 import { parseLimitSettings, projectLimitsView } from '../limits/limit-options.js'
 import type { Store } from '../store/index.js'
+import { suspiciousSettingsSection } from '../suspicious/suspicious-settings.js'
 import { requireProject, requireScope, type Services } from './context.js'
 
 /**
@@ -27,7 +28,7 @@ const limitsSection: SettingsSection = {
 const SECTIONS: Readonly<Record<string, SettingsSection>> = {
   limits: limitsSection,
   // ---- quotas (docs/quotas.md): one line, `quotas: quotasSection,`, added by the quotas work ----
-  // ---- suspicious_activity (docs/suspicious-activity.md): one line, added by the suspicious-activity work ----
+  suspicious_activity: suspiciousSettingsSection, // docs/suspicious-activity.md, "Settings"
 }
 
 /** The settings as `GET` shows them: every section, each with only what is set. */

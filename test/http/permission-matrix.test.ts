@@ -106,6 +106,17 @@ const ROUTES: RouteCase[] = [
     body: { grace_period_seconds: 0 },
     expect: [...DENIED, 404, 200, 200, 200, 403, 403, 401],
   },
+  // Disable and enable (docs/suspicious-activity.md): the same rules as delete.
+  {
+    method: 'POST',
+    url: '/v1/projects/:project_id/keys/:key_id/disable',
+    expect: [...DENIED, 404, 200, 200, 200, 403, 403, 401],
+  },
+  {
+    method: 'POST',
+    url: '/v1/projects/:project_id/keys/:key_id/enable',
+    expect: [...DENIED, 404, 200, 200, 200, 403, 403, 401],
+  },
   // The audit trail (docs/audit.md): `audit:read`, which admins and owners hold.
   {
     method: 'GET',

@@ -1,0 +1,426 @@
+import type { AccessRequest, AccessStage } from '../access/index.js'
+import type { AuditLog } from '../audit/index.js'
+import type { Clock, Principal, RefusalReason, RefusedCredential } from '../auth/index.js'
+import type { ApiError } from '../errors.js'
+import type { RevocationBus } from '../revocation/index.js'
+import type { Store } from '../store/index.js'
+import { type ActivityWindows, createMemoryWindows, type MaybePromise } from './activity-windows.js'
+import { effectivePolicy, type SuspiciousPolicy } from './suspicious-settings.js'
+
+/** The rules, by the name their audit events carry (`suspicious.<rule>`). */
+export type SuspiciousRule =
+  | 'distinct_ips'
+  | 'distinct_user_agents'
+  | 'grant_burst'
+  | 'auth_failures'
+  | 'new_origin'
+
+/**
+ * What a finding is about: a key presented itself (`key`), one grant token (`token`), one end user of the
+ * project (`end_user`). Only key-level findings may disable a key (docs/suspicious-activity.md).
+ */
+export type FindingScope = 'key' | 'token' | 'end_user'
+
+/** One rule that fired, as its audit event records it. */
+export interface Finding {
+  rule: SuspiciousRule
+  scope: FindingScope
+  projectId: string
+  /** The key concerned: the key itself, or the key that minted the token or paid for the end user. */
+  keyId: string
+  endUser?: string
+  jti?: string
+  windowSeconds: number
+  threshold: number
+  observed: number
+  /** The value that tipped it over (an address, a user agent, an origin); never a secret. */
+  value?: string
+  /** Whether the policy may disable the key for this finding. */
+  disables: boolean
+}
+
+export interface SuspiciousActivityOptions {
+  store: Store
+  clock: Clock
+  /** Where findings and automatic disables are recorded. */
+  audit?: AuditLog
+  /** Where an automatic disable is announced, so the key's live streams close (docs/revocation.md). */
+  revocations?: RevocationBus
+  /** The server's policy (`EARMARK_SUSPICIOUS_*`); a project's settings override it field by field. */
+  policy: SuspiciousPolicy
+  /** The windows to count in; default in this process's memory. */
+  windows?: ActivityWindows
+  /** Origins remembered per key for the new-origin rule (default 64). */
+  maxOriginsPerKey?: number
+  /** A failed store read or write (never rethrown: detection never fails a request). */
+  onError?: (err: unknown) => void
+}
+
+/** The suspicious-activity detector: an access stage plus the authenticator's refusal callback. */
+export interface SuspiciousActivity {
+  /** Watches every admitted request and every refused one; never refuses anything itself. */
+  readonly stage: AccessStage
+  /** For `AuthenticatorOptions.onRefused`: ties a refused, recognised credential to its key. */
+  onRefused(reason: RefusalReason, credential: RefusedCredential, error: ApiError): void
+  /** Resolves once every evaluation started so far has finished (its audit events recorded, its disable written). */
+  idle(): Promise<void>
+}
+
+/** Who a finding is about, before the rule adds what it saw. */
+type Subject = Pick<Finding, 'scope' | 'projectId' | 'keyId' | 'endUser' | 'jti'>
+
+/** The windows' name for a rule's subject: the key, the token's jti, or the project's end user. */
+function subjectKey(rule: string, s: Subject): string {
+  const id = s.scope === 'key' ? s.keyId : s.scope === 'token' ? s.jti : s.endUser
+  return `${rule}|${s.scope}|${s.projectId}|${id}`
+}
+
+/** The longest client-chosen text (a user agent, an origin) kept in an audit event. */
+const MAX_VALUE = 256
+
+function clip(value: string): string {
+  return value.length > MAX_VALUE ? `${value.slice(0, MAX_VALUE)}…` : value
+}
+
+function isPromise<T>(value: MaybePromise<T>): value is Promise<T> {
+  return typeof (value as { then?: unknown } | undefined)?.then === 'function'
+}
+
+/** Applies `f` to a value that may be a promise, staying synchronous when it is not. */
+function then<T, U>(value: MaybePromise<T>, f: (v: T) => MaybePromise<U>): MaybePromise<U> {
+  return isPromise(value) ? value.then(f) : f(value)
+}
+
+/** A refusal of a recognised credential, remembered until the access gate tells which request it was. */
+interface Attribution {
+  reason: RefusalReason
+  credential: RefusedCredential
+}
+
+/**
+ * Builds the detector (docs/suspicious-activity.md). Every admitted request is noted against its
+ * credential (the key presented itself, or the grant token's `jti`) and its end user: distinct addresses
+ * and user agents, grant requests per key, the origins of live streams. Refusals tied to a key are
+ * counted per key. A rule over its threshold records `suspicious.<rule>` at most once per subject per
+ * window and, when the policy says so and the finding is about the key itself, disables the key.
+ */
+export function createSuspiciousActivity(options: SuspiciousActivityOptions): SuspiciousActivity {
+  const { store, clock } = options
+  const windows = options.windows ?? createMemoryWindows()
+  const maxOrigins = options.maxOriginsPerKey ?? 64
+  const onError = (err: unknown) => options.onError?.(err)
+  const pending = new Set<Promise<unknown>>()
+  const attributions = new WeakMap<ApiError, Attribution>()
+
+  /** Keeps a promise until it settles, so `idle()` can wait for it; failures go to `onError`. */
+  const track = (work: MaybePromise<unknown>) => {
+    if (!isPromise(work)) return
+    const p = work.catch(onError).finally(() => pending.delete(p))
+    pending.add(p)
+  }
+
+  // The policy of each project, read again whenever the store's credentials version moves (a settings
+  // write is a credentials write), so a threshold changed through the API applies to the next request.
+  const policies = new Map<string, { version: number; policy: SuspiciousPolicy }>()
+  const policyOf = (projectId: string): MaybePromise<SuspiciousPolicy> => {
+    const version = store.credentialsVersion()
+    const hit = policies.get(projectId)
+    if (hit && hit.version === version) return hit.policy
+    return store.getProject(projectId).then((project) => {
+      const policy = effectivePolicy(options.policy, project?.settings.suspiciousActivity)
+      if (policies.size >= 10_000) policies.clear()
+      policies.set(projectId, { version, policy })
+      return policy
+    })
+  }
+
+  /** Disables the key of a finding that may, once; records `key.disabled` and closes its streams. */
+  const disable = async (finding: Finding, access: AccessRequest | undefined) => {
+    const { projectId, keyId } = finding
+    const reason = `suspicious.${finding.rule}`
+    if (!(await store.setKeyDisabled(projectId, keyId, clock.now(), reason))) return
+    options.revocations?.publish({ type: 'key-revoked', projectId, keyId, reason: 'disabled' })
+    options.audit?.record({
+      projectId,
+      type: 'key.disabled',
+      keyId,
+      ip: access?.ip ?? null,
+      requestId: access?.requestId ?? null,
+      detail: { reason, via: 'suspicious' },
+    })
+  }
+
+  /** Records a finding (at most once per subject and rule per window) and applies the policy. */
+  const report = (
+    finding: Finding,
+    policy: SuspiciousPolicy,
+    access: AccessRequest | undefined,
+  ): MaybePromise<void> => {
+    const subject = subjectKey(finding.rule, finding)
+    const disables = finding.disables && policy.autoDisable
+    const windowMs = finding.windowSeconds * 1000
+    return then(windows.claim(subject, clock.now(), windowMs), (first) => {
+      if (first) recordFinding(finding, access, disables)
+      if (!disables) return
+      // Claimed apart from the event: a report that could not disable (unverified failures) must not keep
+      // a later one that can from doing so. Once per window: a key an operator enabled again stays enabled
+      // for the rest of it.
+      const disableSubject = `disable|${finding.projectId}|${finding.keyId}`
+      return then(windows.claim(disableSubject, clock.now(), windowMs), (firstDisable) =>
+        firstDisable ? disable(finding, access) : undefined,
+      )
+    })
+  }
+
+  /** The audit event of a finding. */
+  const recordFinding = (finding: Finding, access: AccessRequest | undefined, disables: boolean) => {
+    options.audit?.record({
+      projectId: finding.projectId,
+      type: `suspicious.${finding.rule}`,
+      keyId: finding.keyId,
+      endUser: finding.endUser ?? null,
+      ip: access?.ip ?? null,
+      requestId: access?.requestId ?? null,
+      detail: {
+        rule: finding.rule,
+        scope: finding.scope,
+        window_seconds: finding.windowSeconds,
+        threshold: finding.threshold,
+        observed: finding.observed,
+        ...(finding.value !== undefined ? { value: clip(finding.value) } : {}),
+        ...(finding.jti !== undefined ? { jti: finding.jti } : {}),
+        auto_disable: disables,
+      },
+    })
+  }
+
+  /** Counts a distinct value for a subject; reports when it passes the threshold. */
+  const distinctRule = (
+    rule: 'distinct_ips' | 'distinct_user_agents',
+    base: Subject,
+    value: string,
+    threshold: number,
+    policy: SuspiciousPolicy,
+    access: AccessRequest,
+  ): MaybePromise<void> => {
+    if (threshold <= 0) return
+    const subject = subjectKey(rule, base)
+    const windowMs = policy.windowSeconds * 1000
+    return then(windows.distinct(subject, value, clock.now(), windowMs, threshold + 1), (observed) => {
+      if (observed <= threshold) return
+      return report(
+        {
+          ...base,
+          rule,
+          windowSeconds: policy.windowSeconds,
+          threshold,
+          observed,
+          value,
+          disables: base.scope === 'key',
+        },
+        policy,
+        access,
+      )
+    })
+  }
+
+  /** Everything an admitted request tells the rules, under `policy`. */
+  const observe = (principal: Principal, access: AccessRequest, policy: SuspiciousPolicy) => {
+    const { projectId, keyId } = principal
+    const grant = principal.grant
+    const work: MaybePromise<void>[] = []
+    const user = grant?.endUser
+    const credential: Subject =
+      grant === undefined
+        ? { scope: 'key', projectId, keyId }
+        : {
+            scope: 'token',
+            projectId,
+            keyId,
+            jti: grant.jti,
+            ...(user !== undefined ? { endUser: user } : {}),
+          }
+    const endUser: Subject | undefined =
+      grant === undefined || user === undefined
+        ? undefined
+        : { scope: 'end_user', projectId, keyId, endUser: user, jti: grant.jti }
+    if (access.ip) {
+      work.push(
+        distinctRule('distinct_ips', credential, access.ip, policy.maxIpsPerCredential, policy, access),
+      )
+      if (endUser) {
+        work.push(distinctRule('distinct_ips', endUser, access.ip, policy.maxIpsPerEndUser, policy, access))
+      }
+    }
+    if (access.userAgent) {
+      const ua = clip(access.userAgent)
+      work.push(
+        distinctRule(
+          'distinct_user_agents',
+          credential,
+          ua,
+          policy.maxUserAgentsPerCredential,
+          policy,
+          access,
+        ),
+      )
+      if (endUser) {
+        work.push(
+          distinctRule('distinct_user_agents', endUser, ua, policy.maxUserAgentsPerEndUser, policy, access),
+        )
+      }
+    }
+    if (access.kind === 'grant' && policy.maxGrantsPerKey > 0) {
+      const windowMs = policy.grantWindowSeconds * 1000
+      work.push(
+        then(windows.count(`grant_burst|${projectId}|${keyId}`, clock.now(), windowMs), (observed) => {
+          if (observed <= policy.maxGrantsPerKey) return
+          return report(
+            {
+              rule: 'grant_burst',
+              scope: 'key',
+              projectId,
+              keyId,
+              windowSeconds: policy.grantWindowSeconds,
+              threshold: policy.maxGrantsPerKey,
+              observed,
+              disables: true,
+            },
+            policy,
+            access,
+          )
+        }),
+      )
+    }
+    if (access.transport === 'ws' && access.kind === 'usage' && access.origin && policy.newOrigin) {
+      work.push(newOrigin(principal, access, access.origin, policy))
+    }
+    for (const w of work) track(w)
+  }
+
+  /**
+   * A live stream from an origin the key's streams never came from. The first origin a key is seen with
+   * (since this process started) is its baseline, learnt silently; a new one is learnt only once it is
+   * reported, so one that appears again after the report window is reported again.
+   */
+  const newOrigin = (
+    principal: Principal,
+    access: AccessRequest,
+    origin: string,
+    policy: SuspiciousPolicy,
+  ): MaybePromise<void> => {
+    const { projectId, keyId } = principal
+    const subject = `origins|${projectId}|${keyId}`
+    return then(windows.seen(subject, origin), (seen) => {
+      if (seen === 'known') return
+      if (seen === 'first') return windows.learn(subject, origin, maxOrigins)
+      const claimSubject = `new_origin|key|${projectId}|${keyId}`
+      return then(windows.claim(claimSubject, clock.now(), policy.windowSeconds * 1000), (first) => {
+        if (!first) return
+        options.audit?.record({
+          projectId,
+          type: 'suspicious.new_origin',
+          keyId,
+          endUser: principal.grant?.endUser ?? null,
+          ip: access.ip,
+          requestId: access.requestId,
+          detail: {
+            rule: 'new_origin',
+            scope: 'key',
+            window_seconds: policy.windowSeconds,
+            value: clip(origin),
+            ...(principal.grant ? { jti: principal.grant.jti } : {}),
+            auto_disable: false,
+          },
+        })
+        return windows.learn(subject, origin, maxOrigins)
+      })
+    })
+  }
+
+  /**
+   * A refusal tied to a key. Counted per key; the finding may disable the key only when the refusals
+   * whose credential verified (the key's own secret, a token whose signature held) are over the threshold
+   * on their own: ids read from an unverified token can be written by anyone, and must never let a
+   * stranger disable someone's key.
+   */
+  const failure = (attribution: { reason: string; credential: RefusedCredential }, access: AccessRequest) => {
+    const { credential } = attribution
+    const { projectId, keyId } = credential
+    const work = then(policyOf(projectId), (policy) => {
+      const threshold = policy.maxAuthFailuresPerKey
+      if (threshold <= 0) return
+      const windowMs = policy.windowSeconds * 1000
+      const now = clock.now()
+      const all = windows.count(`auth_failures|${projectId}|${keyId}`, now, windowMs)
+      const verified = credential.verified
+        ? windows.count(`auth_failures_verified|${projectId}|${keyId}`, now, windowMs)
+        : 0
+      return then(all, (observed) =>
+        then(verified, (verifiedCount) => {
+          if (observed <= threshold) return
+          return report(
+            {
+              rule: 'auth_failures',
+              scope: 'key',
+              projectId,
+              keyId,
+              ...(credential.endUser !== undefined ? { endUser: credential.endUser } : {}),
+              ...(credential.jti !== undefined ? { jti: credential.jti } : {}),
+              windowSeconds: policy.windowSeconds,
+              threshold,
+              observed,
+              value: attribution.reason,
+              disables: verifiedCount > threshold,
+            },
+            policy,
+            access,
+          )
+        }),
+      )
+    })
+    track(work)
+  }
+
+  const stage: AccessStage = {
+    name: 'suspicious-activity',
+    admit(principal, access) {
+      // Never holds the request: a project's policy not yet read is read in the background.
+      const policy = policyOf(principal.projectId)
+      if (isPromise(policy)) track(policy.then((p) => observe(principal, access, p)))
+      else observe(principal, access, policy)
+    },
+    authFailed(access, error) {
+      const attribution = attributions.get(error)
+      if (attribution) failure(attribution, access)
+    },
+    refused(principal, access, error) {
+      // A binding, use-count or scope refusal of a credential that authenticated: proof its secret is in
+      // hands the key's owner did not mean it for. Limits and quotas (429) are not failures.
+      if (error.status !== 401 && error.status !== 403) return
+      failure(
+        {
+          reason: error.code,
+          credential: {
+            projectId: principal.projectId,
+            keyId: principal.keyId,
+            verified: true,
+            ...(principal.grant ? { jti: principal.grant.jti } : {}),
+            ...(principal.grant?.endUser !== undefined ? { endUser: principal.grant.endUser } : {}),
+          },
+        },
+        access,
+      )
+    },
+  }
+
+  return {
+    stage,
+    onRefused(reason, credential, error) {
+      attributions.set(error, { reason, credential })
+    },
+    async idle() {
+      while (pending.size > 0) await Promise.allSettled([...pending])
+    },
+  }
+}
