@@ -11,6 +11,7 @@ import { bootstrapProject, makeKey } from '../helpers/earmark.js'
 import { eventually } from '../helpers/listen-e2e.js'
 import { type LiveServer, openSocket, startLiveServer } from '../helpers/live-server.js'
 import { removeDir, tempDataDir } from '../helpers/server-process.js'
+import { recordSecrets } from '../helpers/test-logs.js'
 
 // The expired-key sweep (docs/audit.md, "Expired keys are swept"), driven by an injected clock: each expiry recorded
 // once, revoked on the bus, the key deleted once its retention is over.
@@ -152,49 +153,78 @@ describe('the sweeper in a running server', { timeout: 60_000 }, () => {
   })
   after(() => srv.close())
 
-  it('closes a live stream of a key the sweep finds expired (1008 AUTH-0002) and records both', async () => {
+  it('closes the live streams of a key the sweep finds expired (1008 AUTH-0002), its tokens’ too, and records them', async (t) => {
     const { earmark, projectId } = srv
-    const res = await fetch(`${srv.url}/v1/projects/${projectId}/keys`, {
-      method: 'POST',
-      headers: { authorization: `Token ${srv.ownerKey}`, 'content-type': 'application/json' },
-      body: JSON.stringify({ comment: 'expiring', scopes: ['member'], time_to_live_in_seconds: 600 }),
+    const api = async (path: string, key: string, body: unknown) => {
+      const res = await fetch(`${srv.url}${path}`, {
+        method: 'POST',
+        headers: { authorization: `Token ${key}`, 'content-type': 'application/json' },
+        body: JSON.stringify(body),
+      })
+      return (await res.json()) as Record<string, string>
+    }
+    const created = await api(`/v1/projects/${projectId}/keys`, srv.ownerKey, {
+      comment: 'expiring',
+      scopes: ['member'],
+      time_to_live_in_seconds: 600,
     })
-    const created = (await res.json()) as { key: string; api_key_id: string }
-    const { ws, log, closed } = await openSocket(
-      `${srv.wsUrl}/v1/listen?encoding=linear16&sample_rate=16000`,
-      { protocols: ['token', created.key] },
-    )
-    assert.equal(log.status, undefined, 'the stream opened')
-    const silence = setInterval(() => ws.readyState === ws.OPEN && ws.send(Buffer.alloc(3200)), 100)
+    const key = String(created.key)
+    const token = String((await api('/v1/auth/grant', key, { ttl_seconds: 3600 })).access_token)
+    recordSecrets(key, token)
+    const streams = []
+    for (const protocols of [
+      ['token', key],
+      ['bearer', token],
+    ]) {
+      const opened = await openSocket(`${srv.wsUrl}/v1/listen?encoding=linear16&sample_rate=16000`, {
+        protocols,
+      })
+      assert.equal(opened.log.status, undefined, `the ${protocols[0]} stream opened`)
+      const { ws } = opened
+      const silence = setInterval(() => ws.readyState === ws.OPEN && ws.send(Buffer.alloc(3200)), 100)
+      void opened.closed.then(() => clearInterval(silence))
+      streams.push(opened)
+    }
     try {
-      // The guard's own timer is armed for ten real minutes; only the sweep can close it now.
+      // The guard's own timers are armed for ten real minutes; only the sweep can close the streams now.
       clock.advance(600_000)
       const sweptAt = Date.now()
       assert.deepEqual(await earmark.sweeper.sweep(), { expired: 1, swept: 1 })
-      const end = await closed
-      assert.deepEqual(end.close, { code: 1008, reason: 'AUTH-0002' })
-      const ms = Date.now() - sweptAt
-      assert.ok(ms < 1000, `closed ${ms} ms after the sweep`)
+      const times = []
+      for (const s of streams) {
+        const end = await s.closed
+        assert.deepEqual(end.close, { code: 1008, reason: 'AUTH-0002' })
+        times.push(Date.now() - sweptAt)
+      }
+      t.diagnostic(`sweep → close: ${times.join(', ')} ms (stream by key, by token)`)
+      assert.ok(Math.max(...times) < 1000, `closed ${times.join(', ')} ms after the sweep`)
     } finally {
-      clearInterval(silence)
-      ws.terminate()
+      for (const s of streams) s.ws.terminate()
     }
-    const requestId = String(log.headers?.['dg-request-id'])
-    const types = await eventually(
+    const { events } = await eventually(
       async () => {
         await earmark.services.audit?.flush()
         const events = await earmark.services.store.listAuditEvents(projectId, { keyId: created.api_key_id })
-        const types = events.map((e) => e.type).reverse()
-        return types.includes('stream.revoked') ? { types, events } : undefined
+        return events.filter((e) => e.type === 'stream.revoked').length === 2 ? { events } : undefined
       },
       5000,
-      'the stream.revoked event',
+      'the stream.revoked events',
     )
-    // The revocation closes the stream before the key is deleted.
-    assert.deepEqual(types.types, ['key.created', 'key.expired', 'stream.revoked', 'key.swept'])
-    const revoked = types.events.find((e) => e.type === 'stream.revoked')
-    assert.equal(revoked?.requestId, requestId)
-    assert.equal(revoked?.ip, '127.0.0.1')
-    assert.deepEqual(revoked?.detail, { route: '/v1/listen', code: 1008, reason: 'AUTH-0002' })
+    const types = events.map((e) => e.type).reverse()
+    // The revocation closes the streams before the key is deleted.
+    assert.deepEqual(types.slice(0, 3), ['key.created', 'grant.issued', 'key.expired'])
+    assert.deepEqual(types.slice(3).sort(), ['key.swept', 'stream.revoked', 'stream.revoked'])
+    for (const [i, s] of streams.entries()) {
+      const requestId = String(s.log.headers?.['dg-request-id'])
+      const revoked = events.find((e) => e.type === 'stream.revoked' && e.requestId === requestId)
+      assert.ok(revoked, `the stream.revoked event of stream ${i}`)
+      assert.equal(revoked.ip, '127.0.0.1')
+      assert.equal(revoked.keyId, created.api_key_id)
+      const jti =
+        i === 1 ? { jti: JSON.parse(Buffer.from(token.split('.')[1] ?? '', 'base64url').toString()).jti } : {}
+      assert.deepEqual(revoked.detail, { route: '/v1/listen', code: 1008, reason: 'AUTH-0002', ...jti })
+    }
+    const text = JSON.stringify(events)
+    assert.ok(!text.includes(key) && !text.includes(token), 'no secret in the events')
   })
 })
