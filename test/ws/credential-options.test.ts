@@ -173,6 +173,23 @@ describe('credential options on live streams', { timeout: 120_000 }, () => {
     await idle()
   })
 
+  it('a key’s max_session_duration_seconds closes its /v1/speak socket too, and its tokens inherit it', async () => {
+    const key = await createKey({ max_session_duration_seconds: 1 })
+    for (const protocols of [
+      ['token', key],
+      ['bearer', await grant({}, key)],
+    ]) {
+      const { ws, log, closed } = await openSocket(`${ws4}/v1/speak`, { protocols })
+      sockets.push(ws)
+      assert.equal(log.status, undefined, JSON.stringify(log.body))
+      const at = Date.now()
+      await closed
+      const ms = Date.now() - at
+      assert.deepEqual(log.close, { code: 1008, reason: 'AUTH-0003' }, protocols[0])
+      assert.ok(ms >= 900 && ms <= 2500, `${protocols[0]}: closed after ${ms} ms`)
+    }
+  })
+
   it('a key bound to origins admits an upgrade from one of them and refuses another origin or none, 403', async () => {
     const key = await createKey({ allowed_origins: [APP_ORIGIN] })
     // A key's origin binding holds on every route it calls, the grant route included.
