@@ -42,6 +42,7 @@ import {
   type KeySweeper,
   type Services,
 } from './projects/index.js'
+import { createQuotaEnforcer } from './quotas/index.js'
 import { createRevocationBus, createStreamGuard, type RevocationBus } from './revocation/index.js'
 import { widePermissions } from './store/sqlite/sqlite-file-modes.js'
 import { createSqliteStore } from './store/sqlite/sqlite-store.js'
@@ -230,7 +231,6 @@ export async function createEarmark(
     }),
   )
   // `max_uses` is redeemed last, so only a request every other stage admitted spends a use.
-  // `max_uses` is redeemed last, so only a request every other stage admitted spends a use.
   accessStages.push(createRedeemStage({ ledger: createMemoryJtiLedger({ clock }) }))
   // Suspicious activity watches first: it refuses nothing, and must see what a later stage refuses.
   accessStages.unshift(suspicious.stage)
@@ -259,6 +259,13 @@ export async function createEarmark(
         }),
     },
   )
+  // Audio quotas, one ledger for live streams and pre-recorded requests (docs/quotas.md).
+  const quotas = createQuotaEnforcer({
+    store: services.store,
+    clock,
+    audit: services.audit,
+    projectSettings: (id) => projectSettings.get(id),
+  })
   // One set of synthesis slots for `POST /v1/speak` and the live socket.
   const speaker = createSpeaker({
     ...(config.speakConcurrency ? { concurrency: config.speakConcurrency } : {}),
@@ -290,6 +297,7 @@ export async function createEarmark(
         uploadIdleTimeoutMs: config.uploadIdleTimeoutMs,
         uploadDir: config.uploadDir,
         share,
+        quotas,
       },
     },
   })
@@ -301,6 +309,7 @@ export async function createEarmark(
         engine,
         limits: { idleTimeoutMs: config.wsIdleTimeoutMs, keepAliveOnlyMs: config.wsKeepAliveOnlyMs },
         share,
+        quotas,
       }),
       createSpeakRoute({ services, synthesize: speaker.synthesize }),
     ],

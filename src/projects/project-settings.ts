@@ -2,6 +2,7 @@ import { LRUCache } from 'lru-cache'
 import type { Principal, ProjectSettings } from '../auth/index.js'
 import { invalidField } from '../errors.js'
 import { parseLimitSettings, projectLimitsView } from '../limits/limit-options.js'
+import { quotaSettingsSection } from '../quotas/quota-options.js'
 import type { Store } from '../store/index.js'
 import { suspiciousSettingsSection } from '../suspicious/suspicious-settings.js'
 import { requireProject, requireScope, type Services } from './context.js'
@@ -27,7 +28,7 @@ const limitsSection: SettingsSection = {
 /** The sections by wire name; any other top-level field of a PATCH is a 400. */
 const SECTIONS: Readonly<Record<string, SettingsSection>> = {
   limits: limitsSection,
-  // ---- quotas (docs/quotas.md): one line, `quotas: quotasSection,`, added by the quotas work ----
+  quotas: quotaSettingsSection, // docs/quotas.md, "Where quotas are set"
   suspicious_activity: suspiciousSettingsSection, // docs/suspicious-activity.md, "Settings"
 }
 

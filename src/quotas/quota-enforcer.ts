@@ -1,6 +1,6 @@
 import type { AccessRequest } from '../access/index.js'
 import { type AuditLog, auditContext } from '../audit/index.js'
-import type { Clock, KeyQuotas, Principal } from '../auth/index.js'
+import type { Clock, KeyQuotas, Principal, ProjectSettings } from '../auth/index.js'
 import { type ApiError, tooManyRequests } from '../errors.js'
 import { endUserOf } from '../projects/index.js'
 import type { Store } from '../store/index.js'
@@ -58,6 +58,8 @@ export interface QuotaEnforcerOptions {
   clock: Clock
   /** Where consumption is counted; default the in-process ledger over `store`. */
   ledger?: QuotaLedger
+  /** A project's settings, e.g. from the server's shared settings cache; default: read from `store`. */
+  projectSettings?: (projectId: string) => ProjectSettings | Promise<ProjectSettings>
   audit?: AuditLog
 }
 
@@ -131,17 +133,8 @@ export function quotaRules(
 export function createQuotaEnforcer(o: QuotaEnforcerOptions): QuotaEnforcer {
   const { store, clock } = o
   const ledger = o.ledger ?? createMemoryQuotaLedger({ store })
-  /** Project quotas, re-read whenever the credentials version says settings may have changed. */
-  const cache = new Map<string, { version: number; quotas: KeyQuotas | undefined }>()
-
-  const projectQuotas = async (projectId: string): Promise<KeyQuotas | undefined> => {
-    const version = store.credentialsVersion()
-    const hit = cache.get(projectId)
-    if (hit && hit.version === version) return hit.quotas
-    const quotas = (await store.getProject(projectId))?.settings.quotas
-    cache.set(projectId, { version, quotas })
-    return quotas
-  }
+  const settingsOf =
+    o.projectSettings ?? (async (projectId: string) => (await store.getProject(projectId))?.settings ?? {})
 
   const leaseOf = (
     principal: Principal,
@@ -203,7 +196,7 @@ export function createQuotaEnforcer(o: QuotaEnforcerOptions): QuotaEnforcer {
 
   return {
     async open(principal, access) {
-      const rules = quotaRules(principal, await projectQuotas(principal.projectId), clock.now())
+      const rules = quotaRules(principal, (await settingsOf(principal.projectId)).quotas, clock.now())
       if (rules.length === 0) return undefined
       const reservation = await ledger.reserve(rules)
       const lease = leaseOf(principal, access, reservation, rules)
