@@ -132,9 +132,10 @@ function parseListen(value: unknown, field: string): ListenConstraints | undefin
   const body = value as Record<string, unknown>
   const unknown = Object.keys(body).find((k) => !LISTEN_FIELDS.has(k))
   if (unknown !== undefined) {
+    // A plain field name is named; anything else the client sent is not repeated.
     throw invalidField(
-      `${field}.${unknown}`,
-      `is not a listen constraint (known: ${[...LISTEN_FIELDS].join(', ')})`,
+      /^[a-z_]{1,64}$/.test(unknown) ? `${field}.${unknown}` : field,
+      `holds a field that is not a listen constraint (known: ${[...LISTEN_FIELDS].join(', ')})`,
     )
   }
   const out: ListenConstraints = {}
@@ -220,9 +221,10 @@ function narrowList(
 ): string[] | undefined {
   if (!key) return asked
   if (!asked) return key
-  const wider = asked.find((e) => !within(e, key))
-  if (wider !== undefined) {
-    throw invalidField(field, `\`${wider}\` is outside what the key that mints it allows`)
+  // Named by position, not quoted: an error message never repeats what the client sent.
+  const wider = asked.findIndex((e) => !within(e, key))
+  if (wider >= 0) {
+    throw invalidField(field, `entry ${wider + 1} is outside what the key that mints it allows`)
   }
   return asked
 }
