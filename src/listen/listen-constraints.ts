@@ -10,11 +10,6 @@ import type { ListenOptions } from './listen-options.js'
  */
 export const DEFAULT_LISTEN_MODEL = 'base'
 
-/** A client value safe to quote in a refusal: short and plain (never something pasted by mistake). */
-function quoted(value: string): string {
-  return /^[A-Za-z0-9._-]{1,64}$/.test(value) ? ` \`${value}\`` : ''
-}
-
 /**
  * Refuses, 403 `FORBIDDEN`, listen options outside the credential's `listen` constraints
  * (docs/credential-options.md): whatever the client asks, over REST and WebSocket alike, before anything is
@@ -25,11 +20,12 @@ export function checkListenConstraints(principal: Principal, options: ListenOpti
   const c = credentialBinding(principal)?.listen
   if (!c) return
   if (c.allowedModels) {
+    // Safe to quote: parseListenOptions let only a model Earmark serves through. A language is not quoted.
     const model = (options.model ?? DEFAULT_LISTEN_MODEL).toLowerCase()
     if (!c.allowedModels.includes(model)) {
       throw new ApiError(
         'FORBIDDEN',
-        `This credential may not use \`model\`${quoted(model)}${options.model === null ? ' (the default)' : ''}; allowed: ${c.allowedModels.join(', ')}.`,
+        `This credential may not use \`model\` \`${model}\`${options.model === null ? ' (the default)' : ''}; allowed: ${c.allowedModels.join(', ')}.`,
       )
     }
   }
@@ -38,7 +34,7 @@ export function checkListenConstraints(principal: Principal, options: ListenOpti
     if (!c.allowedLanguages.includes(language)) {
       throw new ApiError(
         'FORBIDDEN',
-        `This credential may not use \`language\`${quoted(language)}; allowed: ${c.allowedLanguages.join(', ')}.`,
+        `This credential may not use that \`language\`; allowed: ${c.allowedLanguages.join(', ')}.`,
       )
     }
   }
