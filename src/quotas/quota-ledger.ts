@@ -53,50 +53,49 @@ export interface QuotaLedger {
 const SLACK_SECONDS = 1e-9
 
 interface Counter {
-  /** Seconds in the store's records for this period (last read, plus what finished here since). */
+  /** Seconds of finished records: the store's sum when the counter was made, plus what settled here since. */
   settled: number
   /** Seconds taken by reservations still open. */
   open: number
   /** Open reservations holding this counter; at 0 it is forgotten (the store has it all). */
   holders: number
-  /** Bumped whenever `settled` grows here, so a store read that raced with it is not trusted blindly. */
-  epoch: number
+  /** Settles once the store's sum is in `settled`. */
+  ready: Promise<void>
 }
 
 /**
- * The in-process ledger. A counter lives while a reservation holds it; each new reservation re-reads its
- * buckets' totals from the store, so records written by other requests (or by a process that restarted) count.
- * Usage records of open streams hold 0 s until they finish, and a reservation is released only after its
- * record is written: a second is thus counted in the store, here, or for an instant in both, never in neither.
+ * The in-process ledger. A counter is read from the store once, by the first reservation of its bucket, and
+ * lives while reservations hold it; what they took is added to it when they are released. Usage records of
+ * open streams hold 0 s until they finish, and a reservation is released only after its record is written,
+ * so a second is counted in the store or here, never in neither; and since a live counter is not read again,
+ * never in both. Records written meanwhile by another process sharing the store are seen once the counter is
+ * forgotten and read afresh (docs/quotas.md "Several servers").
  */
 export function createMemoryQuotaLedger(o: { store: Store }): QuotaLedger {
   const counters = new Map<string, Counter>()
 
-  const read = async (bucket: QuotaBucket, c: Counter) => {
-    for (let attempt = 0; ; attempt++) {
-      const epoch = c.epoch
-      const total = await o.store.sumAudioSeconds(bucket.projectId, bucket.filter)
-      if (c.epoch === epoch) {
-        c.settled = total
-        return
-      }
-      // A reservation settled while the store was read: the read may miss it; after a few tries keep the
-      // larger figure, which can only over-count for an instant.
-      if (attempt >= 2) {
-        c.settled = Math.max(c.settled, total)
-        return
-      }
-    }
+  const counterOf = (bucket: QuotaBucket): Counter => {
+    const existing = counters.get(bucket.id)
+    if (existing) return existing
+    const c: Counter = { settled: 0, open: 0, holders: 0, ready: Promise.resolve() }
+    c.ready = o.store.sumAudioSeconds(bucket.projectId, bucket.filter).then(
+      (total) => {
+        c.settled += total
+      },
+      (err: unknown) => {
+        // A failed read is not kept: the next reservation reads again.
+        if (counters.get(bucket.id) === c) counters.delete(bucket.id)
+        throw err
+      },
+    )
+    counters.set(bucket.id, c)
+    return c
   }
 
   return {
     async reserve(buckets) {
       const held = buckets.map((bucket) => {
-        let c = counters.get(bucket.id)
-        if (!c) {
-          c = { settled: 0, open: 0, holders: 0, epoch: 0 }
-          counters.set(bucket.id, c)
-        }
+        const c = counterOf(bucket)
         c.holders++
         return { bucket, c }
       })
@@ -107,15 +106,12 @@ export function createMemoryQuotaLedger(o: { store: Store }): QuotaLedger {
         released = true
         for (const { bucket, c } of held) {
           c.open -= taken
-          if (settle) {
-            c.settled += taken
-            c.epoch++
-          }
-          if (--c.holders === 0) counters.delete(bucket.id)
+          if (settle) c.settled += taken
+          if (--c.holders === 0 && counters.get(bucket.id) === c) counters.delete(bucket.id)
         }
       }
       try {
-        await Promise.all(held.map(({ bucket, c }) => read(bucket, c)))
+        await Promise.all(held.map(({ c }) => c.ready))
       } catch (err) {
         release(false)
         throw err

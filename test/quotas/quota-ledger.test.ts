@@ -102,6 +102,18 @@ describe('quota ledger and enforcer', () => {
     assert.equal((await quotas.open(p))?.remaining(), 4, 'read back from the store')
   })
 
+  it('a reservation opened between a record being written and its reservation released counts it once', async () => {
+    const p = await principalWith({ quotas: { audio_seconds_per_day: 10 } })
+    const a = await quotas.open(p)
+    assert.equal(a?.take(4), 4)
+    await meter(p, 4) // a's usage record is in the store; a is not released yet
+    const c = await quotas.open(p)
+    assert.equal(c?.remaining(), 6)
+    a?.release()
+    assert.equal(c?.remaining(), 6)
+    c?.release()
+  })
+
   it('the day quota starts again at midnight UTC and the month quota on the first of the month', async () => {
     const p = await principalWith({ quotas: { audio_seconds_per_day: 5, audio_seconds_per_month: 8 } })
     await meter(p, 5)
