@@ -55,21 +55,25 @@ export function createKeySweeper(o: KeySweeperOptions): KeySweeper {
   const actor: KeyActor = { via: o.via ?? 'sweeper' }
   let timer: NodeJS.Timeout | undefined
   let running: Promise<SweepResult> | undefined
+  /** Keys whose expiry is known to be recorded (by this sweeper or another): not asked about again. */
+  const noted = new Set<string>()
 
   const pass = async (): Promise<SweepResult> => {
     const now = clock.now()
     const result: SweepResult = { expired: 0, swept: 0 }
     const seen = new Set<string>()
     // The store lists expired keys oldest first and cannot skip those already noted but still retained, so
-    // the window grows until it holds every expired key (deleted ones drop out of it as the pass goes).
-    for (let limit = batch; limit <= MAX_PER_PASS; limit += batch) {
+    // the window doubles until it holds every expired key (deleted ones drop out of it as the pass goes).
+    for (let limit = batch; ; limit = Math.min(limit * 2, MAX_PER_PASS)) {
       const keys = await store.listExpiredKeys(now, limit)
       for (const key of keys) {
         if (seen.has(key.id) || key.expiresAt === null) continue
         seen.add(key.id)
         const detail = { expired_at: isoDate(key.expiresAt) }
         // True only for the first process to notice, so two servers on one store write one event.
-        if (await store.noteKeyExpired(key.projectId, key.id, now)) {
+        const first = !noted.has(key.id) && (await store.noteKeyExpired(key.projectId, key.id, now))
+        noted.add(key.id)
+        if (first) {
           result.expired++
           auditKeyEvent(services, 'key.expired', key, actor, detail)
           services.revocations?.publish({
@@ -80,6 +84,7 @@ export function createKeySweeper(o: KeySweeperOptions): KeySweeper {
           })
         }
         if (key.expiresAt <= now - retentionMs && (await store.deleteKey(key.projectId, key.id, now))) {
+          noted.delete(key.id)
           result.swept++
           auditKeyEvent(services, 'key.swept', key, actor, {
             ...detail,
@@ -87,8 +92,12 @@ export function createKeySweeper(o: KeySweeperOptions): KeySweeper {
           })
         }
       }
-      if (keys.length < limit) break
+      if (keys.length < limit || limit === MAX_PER_PASS) break
+      // The store is synchronous underneath: let requests through between windows.
+      await new Promise((resolve) => setImmediate(resolve))
     }
+    // Keys deleted by someone else while retained would otherwise stay in the set.
+    for (const id of noted) if (!seen.has(id)) noted.delete(id)
     return result
   }
 
