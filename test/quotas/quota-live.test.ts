@@ -17,6 +17,8 @@ describe('audio quotas on live streams', { timeout: 180_000 }, () => {
   let api: QuotaApi
   /** 0.5 s silence, "good morning", silence up to 4.5 s, then a sentence the quota must cut off. */
   let speechThenMore: Int16Array
+  /** 0.5 s silence, then one sentence without a pause, then 1 s of silence. */
+  let sentence: Int16Array
 
   const grant = async (key: string, endUser: string) => {
     const res = await fetch(`${srv.url}/v1/auth/grant`, {
@@ -56,20 +58,27 @@ describe('audio quotas on live streams', { timeout: 180_000 }, () => {
     srv = await startLiveServer({ EARMARK_CAPACITY: '3' })
     api = quotaApi(srv)
     const first = concatPcm(silence(0.5), await speech('good morning'))
+    sentence = concatPcm(silence(0.5), await speech('good morning, the weather is lovely today'), silence(1))
     speechThenMore = concatPcm(exactly(first, 4.5), await speech('the weather is lovely today'), silence(0.5))
   })
   after(() => srv.close())
 
   it('a quota exhausted mid-stream closes it 1008 QUOTA-0001 after the finals of the audio it took', async () => {
-    const { key, id } = await api.createKey({ audio_seconds_per_day: 3 })
+    // The quota runs out in the middle of the sentence (speech from about 0.7 s to 2.9 s).
+    const { key, id } = await api.createKey({ audio_seconds_per_day: 2 })
     const s = await listen(key)
     assert.equal(s.log.status, undefined, JSON.stringify(s.log.body))
-    const log = await stream(s, speechThenMore, false)
+    const log = await stream(s, sentence, false)
     assert.deepEqual(log.close, { code: 1008, reason: 'QUOTA-0001' })
     const heard = finals(log)
     console.log(`# finals before the quota close: "${heard}"`)
-    assert.match(heard, /morning/, 'the speech within the allowance was transcribed and sent')
-    assert.doesNotMatch(heard, /weather|lovely|today/, 'nothing past the allowance reached the engine')
+    assert.match(heard, /good morning/, 'the speech within the allowance was transcribed and sent')
+    assert.doesNotMatch(heard, /lovely|today/, 'nothing past the allowance reached the engine')
+    // The engine was flushed at the cut: the last final ends exactly at the allowance, not at an endpoint.
+    const last = log.messages.filter((m) => m.type === 'Results' && m.is_final === true).at(-1)
+    assert.ok(last, 'a final before the close')
+    assert.ok(Math.abs(Number(last.start) + Number(last.duration) - 2) < 0.01, JSON.stringify(last))
+    assert.equal(last.speech_final, false)
     assert.equal(
       log.messages.some((m) => m.type === 'Metadata'),
       false,
@@ -79,7 +88,7 @@ describe('audio quotas on live streams', { timeout: 180_000 }, () => {
     assert.ok(record)
     assert.equal(record.response.code, 1008)
     assert.equal(record.response.message, 'QUOTA-0001')
-    assert.ok(Math.abs((record.response.details?.duration ?? 0) - 3) < 0.01, JSON.stringify(record))
+    assert.ok(Math.abs((record.response.details?.duration ?? 0) - 2) < 0.01, JSON.stringify(record))
 
     // Nothing left: the next upgrade is refused before anything is claimed, with Retry-After to midnight UTC.
     const refused = await listen(key)
@@ -94,7 +103,7 @@ describe('audio quotas on live streams', { timeout: 180_000 }, () => {
 
     const exhausted = (await auditEvents('quota.exhausted')).filter((e) => e.keyId === id)
     assert.equal(exhausted.length, 1)
-    assert.equal(exhausted[0]?.detail.audio_seconds, 3)
+    assert.equal(exhausted[0]?.detail.audio_seconds, 2)
     const quotas = exhausted[0]?.detail.quotas as { quota: string }[] | undefined
     assert.deepEqual(
       quotas?.map((q) => q.quota),
