@@ -2,8 +2,8 @@ import { BlockList, isIP } from 'node:net'
 import type { CredentialBinding, GrantOptions, KeyOptions, ListenConstraints } from '../auth/index.js'
 import { invalidField } from '../errors.js'
 import { parseKeyLimits } from '../limits/index.js'
-import { parseKeyQuotas } from '../quotas/quota-options.js'
 import { isListenModel } from '../listen/index.js'
+import { parseKeyQuotas } from '../quotas/quota-options.js'
 
 /**
  * The wire forms of Earmark's credential options (docs/credential-options.md): parsing the snake_case fields
@@ -308,6 +308,17 @@ export function checkOptionsSize(options: GrantOptions): void {
     field,
     `the options take ${size} bytes as JSON, and at most ${MAX_OPTIONS_JSON} fit in a token; bind fewer or shorter entries`,
   )
+}
+
+/**
+ * A new key's options when `parent` creates it through the API: like a grant, the new key inherits its
+ * creator's binding and may only narrow it (a bound key must not mint an unbound one to escape its
+ * binding); its other options (limits, quotas) are its own.
+ */
+export function narrowKeyOptions(parent: KeyOptions, asked: KeyOptions): KeyOptions {
+  const { allowedOrigins, allowedIps, maxSessionSeconds, listen, ...rest } = asked
+  const binding = narrowGrantOptions(parent, { allowedOrigins, allowedIps, maxSessionSeconds, listen })
+  return { ...rest, ...binding }
 }
 
 /** True when `options` sets nothing (a credential that behaves exactly as Deepgram's). */

@@ -14,7 +14,7 @@ import {
 import { ApiError, invalidField } from '../errors.js'
 import type { ApiKeyRecord, ApiKeyWithMember, Member } from '../store/index.js'
 import { isoDate, requireProject, requireScope, type Services } from './context.js'
-import { bindingView, isEmptyOptions, parseKeyOptions } from './credential-options.js'
+import { bindingView, isEmptyOptions, narrowKeyOptions, parseKeyOptions } from './credential-options.js'
 
 /** The longest lifetime `time_to_live_in_seconds` may ask for (ten years). */
 export const MAX_KEY_TTL_SECONDS = 10 * 365 * 24 * 3600
@@ -223,6 +223,12 @@ export async function createKey(
   // ...nor one that outlives it.
   if (principal.expiresAt !== null && (spec.expiresAt === null || spec.expiresAt > principal.expiresAt)) {
     spec.expiresAt = principal.expiresAt
+  }
+  // ...nor one that escapes its binding (docs/credential-options.md, "Keys and the tokens they mint").
+  if (!isEmptyOptions(principal.keyRecord.options)) {
+    const options = narrowKeyOptions(principal.keyRecord.options, spec.options ?? {})
+    if (isEmptyOptions(options)) delete spec.options
+    else spec.options = options
   }
   const member = await services.store.getMember(projectId, principal.memberId)
   if (!member) throw new ApiError('FORBIDDEN')

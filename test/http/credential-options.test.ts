@@ -262,6 +262,25 @@ describe('credential options over REST', { timeout: 120_000 }, () => {
     for (const [body, field] of wider) invalid(await grantRaw(body, key), field, JSON.stringify(body))
   })
 
+  it('a bound key that creates a key passes its binding on, and cannot create a wider one', async () => {
+    const { key } = await createKey({
+      scopes: ['admin'],
+      allowed_ips: ['127.0.0.1/32'],
+      listen: { interim_results: false },
+    })
+    const create = (body: Json) =>
+      call('POST', `/v1/projects/${server.projectId}/keys`, `Token ${key}`, {
+        body: { comment: 'child', scopes: ['member'], ...body },
+      })
+    const child = await create({})
+    assert.equal(child.status, 200, JSON.stringify(child.body))
+    recordSecrets(child.body.key as string)
+    assert.deepEqual(child.body.allowed_ips, ['127.0.0.1/32'])
+    assert.deepEqual(child.body.listen, { interim_results: false })
+    invalid(await create({ allowed_ips: ['10.0.0.0/8'] }), 'allowed_ips', 'a wider child')
+    invalid(await create({ listen: { interim_results: true } }), 'listen.interim_results', 'interim results')
+  })
+
   it('a single-use token transcribes once over REST; the second request is 401, and looking it up spends nothing', async () => {
     const token = await grant({ max_uses: 1 })
     assert.equal((await introspect(`Bearer ${token}`)).status, 200)
