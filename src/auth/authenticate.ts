@@ -89,6 +89,12 @@ function deadReason(key: ApiKeyWithMember, prefix: 'key' | 'parent'): RefusalRea
   return key.disabledAt !== null ? `${prefix}_disabled` : `${prefix}_expired`
 }
 
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/
+
+function isUuid(value: unknown): value is string {
+  return typeof value === 'string' && UUID.test(value)
+}
+
 /**
  * The project, key and token ids a grant token claims, read without verifying it: only for telling a
  * refusal's listener which key a refused token names (it is told they are unverified).
@@ -100,8 +106,9 @@ function claimedIds(token: string): RefusedCredential | undefined {
     const payload = JSON.parse(Buffer.from(parts[1] ?? '', 'base64url').toString('utf8')) as unknown
     if (typeof payload !== 'object' || payload === null) return undefined
     const { project_id: projectId, sub, jti } = payload as Record<string, unknown>
-    if (typeof projectId !== 'string' || typeof sub !== 'string') return undefined
-    return { projectId, keyId: sub, verified: false, ...(typeof jti === 'string' ? { jti } : {}) }
+    // Ids Earmark would have written (UUIDs), nothing else: whatever a forger put there is not repeated on.
+    if (!isUuid(projectId) || !isUuid(sub)) return undefined
+    return { projectId, keyId: sub, verified: false, ...(isUuid(jti) ? { jti } : {}) }
   } catch {
     return undefined
   }

@@ -26,7 +26,7 @@ export interface ActivityWindows {
 }
 
 export interface MemoryWindowsOptions {
-  /** Subjects remembered per kind of window (least recently used forgotten first); default 100 000. */
+  /** Subjects remembered per kind of window (least recently used forgotten first); default 50 000. */
   maxSubjects?: number
 }
 
@@ -39,24 +39,32 @@ interface Counter {
 
 /** The windows in this process's memory. */
 export function createMemoryWindows(options: MemoryWindowsOptions = {}): ActivityWindows {
-  const max = options.maxSubjects ?? 100_000
-  // Each value with when it was last seen, in insertion order: re-inserting on every sighting keeps the
-  // oldest first, so expired values are dropped from the front.
-  const values = new LRUCache<string, Map<string, number>>({ max })
+  const max = options.maxSubjects ?? 50_000
+  // Each value with when it was last seen, in insertion order: re-inserting on a sighting keeps the oldest
+  // first, so expired values are dropped from the front. `oldest` is the front's time after the last prune.
+  const values = new LRUCache<string, { seen: Map<string, number>; oldest: number }>({ max })
   const counters = new LRUCache<string, Counter>({ max })
   const claims = new LRUCache<string, number>({ max })
   const remembered = new LRUCache<string, Set<string>>({ max })
   return {
     distinct(subject, value, now, windowMs, cap) {
-      let seen = values.get(subject)
-      if (!seen) {
-        seen = new Map()
-        values.set(subject, seen)
+      let entry = values.get(subject)
+      if (!entry) {
+        entry = { seen: new Map(), oldest: now }
+        values.set(subject, entry)
       }
+      const { seen } = entry
+      const at = seen.get(value)
+      // The same value again, seen lately, with nothing due to expire: the count stands. Its time is
+      // refreshed at most every 1/16 of the window, which is how late a value may be forgotten.
+      if (at !== undefined && now - at < windowMs / 16 && entry.oldest > now - windowMs) return seen.size
       seen.delete(value)
       seen.set(value, now)
-      for (const [v, at] of seen) {
-        if (at > now - windowMs && seen.size <= cap) break
+      for (const [v, t] of seen) {
+        if (t > now - windowMs && seen.size <= cap) {
+          entry.oldest = t
+          break
+        }
         seen.delete(v)
       }
       // The newest value is never the one dropped: it was inserted last and the loop stops at cap.

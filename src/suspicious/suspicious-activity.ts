@@ -66,6 +66,13 @@ export interface SuspiciousActivity {
   idle(): Promise<void>
 }
 
+/** One observation: the policy in force, the request, and when. */
+interface Seen {
+  policy: SuspiciousPolicy
+  access: AccessRequest
+  now: number
+}
+
 /** Who a finding is about, before the rule adds what it saw. */
 type Subject = Pick<Finding, 'scope' | 'projectId' | 'keyId' | 'endUser' | 'jti'>
 
@@ -74,6 +81,9 @@ function subjectKey(rule: string, s: Subject): string {
   const id = s.scope === 'key' ? s.keyId : s.scope === 'token' ? s.jti : s.endUser
   return `${rule}|${s.scope}|${s.projectId}|${id}`
 }
+
+/** A credential's repeated requests (same address and user agent) are observed in full once in this many. */
+const REFRESH_EVERY = 64
 
 /** The longest client-chosen text (a user agent, an origin) kept in an audit event. */
 const MAX_VALUE = 256
@@ -152,14 +162,21 @@ export function createSuspiciousActivity(options: SuspiciousActivityOptions): Su
 
   /** Records a finding (at most once per subject and rule per window) and applies the policy. */
   const report = (
-    finding: Finding,
+    /** The rule's subject (the windows' name for it): what the once-per-window claim is about. */
+    subject: string,
+    /** Whether the finding may disable the key (the policy decides whether it does). */
+    mayDisable: boolean,
+    windowSeconds: number,
     policy: SuspiciousPolicy,
     access: AccessRequest | undefined,
+    /** The finding, built only when it is recorded or acted on: a flood past a threshold costs a claim. */
+    build: () => Finding,
   ): MaybePromise<void> => {
-    const subject = subjectKey(finding.rule, finding)
-    const disables = finding.disables && policy.autoDisable
-    const windowMs = finding.windowSeconds * 1000
+    const disables = mayDisable && policy.autoDisable
+    const windowMs = windowSeconds * 1000
     return then(windows.claim(subject, clock.now(), windowMs), (first) => {
+      if (!first && !disables) return
+      const finding = build()
       if (first) recordFinding(finding, access, disables)
       if (!disables) return
       // Claimed apart from the event: a report that could not disable (unverified failures) must not keep
@@ -198,37 +215,51 @@ export function createSuspiciousActivity(options: SuspiciousActivityOptions): Su
   const distinctRule = (
     rule: 'distinct_ips' | 'distinct_user_agents',
     base: Subject,
+    subject: string,
     value: string,
     threshold: number,
-    policy: SuspiciousPolicy,
-    access: AccessRequest,
-  ): MaybePromise<void> => {
+    seen: Seen,
+  ): void => {
     if (threshold <= 0) return
-    const subject = subjectKey(rule, base)
-    const windowMs = policy.windowSeconds * 1000
-    return then(windows.distinct(subject, value, clock.now(), windowMs, threshold + 1), (observed) => {
-      if (observed <= threshold) return
-      return report(
-        {
-          ...base,
-          rule,
-          windowSeconds: policy.windowSeconds,
-          threshold,
-          observed,
-          value,
-          disables: base.scope === 'key',
-        },
-        policy,
-        access,
-      )
-    })
+    const { policy, access, now } = seen
+    const observed = windows.distinct(subject, value, now, policy.windowSeconds * 1000, threshold + 1)
+    const over = (count: number) =>
+      count <= threshold
+        ? undefined
+        : report(subject, base.scope === 'key', policy.windowSeconds, policy, access, () => ({
+            ...base,
+            rule,
+            windowSeconds: policy.windowSeconds,
+            threshold,
+            observed: count,
+            value,
+            disables: base.scope === 'key',
+          }))
+    if (isPromise(observed)) track(observed.then(over))
+    else if (observed > threshold) track(over(observed))
   }
 
-  /** Everything an admitted request tells the rules, under `policy`. */
-  const observe = (principal: Principal, access: AccessRequest, policy: SuspiciousPolicy) => {
-    const { projectId, keyId } = principal
-    const grant = principal.grant
-    const work: MaybePromise<void>[] = []
+  // What each principal is counted as, worked out once: the authenticator hands the same principal object
+  // to every request of a credential it has seen, and building these strings per request was most of the
+  // stage's cost.
+  interface Plan {
+    credential: Subject
+    endUser: Subject | undefined
+    ipsOfCredential: string
+    agentsOfCredential: string
+    ipsOfEndUser: string
+    agentsOfEndUser: string
+    grants: string
+    /** The address and user agent of the last request observed in full, and the repeats skipped since. */
+    lastIp: string | undefined
+    lastAgent: string | undefined
+    repeats: number
+  }
+  const plans = new WeakMap<Principal, Plan>()
+  const planOf = (principal: Principal): Plan => {
+    let plan = plans.get(principal)
+    if (plan) return plan
+    const { projectId, keyId, grant } = principal
     const user = grant?.endUser
     const credential: Subject =
       grant === undefined
@@ -244,58 +275,71 @@ export function createSuspiciousActivity(options: SuspiciousActivityOptions): Su
       grant === undefined || user === undefined
         ? undefined
         : { scope: 'end_user', projectId, keyId, endUser: user, jti: grant.jti }
-    if (access.ip) {
-      work.push(
-        distinctRule('distinct_ips', credential, access.ip, policy.maxIpsPerCredential, policy, access),
-      )
+    plan = {
+      credential,
+      endUser,
+      ipsOfCredential: subjectKey('distinct_ips', credential),
+      agentsOfCredential: subjectKey('distinct_user_agents', credential),
+      ipsOfEndUser: endUser ? subjectKey('distinct_ips', endUser) : '',
+      agentsOfEndUser: endUser ? subjectKey('distinct_user_agents', endUser) : '',
+      grants: `grant_burst|${projectId}|${keyId}`,
+      lastIp: undefined,
+      lastAgent: undefined,
+      repeats: 0,
+    }
+    plans.set(principal, plan)
+    return plan
+  }
+
+  /** Everything an admitted request tells the rules, under `policy`. */
+  const observe = (
+    principal: Principal,
+    plan: Plan,
+    access: AccessRequest,
+    policy: SuspiciousPolicy,
+    /** False for a repeat of the last address and user agent: only the grant count moves. */
+    distinct: boolean,
+  ) => {
+    const { credential, endUser } = plan
+    const { ip, userAgent } = access
+    const now = clock.now()
+    const seen: Seen = { policy, access, now }
+    if (distinct && ip) {
+      distinctRule('distinct_ips', credential, plan.ipsOfCredential, ip, policy.maxIpsPerCredential, seen)
       if (endUser) {
-        work.push(distinctRule('distinct_ips', endUser, access.ip, policy.maxIpsPerEndUser, policy, access))
+        distinctRule('distinct_ips', endUser, plan.ipsOfEndUser, ip, policy.maxIpsPerEndUser, seen)
       }
     }
-    if (access.userAgent) {
-      const ua = clip(access.userAgent)
-      work.push(
-        distinctRule(
-          'distinct_user_agents',
-          credential,
-          ua,
-          policy.maxUserAgentsPerCredential,
-          policy,
-          access,
-        ),
-      )
+    if (distinct && userAgent) {
+      const ua = clip(userAgent)
+      const { maxUserAgentsPerCredential: perCredential, maxUserAgentsPerEndUser: perUser } = policy
+      distinctRule('distinct_user_agents', credential, plan.agentsOfCredential, ua, perCredential, seen)
       if (endUser) {
-        work.push(
-          distinctRule('distinct_user_agents', endUser, ua, policy.maxUserAgentsPerEndUser, policy, access),
-        )
+        distinctRule('distinct_user_agents', endUser, plan.agentsOfEndUser, ua, perUser, seen)
       }
     }
     if (access.kind === 'grant' && policy.maxGrantsPerKey > 0) {
+      const { projectId, keyId } = principal
       const windowMs = policy.grantWindowSeconds * 1000
-      work.push(
-        then(windows.count(`grant_burst|${projectId}|${keyId}`, clock.now(), windowMs), (observed) => {
+      track(
+        then(windows.count(plan.grants, now, windowMs), (observed) => {
           if (observed <= policy.maxGrantsPerKey) return
-          return report(
-            {
-              rule: 'grant_burst',
-              scope: 'key',
-              projectId,
-              keyId,
-              windowSeconds: policy.grantWindowSeconds,
-              threshold: policy.maxGrantsPerKey,
-              observed,
-              disables: true,
-            },
-            policy,
-            access,
-          )
+          return report(plan.grants, true, policy.grantWindowSeconds, policy, access, () => ({
+            rule: 'grant_burst',
+            scope: 'key',
+            projectId,
+            keyId,
+            windowSeconds: policy.grantWindowSeconds,
+            threshold: policy.maxGrantsPerKey,
+            observed,
+            disables: true,
+          }))
         }),
       )
     }
     if (access.transport === 'ws' && access.kind === 'usage' && access.origin && policy.newOrigin) {
-      work.push(newOrigin(principal, access, access.origin, policy))
+      track(newOrigin(principal, access, access.origin, policy))
     }
-    for (const w of work) track(w)
   }
 
   /**
@@ -352,30 +396,28 @@ export function createSuspiciousActivity(options: SuspiciousActivityOptions): Su
       if (threshold <= 0) return
       const windowMs = policy.windowSeconds * 1000
       const now = clock.now()
-      const all = windows.count(`auth_failures|${projectId}|${keyId}`, now, windowMs)
+      const subject = `auth_failures|key|${projectId}|${keyId}`
+      const all = windows.count(subject, now, windowMs)
       const verified = credential.verified
         ? windows.count(`auth_failures_verified|${projectId}|${keyId}`, now, windowMs)
         : 0
       return then(all, (observed) =>
         then(verified, (verifiedCount) => {
           if (observed <= threshold) return
-          return report(
-            {
-              rule: 'auth_failures',
-              scope: 'key',
-              projectId,
-              keyId,
-              ...(credential.endUser !== undefined ? { endUser: credential.endUser } : {}),
-              ...(credential.jti !== undefined ? { jti: credential.jti } : {}),
-              windowSeconds: policy.windowSeconds,
-              threshold,
-              observed,
-              value: attribution.reason,
-              disables: verifiedCount > threshold,
-            },
-            policy,
-            access,
-          )
+          const mayDisable = verifiedCount > threshold
+          return report(subject, mayDisable, policy.windowSeconds, policy, access, () => ({
+            rule: 'auth_failures',
+            scope: 'key',
+            projectId,
+            keyId,
+            ...(credential.endUser !== undefined ? { endUser: credential.endUser } : {}),
+            ...(credential.jti !== undefined ? { jti: credential.jti } : {}),
+            windowSeconds: policy.windowSeconds,
+            threshold,
+            observed,
+            value: attribution.reason,
+            disables: mayDisable,
+          }))
         }),
       )
     })
@@ -385,10 +427,27 @@ export function createSuspiciousActivity(options: SuspiciousActivityOptions): Su
   const stage: AccessStage = {
     name: 'suspicious-activity',
     admit(principal, access) {
+      // A credential's requests mostly repeat its last address and user agent, which changes no count: they
+      // are skipped, all but every REFRESH_EVERY-th, which keeps the values' last-seen times fresh (a value
+      // that outlives the window between two refreshes is counted again on the next one). Grants and
+      // upgrades are always counted. This keeps the stage's cost on a repeated request to a lookup and two
+      // compares (docs/suspicious-activity.md, "Cost").
+      const plan = planOf(principal)
+      const repeat =
+        access.transport === 'http' &&
+        access.ip === plan.lastIp &&
+        access.userAgent === plan.lastAgent &&
+        ++plan.repeats < REFRESH_EVERY
+      if (repeat && access.kind !== 'grant') return
+      if (!repeat) {
+        plan.lastIp = access.ip
+        plan.lastAgent = access.userAgent
+        plan.repeats = 0
+      }
       // Never holds the request: a project's policy not yet read is read in the background.
       const policy = policyOf(principal.projectId)
-      if (isPromise(policy)) track(policy.then((p) => observe(principal, access, p)))
-      else observe(principal, access, policy)
+      if (isPromise(policy)) track(policy.then((p) => observe(principal, plan, access, p, !repeat)))
+      else observe(principal, plan, access, policy, !repeat)
     },
     authFailed(access, error) {
       const attribution = attributions.get(error)
