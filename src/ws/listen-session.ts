@@ -200,6 +200,9 @@ export function createListenSession(o: ListenSessionOptions): ListenSession {
       )
       kind = serverFault ? 'INTERNAL' : 'BAD_AUDIO'
     }
+    // The quota ran out while the decoder flushed (audio still being decoded at CloseStream): what came past
+    // it was not transcribed, and the close must say so.
+    if (quotaSpent && kind === 'NORMAL' && !clientClosed) kind = 'QUOTA'
     try {
       await decoder?.kill()
     } catch (err) {

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict'
 import { after, before, describe, it } from 'node:test'
-import { exactly } from '../helpers/listen-e2e.js'
+import { exactly, pieces, wav, webmVariants } from '../helpers/listen-e2e.js'
 import { finals, type LiveServer, openSocket, sendPcm, startLiveServer } from '../helpers/live-server.js'
 import { concatPcm, silence, speech } from '../helpers/speech.js'
 import { type QuotaApi, quotaApi } from './quota-api.js'
@@ -113,6 +113,20 @@ describe('audio quotas on live streams', { timeout: 180_000 }, () => {
     assert.equal(refusedEvents.length, 1)
     assert.equal(refusedEvents[0]?.detail.transport, 'ws')
     assert.doesNotMatch(JSON.stringify([...exhausted, ...refusedEvents]), new RegExp(key))
+  })
+
+  it("a browser's WebM/Opus stream is cut at the allowance too, to the sample", async () => {
+    const { key, id } = await api.createKey({ audio_seconds_per_day: 1.5 })
+    const { liveWebm } = await webmVariants(wav(sentence))
+    const s = await openSocket(`${srv.wsUrl}/v1/listen`, { protocols: ['token', key] })
+    assert.equal(s.log.status, undefined, JSON.stringify(s.log.body))
+    for (const piece of pieces(liveWebm, 4096)) s.ws.send(piece)
+    if (s.ws.readyState === s.ws.OPEN) s.ws.send(JSON.stringify({ type: 'CloseStream' }))
+    const log = await s.closed
+    assert.deepEqual(log.close, { code: 1008, reason: 'QUOTA-0001' })
+    assert.match(finals(log), /good/)
+    const [record] = await usageOf(id)
+    assert.ok(Math.abs((record?.response.details?.duration ?? 0) - 1.5) < 0.01, JSON.stringify(record))
   })
 
   it('concurrent streams share what is left: the usage records of the key add up to the quota', async () => {
