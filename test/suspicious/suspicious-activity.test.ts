@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict'
 import { createHmac } from 'node:crypto'
 import { after, before, describe, it } from 'node:test'
+import WebSocket from 'ws'
 import { createManualClock, type ManualClock } from '../../src/auth/index.js'
 import type { Earmark } from '../../src/main.js'
 import type { AuditEvent } from '../../src/store/index.js'
@@ -352,6 +353,60 @@ describe('suspicious activity', { timeout: 180_000 }, () => {
       projectId,
     )
     assert.notEqual(missing.code, 0)
+  })
+
+  it('a key bound to an address and presented from others is disabled once its verified refusals pass the threshold, with auto-disable on', async () => {
+    await settings({ auto_disable: true, max_auth_failures_per_key: 3 })
+    try {
+      const res = await call('POST', `/v1/projects/${projectId}/keys`, owner(), {
+        body: { comment: 'bound', scopes: ['member'], allowed_ips: ['10.9.9.9'] },
+      })
+      assert.equal(res.status, 200, JSON.stringify(res.body))
+      const secret = String(res.body.key)
+      recordSecrets(secret)
+      const keyId = String(res.body.api_key_id)
+      assert.equal((await introspect(`Token ${secret}`, '10.9.9.9')).status, 200)
+      for (let i = 1; i <= 4; i++) {
+        const refused = await introspect(`Token ${secret}`, `100.66.0.${i}`)
+        assert.equal(refused.status, 403, 'refused by the binding')
+      }
+      const [event] = await events('suspicious.auth_failures', keyId)
+      assert.equal(event?.detail.value, 'FORBIDDEN')
+      assert.equal(event?.detail.auto_disable, true, 'the secret itself was presented: verified')
+      const [disabled] = await events('key.disabled', keyId)
+      assert.equal(disabled?.detail.reason, 'suspicious.auth_failures')
+      assert.equal(
+        (await introspect(`Token ${secret}`, '10.9.9.9')).status,
+        401,
+        'refused from its own address too',
+      )
+    } finally {
+      await settings(null)
+    }
+  })
+
+  it('one grant token opening streams from many loopback addresses raises distinct_ips for the token', async () => {
+    const key = await newKey('streams from many addresses')
+    const token = (await grant(key.auth, 'user-roaming')).slice('Bearer '.length)
+    for (let i = 2; i <= 10; i++) {
+      // Linux routes all of 127/8 to the loopback interface: each stream comes from its own address.
+      const ws = new WebSocket(`${wsUrl}/v1/listen?${RAW}`, ['bearer', token], {
+        localAddress: `127.0.0.${i}`,
+      })
+      await new Promise<void>((resolve, reject) => {
+        ws.once('open', resolve)
+        ws.once('error', reject)
+      })
+      const closed = new Promise((resolve) => ws.once('close', resolve))
+      ws.close()
+      await closed
+    }
+    const raised = await events('suspicious.distinct_ips', key.id)
+    assert.deepEqual(raised.map((e) => e.detail.scope).sort(), ['end_user', 'token'])
+    for (const e of raised) {
+      assert.equal(e.detail.observed, 9)
+      assert.equal(e.detail.value, '127.0.0.10')
+    }
   })
 
   it('normal traffic raises nothing: one app key minting for many end users, each on one address, streams from one origin', async () => {
