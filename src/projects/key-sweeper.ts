@@ -21,7 +21,7 @@ export interface SweepResult {
  * the deletion.
  */
 export interface KeySweeper {
-  /** One pass now; a pass already running is joined, not doubled. */
+  /** One pass as of now: after a pass already running (which may have started before a key expired). */
   sweep(): Promise<SweepResult>
   /** Sweeps every interval from now on (and once at once); nothing when the interval is 0. */
   start(): void
@@ -101,15 +101,18 @@ export function createKeySweeper(o: KeySweeperOptions): KeySweeper {
     return result
   }
 
-  const sweep = (): Promise<SweepResult> => {
-    running ??= pass().finally(() => {
+  const sweep = async (): Promise<SweepResult> => {
+    while (running) await running.catch(() => {})
+    const mine = pass().finally(() => {
       running = undefined
     })
-    return running
+    running = mine
+    return mine
   }
 
+  // The timer skips a beat rather than queue passes behind a slow one.
   const tick = () => {
-    sweep().catch((err: unknown) => o.onError?.(err))
+    if (!running) sweep().catch((err: unknown) => o.onError?.(err))
   }
 
   return {
