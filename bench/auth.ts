@@ -1,5 +1,6 @@
 // The auth benchmark of `npm run bench`: Earmark's auth hot path against a bare Fastify route measured in
-// the same run. The servers run in a child process (bench/auth-server.ts); autocannon runs here. Each
+// the same run, and the same routes with the rate limits on against them off (`-limits` scenarios,
+// docs/limits.md). The servers run in a child process (bench/auth-server.ts); autocannon runs here. Each
 // scenario is measured in rounds interleaved with its baseline (baseline, scenario, baseline, scenario, ...)
 // so drift hits both alike, and the verdict uses the ratio of the medians.
 //
@@ -35,12 +36,53 @@ const rps = (n: number) => n.toFixed(0)
 const ms = (n: number) => n.toFixed(2)
 const us = (n: number) => n.toFixed(0)
 
-export type AuthScenarioId = 'token' | 'bearer' | 'grant' | 'health'
+export type AuthScenarioId =
+  | 'token'
+  | 'bearer'
+  | 'grant'
+  | 'health'
+  | 'token-limits'
+  | 'bearer-limits'
+  | 'grant-limits'
 
-export const AUTH_SCENARIOS: readonly AuthScenarioId[] = ['token', 'bearer', 'grant', 'health']
+export const AUTH_SCENARIOS: readonly AuthScenarioId[] = [
+  'token',
+  'bearer',
+  'grant',
+  'health',
+  'token-limits',
+  'bearer-limits',
+  'grant-limits',
+]
 
-/** Measured unless BENCH_ONLY says otherwise; `health` (no target) is a reference for Earmark without auth. */
-export const DEFAULT_AUTH_SCENARIOS: readonly AuthScenarioId[] = ['token', 'bearer', 'grant']
+/**
+ * Measured unless BENCH_ONLY says otherwise; `health` (no target) is a reference for Earmark without auth.
+ * The `-limits` scenarios are the same routes on an Earmark with every rate limit on, against this one with
+ * them off (docs/limits.md).
+ */
+export const DEFAULT_AUTH_SCENARIOS: readonly AuthScenarioId[] = [
+  'token',
+  'bearer',
+  'grant',
+  'token-limits',
+  'bearer-limits',
+  'grant-limits',
+]
+
+function isLimitsReadyMessage(value: unknown): value is ReadyMessage & LimitsReady {
+  return isReadyMessage(value) && typeof (value as Partial<LimitsReady>).limited === 'object'
+}
+
+/** What auth-server.ts adds to its ready message: the second Earmark, with the limits on. */
+export interface LimitsReady {
+  limited: {
+    earmarkUrl: string
+    apiKey: string
+    apiKeyId: string
+    /** Its server limits (rates high enough never to refuse the load). */
+    limits: { requestsPerMinute: number; projectRequestsPerMinute: number; grantsPerMinute: number }
+  }
+}
 
 interface Scenario {
   id: AuthScenarioId
@@ -48,6 +90,9 @@ interface Scenario {
   target: Target
   baselineLabel: string
   baseline: Target
+  /** What a sound answer of the scenario's target, and of its baseline, looks like. */
+  expect: (body: Record<string, unknown>) => boolean
+  expectBaseline: (body: Record<string, unknown>) => boolean
   /** The scenario's median req/s must be at least this fraction of its baseline's; null: no target. */
   minRatio: number | null
 }
@@ -89,10 +134,13 @@ async function checkTarget(
 }
 
 /** Mints the Bearer token the way a client would: a real POST /v1/auth/grant. */
-async function mintGrant(ready: ReadyMessage, ttlSeconds: number): Promise<string> {
-  const res = await fetch(`${ready.earmarkUrl}/v1/auth/grant`, {
+async function mintGrant(
+  server: { earmarkUrl: string; apiKey: string },
+  ttlSeconds: number,
+): Promise<string> {
+  const res = await fetch(`${server.earmarkUrl}/v1/auth/grant`, {
     method: 'POST',
-    headers: { authorization: `Token ${ready.apiKey}`, 'content-type': 'application/json' },
+    headers: { authorization: `Token ${server.apiKey}`, 'content-type': 'application/json' },
     body: JSON.stringify({ ttl_seconds: ttlSeconds }),
   })
   const body = (await res.json()) as { access_token?: unknown; expires_in?: unknown }
@@ -102,49 +150,107 @@ async function mintGrant(ready: ReadyMessage, ttlSeconds: number): Promise<strin
   return body.access_token
 }
 
-function scenarios(ready: ReadyMessage, jwt: string): Scenario[] {
+function scenarios(ready: ReadyMessage & LimitsReady, jwt: string, limitedJwt: string): Scenario[] {
   const json = { 'content-type': 'application/json' }
   const grantBody = JSON.stringify({ ttl_seconds: 60 })
   const bareGet: Target = { url: `${ready.bareUrl}/bare`, method: 'GET' }
   const barePost: Target = { url: `${ready.bareUrl}/bare`, method: 'POST', headers: json, body: grantBody }
-  const tokenUrl = `${ready.earmarkUrl}/v1/auth/token`
+  const isBare = (b: Record<string, unknown>) => b.ok === true
+  const { limited } = ready
+  /** The three authenticated routes on one Earmark (`server`), as the scenarios send them. */
+  const routes = (server: { earmarkUrl: string; apiKey: string; apiKeyId: string }, token: string) => ({
+    token: {
+      url: `${server.earmarkUrl}/v1/auth/token`,
+      method: 'GET',
+      headers: { authorization: `Token ${server.apiKey}` },
+    } satisfies Target,
+    bearer: {
+      url: `${server.earmarkUrl}/v1/auth/token`,
+      method: 'GET',
+      headers: { authorization: `Bearer ${token}` },
+    } satisfies Target,
+    grant: {
+      url: `${server.earmarkUrl}/v1/auth/grant`,
+      method: 'POST',
+      headers: { ...json, authorization: `Token ${server.apiKey}` },
+      body: grantBody,
+    } satisfies Target,
+    isKey: (b: Record<string, unknown>) => b.type === 'api_key' && b.accessor === server.apiKeyId,
+    isToken: (b: Record<string, unknown>) => b.type === 'access_token' && b.accessor === server.apiKeyId,
+  })
+  const off = routes(ready, jwt)
+  const on = routes(limited, limitedJwt)
+  const isGrant = (b: Record<string, unknown>) => typeof b.access_token === 'string' && b.expires_in === 60
   return [
     {
       id: 'token',
       label: 'GET /v1/auth/token, Token key',
-      target: { url: tokenUrl, method: 'GET', headers: { authorization: `Token ${ready.apiKey}` } },
+      target: off.token,
+      expect: off.isKey,
       baselineLabel: 'bare GET',
       baseline: bareGet,
+      expectBaseline: isBare,
       minRatio: 0.8,
     },
     {
       id: 'bearer',
       label: 'GET /v1/auth/token, Bearer jwt',
-      target: { url: tokenUrl, method: 'GET', headers: { authorization: `Bearer ${jwt}` } },
+      target: off.bearer,
+      expect: off.isToken,
       baselineLabel: 'bare GET',
       baseline: bareGet,
+      expectBaseline: isBare,
       minRatio: 0.8,
     },
     {
       id: 'grant',
       label: 'POST /v1/auth/grant, Token key',
-      target: {
-        url: `${ready.earmarkUrl}/v1/auth/grant`,
-        method: 'POST',
-        headers: { ...json, authorization: `Token ${ready.apiKey}` },
-        body: grantBody,
-      },
+      target: off.grant,
+      expect: isGrant,
       baselineLabel: 'bare POST',
       baseline: barePost,
+      expectBaseline: isBare,
       minRatio: 0.5,
     },
     {
       id: 'health',
       label: 'GET /healthz, no auth (reference)',
       target: { url: `${ready.earmarkUrl}/healthz`, method: 'GET' },
+      expect: (b) => b.status === 'ok',
       baselineLabel: 'bare GET',
       baseline: bareGet,
+      expectBaseline: isBare,
       minRatio: null,
+    },
+    {
+      id: 'token-limits',
+      label: 'GET /v1/auth/token, Token key, limits on',
+      target: on.token,
+      expect: on.isKey,
+      baselineLabel: 'the same, limits off',
+      baseline: off.token,
+      expectBaseline: off.isKey,
+      minRatio: 0.9,
+    },
+    {
+      id: 'bearer-limits',
+      label: 'GET /v1/auth/token, Bearer jwt, limits on',
+      target: on.bearer,
+      expect: on.isToken,
+      baselineLabel: 'the same, limits off',
+      baseline: off.bearer,
+      expectBaseline: off.isToken,
+      minRatio: 0.9,
+    },
+    {
+      id: 'grant-limits',
+      label: 'POST /v1/auth/grant, Token key, limits on',
+      target: on.grant,
+      expect: isGrant,
+      baselineLabel: 'the same, limits off',
+      baseline: off.grant,
+      expectBaseline: isGrant,
+      minRatio: 0.9,
     },
   ]
 }
@@ -192,7 +298,7 @@ export async function runAuthBenchmark(
 ): Promise<{ allMet: boolean }> {
   const settings = readSettings()
   const started = Date.now()
-  const { child, ready } = await startChild('auth-server.ts', isReadyMessage, {
+  const { child, ready } = await startChild('auth-server.ts', isLimitsReadyMessage, {
     ...(options.cpuProfDir ? { cpuProfDir: options.cpuProfDir } : {}),
   })
   // Read before pinning: availableParallelism() then counts only the runner's CPUs.
@@ -202,18 +308,12 @@ export async function runAuthBenchmark(
     log(`earmark on ${ready.earmarkUrl}, bare fastify on ${ready.bareUrl}`)
     log(pinned ? `server pinned to CPU ${pinned.server}, autocannon to CPU ${pinned.runner}` : 'not pinned')
     const jwt = await mintGrant(ready, 3600)
-    const all = scenarios(ready, jwt).filter((s) => only.includes(s.id))
+    const limitedJwt = await mintGrant(ready.limited, 3600)
+    const all = scenarios(ready, jwt, limitedJwt).filter((s) => only.includes(s.id))
     if (all.length === 0) throw new Error('no auth scenario selected')
-
-    const checks: Record<AuthScenarioId, (b: Record<string, unknown>) => boolean> = {
-      token: (b) => b.type === 'api_key' && b.accessor === ready.apiKeyId,
-      bearer: (b) => b.type === 'access_token' && b.accessor === ready.apiKeyId,
-      grant: (b) => typeof b.access_token === 'string' && b.expires_in === 60,
-      health: (b) => b.status === 'ok',
-    }
     for (const s of all) {
-      await checkTarget(s.label, s.target, checks[s.id])
-      await checkTarget(s.baselineLabel, s.baseline, (b) => b.ok === true)
+      await checkTarget(s.label, s.target, s.expect)
+      await checkTarget(s.baselineLabel, s.baseline, s.expectBaseline)
     }
 
     const results = []
@@ -243,6 +343,9 @@ export async function runAuthBenchmark(
           : ' (not pinned)\n') +
         `earmark config: EARMARK_LOG_LEVEL=${ready.config.logLevel}, ` +
         `EARMARK_ACCESS_LOG=${ready.config.accessLog} (no per-request access log line)\n` +
+        `limits off: EARMARK_LIMIT_*=0; limits on: ${ready.limited.limits.requestsPerMinute} requests/min per key, ` +
+        `${ready.limited.limits.projectRequestsPerMinute} per project, ${ready.limited.limits.grantsPerMinute} ` +
+        'grants/min per key (counted on every request, never reached)\n' +
         'figures: medians over the rounds; ratio = median req/s of the scenario / median req/s of its baseline\n\n',
     )
     const rows = [

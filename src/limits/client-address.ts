@@ -27,6 +27,8 @@ function ipv6Groups(address: string): number[] | undefined {
  * whole /64 and could otherwise walk through it.
  */
 export function clientBucket(ip: string): string {
+  // The common case first, with no parsing: a dotted IPv4 address is its own bucket.
+  if (!ip.includes(':')) return ip
   const address = ip.startsWith('::ffff:') && isIP(ip.slice(7)) === 4 ? ip.slice(7) : ip
   if (isIP(address) !== 6) return address
   const groups = ipv6Groups(address.split('%')[0] ?? address)

@@ -15,6 +15,7 @@ export {
 } from './limit-options.js'
 export { COUNTERS, createLimitStage, type LimitStageOptions } from './limit-stage.js'
 export {
+  type CounterStore,
   createMemoryRateLimitBackend,
   type RateLimitBackend,
   type WindowCount,

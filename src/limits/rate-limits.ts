@@ -1,4 +1,5 @@
 import {
+  type CounterStore,
   createMemoryRateLimitBackend,
   type RateLimitBackend,
   type WindowCount,
@@ -16,7 +17,7 @@ export function andThen<T, R>(value: Maybe<T>, f: (v: T) => Maybe<R>): Maybe<R> 
   return isPromise(value) ? value.then(f) : f(value)
 }
 
-/** A named counter and the length of its windows. */
+/** A named counter and the length of its windows; keep one object per counter (it is looked up by identity). */
 export interface Counter {
   name: string
   windowMs: number
@@ -52,12 +53,23 @@ export function createRateLimits(backend: RateLimitBackend = createMemoryRateLim
     count: w.count,
     retryAfterMs: Math.max(0, w.msLeft),
   })
+  // Each counter's store, by the counter object itself: found by identity, with no name to build per hit.
+  const stores = new Map<Counter, CounterStore>()
+  const storeOf = (counter: Counter) => {
+    let store = stores.get(counter)
+    if (!store) {
+      store = backend.counter(counter.name, counter.windowMs)
+      stores.set(counter, store)
+    }
+    return store
+  }
   return {
     backend: backend.kind,
     consume(counter, id, limit) {
-      return andThen(backend.hit(counter.name, counter.windowMs, id, 1), (w) => decide(w, limit))
+      const w = storeOf(counter).hit(id, 1)
+      return w instanceof Promise ? w.then((v) => decide(v, limit)) : decide(w, limit)
     },
-    peek: (counter, id) => backend.peek(counter.name, counter.windowMs, id),
-    set: (counter, id, count, ms) => backend.set(counter.name, counter.windowMs, id, count, ms),
+    peek: (counter, id) => storeOf(counter).peek(id),
+    set: (counter, id, count, ms) => storeOf(counter).set(id, count, ms),
   }
 }
