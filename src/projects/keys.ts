@@ -181,6 +181,10 @@ export function apiKeyView(k: ApiKeyRecord) {
     ...(k.expiresAt !== null ? { expiration_date: isoDate(k.expiresAt) } : {}),
     // Earmark's binding options, only when set (docs/credential-options.md).
     ...bindingView(k.options),
+    // Only on a disabled key (docs/suspicious-activity.md): Deepgram's shapes are unchanged otherwise.
+    ...(k.disabledAt !== null
+      ? { disabled_at: isoDate(k.disabledAt), disabled_reason: k.disabledReason }
+      : {}),
   }
 }
 

@@ -148,6 +148,9 @@ export function createSuspiciousActivity(options: SuspiciousActivityOptions): Su
   const disable = async (finding: Finding, access: AccessRequest | undefined) => {
     const { projectId, keyId } = finding
     const reason = `suspicious.${finding.rule}`
+    // A key disabled meanwhile (by an operator, or another finding) keeps its first reason.
+    const key = await store.getKey(projectId, keyId)
+    if (!key || key.deletedAt !== null || key.disabledAt !== null) return
     if (!(await store.setKeyDisabled(projectId, keyId, clock.now(), reason))) return
     options.revocations?.publish({ type: 'key-revoked', projectId, keyId, reason: 'disabled' })
     options.audit?.record({

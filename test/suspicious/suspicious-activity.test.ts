@@ -295,6 +295,9 @@ describe('suspicious activity', { timeout: 180_000 }, () => {
       assert.equal(disabled?.detail.reason, 'suspicious.distinct_ips')
       const state = await call('GET', `/v1/projects/${projectId}/keys/${key.id}`, owner())
       assert.equal(state.status, 200, 'a disabled key stays listed')
+      const shown = state.body.api_key as Record<string, unknown>
+      assert.equal(shown.disabled_reason, 'suspicious.distinct_ips')
+      assert.equal(typeof shown.disabled_at, 'string')
 
       const enabled = await call('POST', `/v1/projects/${projectId}/keys/${key.id}/enable`, owner())
       assert.equal(enabled.status, 200)
