@@ -217,13 +217,23 @@ describe('rate limits, concurrency caps and failed-authentication back-off', { t
     const refusedUpgrade = (log: StreamLog, what: string) =>
       assert429({ status: log.status, body: log.body as Json, headers: log.headers ?? {} }, what)
 
-    it("a key's concurrent_streams caps its streams, its grant tokens' included; a refused upgrade is a Deepgram-shaped 429 with Retry-After", async () => {
+    it("a key's concurrent_streams caps its streams and pre-recorded requests, its grant tokens' included; a refused upgrade is a Deepgram-shaped 429 with Retry-After", async () => {
       nextMinute()
       const k = await createKey('one stream', { limits: { concurrent_streams: 1 } })
       const first = await listen(k.key)
       assert.equal(first.log.status, undefined, 'the first stream opens')
       refusedUpgrade((await listen(k.key)).log, 'a second stream of the key')
       refusedUpgrade((await listen(await grant(k.key), 'bearer')).log, "a stream of the key's token")
+      // A pre-recorded request draws on the same share, refused before its body is read.
+      const upload = await fetch(`${srv.url}/v1/listen`, {
+        method: 'POST',
+        headers: { authorization: token(k.key), 'content-type': 'audio/wav' },
+        body: new Uint8Array(64_000),
+      })
+      assert429(
+        { status: upload.status, body: (await upload.json()) as Json, headers: upload.headers },
+        'a pre-recorded request of the key',
+      )
       const other = await createKey('no cap')
       const free = await listen(other.key)
       assert.equal(free.log.status, undefined, 'another key still opens a stream')
