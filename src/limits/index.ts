@@ -1,6 +1,7 @@
 export { type AddressList, addressRangeProblem, clientBucket, createAddressList } from './client-address.js'
 export {
   DEFAULT_SERVER_LIMITS,
+  keyLimit,
   keyLimitsView,
   type LimitName,
   MAX_CONCURRENT_STREAMS,

@@ -1,4 +1,4 @@
-import type { KeyLimits, ProjectSettings } from '../auth/index.js'
+import type { KeyLimits, ProjectSettings, Role } from '../auth/index.js'
 import { invalidField } from '../errors.js'
 
 /** A project's limits as stored (`ProjectSettings.limits`). */
@@ -187,4 +187,16 @@ export const NO_LIMITS_ENV: Readonly<Record<string, string>> = {
   EARMARK_LIMIT_GRANTS_PER_MINUTE: '0',
   EARMARK_LIMIT_AUTH_FAILURES_PER_MINUTE: '0',
   EARMARK_LIMIT_AUTH_FAILURES_PER_HOUR: '0',
+}
+
+/**
+ * The limit a key's own value leaves in force over `fallback` (the project's, else the server's; 0: none). A
+ * key may always tighten it; only an owner's key may loosen it, since the project's limits are an owner's to
+ * set (`project:write:settings`) while any member with `keys:write` can create a key (docs/limits.md,
+ * "Precedence").
+ */
+export function keyLimit(own: number | undefined, fallback: number, memberRole: Role): number {
+  if (own === undefined) return fallback
+  if (memberRole === 'owner' || fallback <= 0) return own
+  return Math.min(own, fallback)
 }

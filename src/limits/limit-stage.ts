@@ -2,7 +2,7 @@ import type { AccessRequest, AccessStage } from '../access/index.js'
 import type { Principal, ProjectSettings } from '../auth/index.js'
 import { type ApiError, tooManyRequests } from '../errors.js'
 import { type AddressList, clientBucket, createAddressList } from './client-address.js'
-import type { LimitName, ServerLimits } from './limit-options.js'
+import { keyLimit, type LimitName, type ServerLimits } from './limit-options.js'
 import { andThen, type Counter, type Maybe, type RateDecision, type RateLimits } from './rate-limits.js'
 import type { RefusalAudit } from './refusal-audit.js'
 
@@ -98,9 +98,11 @@ export function createLimitStage(o: LimitStageOptions): AccessStage {
       counter: COUNTERS.keyRequests,
       subject: (p) => p.keyId,
       value: (p, s) =>
-        p.keyRecord.options.limits?.requestsPerMinute ??
-        s.limits?.requestsPerMinute ??
-        limits.requestsPerMinute,
+        keyLimit(
+          p.keyRecord.options.limits?.requestsPerMinute,
+          s.limits?.requestsPerMinute ?? limits.requestsPerMinute,
+          p.keyRecord.memberRole,
+        ),
       refusal: (n) => `This API key made ${n} requests this minute, its limit`,
     },
     {
@@ -117,9 +119,11 @@ export function createLimitStage(o: LimitStageOptions): AccessStage {
       value: (p, s, r) =>
         r.kind !== 'grant'
           ? 0
-          : (p.keyRecord.options.limits?.grantsPerMinute ??
-            s.limits?.grantsPerMinute ??
-            limits.grantsPerMinute),
+          : keyLimit(
+              p.keyRecord.options.limits?.grantsPerMinute,
+              s.limits?.grantsPerMinute ?? limits.grantsPerMinute,
+              p.keyRecord.memberRole,
+            ),
       refusal: (n) => `This API key minted ${n} grant tokens this minute, its limit`,
     },
   ]

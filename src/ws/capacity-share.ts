@@ -1,6 +1,6 @@
 import type { Principal, ProjectSettings } from '../auth/index.js'
 import { tooManyRequests } from '../errors.js'
-import type { LimitName } from '../limits/index.js'
+import { keyLimit, type LimitName } from '../limits/index.js'
 import { endUserOf } from '../projects/index.js'
 
 /** How many speech slots one credential may hold at once; 0 means no cap. The server's defaults. */
@@ -26,7 +26,7 @@ export interface CapacityShareOptions {
   /**
    * A project's limits as last read, synchronously (the limits stage read them when it admitted the same
    * request): `concurrentStreamsPerKey`, `…PerEndUser`, `…PerProject` override the server's caps. A key's
-   * own `limits.concurrentStreams` overrides both for that key.
+   * own `limits.concurrentStreams` overrides both for that key (only an owner's key may loosen them).
    */
   projectLimits?(projectId: string): ProjectSettings['limits'] | undefined
   /** Told of every refusal (the limits' throttled audit). */
@@ -76,10 +76,11 @@ export function createCapacityShare(
       const endUser = endUserOf(principal)
       const endUserId = endUser === null ? null : `${principal.projectId}\n${endUser}`
       const project = options.projectLimits?.(principal.projectId)
-      const perKey =
-        principal.keyRecord.options.limits?.concurrentStreams ??
-        project?.concurrentStreamsPerKey ??
-        limits.perKey
+      const perKey = keyLimit(
+        principal.keyRecord.options.limits?.concurrentStreams,
+        project?.concurrentStreamsPerKey ?? limits.perKey,
+        principal.keyRecord.memberRole,
+      )
       const perEndUser = project?.concurrentStreamsPerEndUser ?? limits.perEndUser
       const perProject = project?.concurrentStreamsPerProject ?? limits.perProject ?? 0
       const refuse = (limit: LimitName, value: number, holder: string) => {

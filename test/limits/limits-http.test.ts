@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict'
 import { after, before, describe, it, mock } from 'node:test'
 import type { AuditEvent } from '../../src/store/index.js'
+import { addMember, makeKey } from '../helpers/earmark.js'
 import { type LiveServer, openSocket, type StreamLog, startLiveServer } from '../helpers/live-server.js'
 
 // The rate limits of a real Earmark (real composition root, real SQLite file, real sockets on loopback), with
@@ -153,6 +154,40 @@ describe('rate limits, concurrency caps and failed-authentication back-off', { t
     nextMinute()
     for (let i = 0; i < KEY_RATE; i++) assert.equal((await whoAmI(token(plain.key))).status, 200)
     assert429(await whoAmI(token(plain.key)), `the server default (${KEY_RATE})`)
+  })
+
+  it("a member's key may tighten its project's limits but not loosen them; an owner's key may", async () => {
+    nextMinute()
+    const member = await addMember(srv.earmark.services, {
+      projectId: srv.projectId,
+      email: 'member@limits.example',
+      role: 'member',
+    })
+    const memberKey = await makeKey(srv.earmark.services, member, { scopes: ['member'] })
+    const create = async (rate: number) => {
+      const a = await call('POST', `/v1/projects/${srv.projectId}/keys`, token(memberKey.secret), {
+        comment: `member key ${rate}`,
+        scopes: ['member'],
+        limits: { requests_per_minute: rate },
+      })
+      assert.equal(a.status, 200, JSON.stringify(a.body))
+      return String(a.body.key)
+    }
+    const looser = await create(50)
+    const tighter = await create(2)
+    assert.equal((await settings({ limits: { requests_per_minute: 3 } })).status, 200)
+    const ownerLooser = await createKey("an owner's looser key", { limits: { requests_per_minute: 5 } })
+    nextMinute()
+    for (const [key, allowed, what] of [
+      [looser, 3, "a member's key asking for 50: the project's 3"],
+      [tighter, 2, "a member's key asking for 2"],
+      [ownerLooser.key, 5, "an owner's key asking for 5"],
+    ] as const) {
+      for (let i = 0; i < allowed; i++) assert.equal((await whoAmI(token(key))).status, 200, what)
+      assert429(await whoAmI(token(key)), what)
+    }
+    nextMinute()
+    assert.equal((await settings({ limits: null })).status, 200)
   })
 
   it('a project over its project requests per minute is refused for every key, and each refusal is audited at most once a window', async () => {
