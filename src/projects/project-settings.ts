@@ -1,4 +1,6 @@
 import { LRUCache } from 'lru-cache'
+import type { AccessRequest } from '../access/index.js'
+import { auditContext } from '../audit/index.js'
 import type { Principal, ProjectSettings } from '../auth/index.js'
 import { invalidField } from '../errors.js'
 import { parseLimitSettings, projectLimitsView } from '../limits/limit-options.js'
@@ -56,6 +58,7 @@ export async function updateProjectSettings(
   principal: Principal,
   projectId: string,
   body: Record<string, unknown>,
+  access?: AccessRequest | null,
 ) {
   requireScope(principal, 'project:write:settings')
   const project = await requireProject(services, principal, projectId)
@@ -68,7 +71,15 @@ export async function updateProjectSettings(
     next = section.apply(next, value)
   }
   await services.store.setProjectSettings(projectId, next)
-  return projectSettingsView(next)
+  // Loosening a limit or turning a policy off is a security decision: who did it, and to what (docs/audit.md).
+  const view = projectSettingsView(next)
+  const changed = Object.keys(body)
+  services.audit?.record({
+    ...auditContext(principal, access),
+    type: 'project.settings_changed',
+    detail: { sections: changed, settings: Object.fromEntries(changed.map((name) => [name, view[name]])) },
+  })
+  return view
 }
 
 /**

@@ -368,7 +368,7 @@ describe('rate limits, concurrency caps and failed-authentication back-off', { t
     assert.equal((await whoAmI(owner())).status, 200, 'a good key once the block ended')
   })
 
-  it('limits set through the API refuse 0, negatives, fractions and unknown names with a 400 naming the field', async () => {
+  it('limits set through the API refuse 0, negatives, fractions and unknown names with a 400 naming the field, and a change is audited', async () => {
     mock.timers.tick(3_601_000)
     const cases: [unknown, string][] = [
       [{ limits: { requests_per_minute: 0 } }, 'limits.requests_per_minute'],
@@ -405,6 +405,16 @@ describe('rate limits, concurrency caps and failed-authentication back-off', { t
     const read = await call('GET', `/v1/projects/${srv.projectId}/settings`, owner())
     assert.equal(read.status, 200)
     assert.deepEqual(read.body.limits, { requests_per_minute: 100, concurrent_streams_per_project: 7 })
+    await srv.earmark.services.audit?.flush()
+    const [changed] = await srv.earmark.services.store.listAuditEvents(srv.projectId, {
+      type: 'project.settings_changed',
+      limit: 1,
+    })
+    assert.equal(changed?.actorKeyId, srv.earmark.bootstrap?.keyId, 'the owner key changed them')
+    assert.deepEqual(changed?.detail, {
+      sections: ['limits'],
+      settings: { limits: { requests_per_minute: 100, concurrent_streams_per_project: 7 } },
+    })
     const kept = await settings({ limits: { grants_per_minute: 9 } })
     assert.deepEqual(kept.body.limits, {
       requests_per_minute: 100,

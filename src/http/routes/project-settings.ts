@@ -13,6 +13,7 @@ export function projectSettingsRoutes(app: FastifyInstance, deps: RouteDeps): vo
   app.patch<{ Params: ProjectParams }>(
     '/v1/projects/:project_id/settings',
     { onRequest: management },
-    (req) => updateProjectSettings(services, principalOf(req), req.params.project_id, bodyObject(req)),
+    (req) =>
+      updateProjectSettings(services, principalOf(req), req.params.project_id, bodyObject(req), req.access),
   )
 }
