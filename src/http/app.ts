@@ -166,9 +166,9 @@ export async function createApp(options: AppOptions): Promise<FastifyInstance> {
   authTokenRoutes(app, deps)
   signingKeyRoutes(app, deps)
   usageRoutes(app, deps)
+  auditRoutes(app, deps)
   speakRoutes(app, { ...deps, speaker: options.speaker ?? createSpeaker(options.speak) })
   if (options.engine) {
-  auditRoutes(app, deps)
     const maxUploadBytes = options.speech?.maxUploadBytes ?? 512 * 1024 * 1024
     listenRoutes(app, {
       ...deps,
