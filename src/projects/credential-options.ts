@@ -1,9 +1,9 @@
 import { BlockList, isIP } from 'node:net'
 import type { CredentialBinding, GrantOptions, KeyOptions, ListenConstraints } from '../auth/index.js'
 import { invalidField } from '../errors.js'
-import { parseKeyLimits } from '../limits/index.js'
+import { keyLimitsView, parseKeyLimits } from '../limits/index.js'
 import { isListenModel } from '../listen/index.js'
-import { parseKeyQuotas } from '../quotas/quota-options.js'
+import { parseKeyQuotas, quotasView } from '../quotas/quota-options.js'
 
 /**
  * The wire forms of Earmark's credential options (docs/credential-options.md): parsing the snake_case fields
@@ -345,5 +345,18 @@ export function bindingView(options: GrantOptions) {
     if (l.interimResults !== undefined) listen.interim_results = l.interimResults
     if (Object.keys(listen).length > 0) view.listen = listen
   }
+  return view
+}
+
+/**
+ * The snake_case view of everything a key carries beyond Deepgram's fields (binding, listen constraints,
+ * limits, quotas), only what is set: a key without options shows Deepgram's shape unchanged.
+ */
+export function keyOptionsView(options: KeyOptions): Record<string, unknown> {
+  const view = bindingView(options)
+  const limits = keyLimitsView(options.limits)
+  if (Object.keys(limits).length > 0) view.limits = limits
+  const quotas = quotasView(options.quotas)
+  if (Object.keys(quotas).length > 0) view.quotas = quotas
   return view
 }

@@ -14,7 +14,7 @@ import {
 import { ApiError, invalidField } from '../errors.js'
 import type { ApiKeyRecord, ApiKeyWithMember, Member } from '../store/index.js'
 import { isoDate, requireProject, requireScope, type Services } from './context.js'
-import { bindingView, isEmptyOptions, narrowKeyOptions, parseKeyOptions } from './credential-options.js'
+import { isEmptyOptions, keyOptionsView, narrowKeyOptions, parseKeyOptions } from './credential-options.js'
 
 /** The longest lifetime `time_to_live_in_seconds` may ask for (ten years). */
 export const MAX_KEY_TTL_SECONDS = 10 * 365 * 24 * 3600
@@ -179,8 +179,8 @@ export function apiKeyView(k: ApiKeyRecord) {
     tags: k.tags,
     created: isoDate(k.createdAt),
     ...(k.expiresAt !== null ? { expiration_date: isoDate(k.expiresAt) } : {}),
-    // Earmark's binding options, only when set (docs/credential-options.md).
-    ...bindingView(k.options),
+    // Earmark's options (binding, limits, quotas), only when set (docs/credential-options.md).
+    ...keyOptionsView(k.options),
     // Only on a disabled key (docs/suspicious-activity.md): Deepgram's shapes are unchanged otherwise.
     ...(k.disabledAt !== null
       ? { disabled_at: isoDate(k.disabledAt), disabled_reason: k.disabledReason }

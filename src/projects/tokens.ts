@@ -13,6 +13,7 @@ import {
   bindingView,
   checkOptionsSize,
   isEmptyOptions,
+  keyOptionsView,
   narrowGrantOptions,
   parseGrantOptions,
 } from './credential-options.js'
@@ -133,6 +134,6 @@ export function tokenDetails(principal: Principal, now: number) {
     tags: key?.tags ?? [],
     created,
   }
-  const binding = key && !isEmptyOptions(key.options) ? bindingView(key.options) : undefined
+  const binding = key && !isEmptyOptions(key.options) ? keyOptionsView(key.options) : undefined
   return binding ? { ...details, ...binding } : details
 }

@@ -262,6 +262,24 @@ describe('credential options over REST', { timeout: 120_000 }, () => {
     for (const [body, field] of wider) invalid(await grantRaw(body, key), field, JSON.stringify(body))
   })
 
+  it('a key shows its limits and quotas in the key views and GET /v1/auth/token, and a key without options shows none', async () => {
+    const limits = { requests_per_minute: 120, grants_per_minute: 30 }
+    const quotas = { audio_seconds_per_day: 3600, end_user_audio_seconds_per_month: 600 }
+    const { key, id, view } = await createKey({ limits, quotas })
+    assert.deepEqual(view.limits, limits)
+    assert.deepEqual(view.quotas, quotas)
+    const one = await call('GET', `/v1/projects/${server.projectId}/keys/${id}`, `Token ${server.ownerKey}`)
+    assert.deepEqual((one.body.api_key as Json).limits, limits)
+    assert.deepEqual((one.body.api_key as Json).quotas, quotas)
+    const own = await introspect(`Token ${key}`)
+    assert.deepEqual(own.body.limits, limits)
+    assert.deepEqual(own.body.quotas, quotas)
+    const plain = await createKey({})
+    for (const field of ['limits', 'quotas', 'allowed_ips', 'listen']) {
+      assert.equal(field in plain.view, false, field)
+    }
+  })
+
   it('a bound key that creates a key passes its binding on, and cannot create a wider one', async () => {
     const { key } = await createKey({
       scopes: ['admin'],
