@@ -55,25 +55,22 @@ export function createKeySweeper(o: KeySweeperOptions): KeySweeper {
   const actor: KeyActor = { via: o.via ?? 'sweeper' }
   let timer: NodeJS.Timeout | undefined
   let running: Promise<SweepResult> | undefined
-  /** Keys whose expiry is known to be recorded (by this sweeper or another): not asked about again. */
-  const noted = new Set<string>()
 
   const pass = async (): Promise<SweepResult> => {
     const now = clock.now()
     const result: SweepResult = { expired: 0, swept: 0 }
-    const seen = new Set<string>()
-    // The store lists expired keys oldest first and cannot skip those already noted but still retained, so
-    // the window doubles until it holds every expired key (deleted ones drop out of it as the pass goes).
-    for (let limit = batch; ; limit = Math.min(limit * 2, MAX_PER_PASS)) {
-      const keys = await store.listExpiredKeys(now, limit)
+    const sweepBefore = now - retentionMs
+    // Only keys with work left come back (expiry not yet noted, or past their retention), and each one is
+    // noted or deleted below, so it drops out: the pass reads batches until one comes back short.
+    for (let done = 0; done < MAX_PER_PASS; ) {
+      const keys = await store.listExpiredKeys(now, batch, { sweepBefore })
+      let progressed = false
       for (const key of keys) {
-        if (seen.has(key.id) || key.expiresAt === null) continue
-        seen.add(key.id)
+        if (key.expiresAt === null) continue
         const detail = { expired_at: isoDate(key.expiresAt) }
         // True only for the first process to notice, so two servers on one store write one event.
-        const first = !noted.has(key.id) && (await store.noteKeyExpired(key.projectId, key.id, now))
-        noted.add(key.id)
-        if (first) {
+        if (await store.noteKeyExpired(key.projectId, key.id, now)) {
+          progressed = true
           result.expired++
           auditKeyEvent(services, 'key.expired', key, actor, detail)
           services.revocations?.publish({
@@ -83,8 +80,8 @@ export function createKeySweeper(o: KeySweeperOptions): KeySweeper {
             reason: 'expired',
           })
         }
-        if (key.expiresAt <= now - retentionMs && (await store.deleteKey(key.projectId, key.id, now))) {
-          noted.delete(key.id)
+        if (key.expiresAt <= sweepBefore && (await store.deleteKey(key.projectId, key.id, now))) {
+          progressed = true
           result.swept++
           auditKeyEvent(services, 'key.swept', key, actor, {
             ...detail,
@@ -92,12 +89,12 @@ export function createKeySweeper(o: KeySweeperOptions): KeySweeper {
           })
         }
       }
-      if (keys.length < limit || limit === MAX_PER_PASS) break
-      // The store is synchronous underneath: let requests through between windows.
+      done += keys.length
+      // A short batch is the last; a batch where another process did all the work is read again.
+      if (keys.length < batch || !progressed) break
+      // The store is synchronous underneath: let requests through between batches.
       await new Promise((resolve) => setImmediate(resolve))
     }
-    // Keys deleted by someone else while retained would otherwise stay in the set.
-    for (const id of noted) if (!seen.has(id)) noted.delete(id)
     return result
   }
 

@@ -334,7 +334,13 @@ export async function rerollKeySecret(
   const secret = generateKeySecret()
   const previousSecretExpiresAt = now + graceSeconds * 1000
   if (
-    !(await services.store.rerollKey(key.projectId, key.id, hashKeySecret(secret), previousSecretExpiresAt))
+    !(await services.store.rerollKey(
+      key.projectId,
+      key.id,
+      hashKeySecret(secret),
+      previousSecretExpiresAt,
+      now,
+    ))
   ) {
     throw new ApiError('KEY_NOT_FOUND')
   }

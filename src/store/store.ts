@@ -206,12 +206,26 @@ export interface Store {
   setKeyDisabled(projectId: string, keyId: string, at: number | null, reason: string | null): Promise<boolean>
   /**
    * Gives a live key a new secret hash, all or nothing. The old hash keeps authenticating until
-   * `previousExpiresAt` (epoch ms; a value at or before now ends it at once). False when the key does not
-   * exist or is deleted.
+   * `previousExpiresAt` (epoch ms; a value at or before now ends it at once). Earlier secrets whose grace
+   * ended by `now` are forgotten. False when the key does not exist or is deleted.
    */
-  rerollKey(projectId: string, keyId: string, newHash: string, previousExpiresAt: number): Promise<boolean>
-  /** Keys, across projects, that expired at or before `before` and are not deleted, oldest expiry first. */
-  listExpiredKeys(before: number, limit: number): Promise<ApiKeyWithMember[]>
+  rerollKey(
+    projectId: string,
+    keyId: string,
+    newHash: string,
+    previousExpiresAt: number,
+    now: number,
+  ): Promise<boolean>
+  /**
+   * Keys, across projects, that expired at or before `before` and are not deleted, oldest expiry first;
+   * with `pendingOnly`, only those with work left for a sweeper: expiry not yet noted, or expired at or
+   * before `pendingOnly.sweepBefore` (past their retention).
+   */
+  listExpiredKeys(
+    before: number,
+    limit: number,
+    pendingOnly?: { sweepBefore: number },
+  ): Promise<ApiKeyWithMember[]>
   /**
    * Records, once, that a key's expiry was noticed (its `key.expired` audit event written): true only for
    * the first caller, so two sweepers never both record it.

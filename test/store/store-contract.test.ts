@@ -248,7 +248,7 @@ for (const name of selected) {
         const newHash = randomBytes(32).toString('hex')
         const graceEnds = Date.now() + 3_600_000
         const version = s.credentialsVersion()
-        assert.equal(await s.rerollKey(p.id, k.id, newHash, graceEnds), true)
+        assert.equal(await s.rerollKey(p.id, k.id, newHash, graceEnds, Date.now()), true)
         assert.notEqual(s.credentialsVersion(), version, 'a credential write')
         const expected = { ...k, hash: newHash, memberRole: 'owner', memberEmail: o.email }
         assert.deepEqual(await s.findKeyByHash(newHash), expected)
@@ -257,14 +257,35 @@ for (const name of selected) {
 
         // A second reroll keeps the first old secret until its own grace end.
         const third = randomBytes(32).toString('hex')
-        assert.equal(await s.rerollKey(p.id, k.id, third, graceEnds + 1000), true)
+        assert.equal(await s.rerollKey(p.id, k.id, third, graceEnds + 1000, Date.now()), true)
         assert.equal((await s.findKeyByHash(k.hash))?.previousSecretExpiresAt, graceEnds)
         assert.equal((await s.findKeyByHash(newHash))?.previousSecretExpiresAt, graceEnds + 1000)
 
-        assert.equal(await s.rerollKey(p.id, randomUUID(), newHash, graceEnds), false, 'unknown key')
-        assert.equal(await s.rerollKey(randomUUID(), k.id, newHash, graceEnds), false, 'other project')
+        assert.equal(
+          await s.rerollKey(p.id, randomUUID(), newHash, graceEnds, Date.now()),
+          false,
+          'unknown key',
+        )
+        assert.equal(
+          await s.rerollKey(randomUUID(), k.id, newHash, graceEnds, Date.now()),
+          false,
+          'other project',
+        )
         await s.deleteKey(p.id, k.id, T0 + 1)
-        assert.equal(await s.rerollKey(p.id, k.id, randomBytes(32).toString('hex'), graceEnds), false)
+        assert.equal(
+          await s.rerollKey(p.id, k.id, randomBytes(32).toString('hex'), graceEnds, Date.now()),
+          false,
+        )
+
+        // Secrets whose grace ended are forgotten at the next reroll.
+        const k2 = key(o)
+        await s.insertKey(k2)
+        const h2 = randomBytes(32).toString('hex')
+        assert.equal(await s.rerollKey(p.id, k2.id, h2, T0 + 10, T0), true)
+        assert.equal((await s.findKeyByHash(k2.hash))?.previousSecretExpiresAt, T0 + 10)
+        assert.equal(await s.rerollKey(p.id, k2.id, randomBytes(32).toString('hex'), T0 + 30, T0 + 20), true)
+        assert.equal(await s.findKeyByHash(k2.hash), undefined, 'grace ended before the second reroll')
+        assert.equal((await s.findKeyByHash(h2))?.previousSecretExpiresAt, T0 + 30)
       })
 
       it('lists keys expired by a time across projects, oldest expiry first, never deleted or live ones', async () => {
@@ -292,6 +313,19 @@ for (const name of selected) {
         assert.deepEqual(await ids(at(300), 2), [first.id, second.id], 'limited')
         const listed = (await s.listExpiredKeys(at(300), 10)).find((k) => k.id === first.id)
         assert.equal(listed?.memberEmail, qo.email, 'with its member')
+        // Pending only: a noted key drops out until it passes the sweep time.
+        await s.noteKeyExpired(q.id, first.id, at(150))
+        await s.noteKeyExpired(p.id, second.id, at(250))
+        const pending = async (sweepBefore: number) =>
+          (await s.listExpiredKeys(at(300), 10, { sweepBefore }))
+            .filter((k) => k.expiresAt !== null && k.expiresAt >= at(0))
+            .map((k) => k.id)
+        assert.deepEqual(await pending(at(0)), [third.id], 'noted keys inside their retention are skipped')
+        assert.deepEqual(
+          await pending(at(100)),
+          [first.id, third.id],
+          'a noted key past its retention is back',
+        )
       })
 
       it('notes a key’s expiry once: true for the first caller only', async () => {

@@ -296,6 +296,11 @@ export function createSqliteStore(options: SqliteStoreOptions): Store {
       `${KEY_SELECT} WHERE k.expires_at IS NOT NULL AND k.expires_at <= ? AND k.deleted_at IS NULL
        ORDER BY k.expires_at, k.id LIMIT ?`,
     ),
+    listExpiredPending: db.prepare(
+      `${KEY_SELECT} WHERE k.expires_at IS NOT NULL AND k.expires_at <= ? AND k.deleted_at IS NULL
+         AND (k.expiry_noted_at IS NULL OR k.expires_at <= ?)
+       ORDER BY k.expires_at, k.id LIMIT ?`,
+    ),
     noteExpired: db.prepare(
       'UPDATE api_keys SET expiry_noted_at = ? WHERE project_id = ? AND id = ? AND expiry_noted_at IS NULL',
     ),
@@ -513,9 +518,14 @@ export function createSqliteStore(options: SqliteStoreOptions): Store {
     deleteKey: async (projectId, keyId, at) => wrote(q.deleteKey.run(at, projectId, keyId).changes === 1),
     setKeyDisabled: async (projectId, keyId, at, reason) =>
       wrote(q.setDisabled.run(at, at === null ? null : reason, projectId, keyId).changes === 1),
-    rerollKey: async (projectId, keyId, newHash, previousExpiresAt) =>
-      wrote(rerollTx.immediate(projectId, keyId, newHash, previousExpiresAt, Date.now())),
-    listExpiredKeys: async (before, limit) => (q.listExpired.all(before, limit) as KeyRow[]).map(toKey),
+    rerollKey: async (projectId, keyId, newHash, previousExpiresAt, now) =>
+      wrote(rerollTx.immediate(projectId, keyId, newHash, previousExpiresAt, now)),
+    listExpiredKeys: async (before, limit, pendingOnly) =>
+      (
+        (pendingOnly
+          ? q.listExpiredPending.all(before, pendingOnly.sweepBefore, limit)
+          : q.listExpired.all(before, limit)) as KeyRow[]
+      ).map(toKey),
     noteKeyExpired: async (projectId, keyId, at) => q.noteExpired.run(at, projectId, keyId).changes === 1,
     listSigningKeys: async () =>
       (
