@@ -241,15 +241,15 @@ export function buildCli(io: CliIo = processIo): Command {
   keys
     .command('reroll')
     .description('give a key a new secret (printed once); the old one works for the grace period, then never')
-    .argument('<project_id>')
     .argument('<api_key_id>')
+    .option('--project <id>', 'project id (default: the only project)')
     .option('--grace-period <seconds>', 'how long the old secret keeps working, 0..86400 (default 3600)')
-    .action((projectId: string, keyId: string, opts: { gracePeriod?: string }) =>
+    .action((keyId: string, opts: { project?: string; gracePeriod?: string }) =>
       withServices(async (services) => {
         const grace = parseGracePeriod(
           opts.gracePeriod === undefined ? {} : { grace_period_seconds: Number(opts.gracePeriod) },
         )
-        await pickProject(services, projectId)
+        const projectId = await pickProject(services, opts.project)
         const key = await services.store.getKey(projectId, keyId)
         if (!key || key.deletedAt !== null) throw new ApiError('KEY_NOT_FOUND')
         const { secret, record, previousSecretExpiresAt } = await rerollKeySecret(

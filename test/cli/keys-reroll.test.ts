@@ -61,7 +61,7 @@ describe('earmark keys reroll and keys sweep', () => {
 
   it('prints a new secret once for the same key; with --grace-period 0 the old one is refused at once', async () => {
     const key = await createKey('--tags', 'web')
-    const res = await cli(dir, 'keys', 'reroll', projectId, key.api_key_id, '--grace-period', '0')
+    const res = await cli(dir, 'keys', 'reroll', key.api_key_id, '--grace-period', '0')
     assert.equal(res.code, 0, res.err)
     const body = res.json() as Record<string, unknown>
     recordSecrets(String(body.key))
@@ -80,7 +80,7 @@ describe('earmark keys reroll and keys sweep', () => {
   it('keeps the old secret for the default grace period (an hour)', async () => {
     const key = await createKey()
     const before = Date.now()
-    const res = await cli(dir, 'keys', 'reroll', projectId, key.api_key_id)
+    const res = await cli(dir, 'keys', 'reroll', key.api_key_id, '--project', projectId)
     assert.equal(res.code, 0, res.err)
     const body = res.json() as { key: string; previous_key_expiration_date: string }
     recordSecrets(body.key)
@@ -94,10 +94,10 @@ describe('earmark keys reroll and keys sweep', () => {
   it('refuses an unknown key, another project and a bad grace period with exit code 2', async () => {
     const key = await createKey()
     for (const args of [
-      [projectId, 'no-such-key'],
-      ['00000000-0000-4000-8000-000000000000', key.api_key_id],
-      [projectId, key.api_key_id, '--grace-period', '86401'],
-      [projectId, key.api_key_id, '--grace-period', 'soon'],
+      ['no-such-key'],
+      [key.api_key_id, '--project', '00000000-0000-4000-8000-000000000000'],
+      [key.api_key_id, '--grace-period', '86401'],
+      [key.api_key_id, '--grace-period', 'soon'],
     ]) {
       const res = await cli(dir, 'keys', 'reroll', ...args)
       assert.equal(res.code, 2, args.join(' '))
@@ -132,7 +132,7 @@ describe('earmark keys reroll and keys sweep', () => {
 
   it('audits every key and signing-key command it runs, marked as the CLI, with no secret', async () => {
     const key = await createKey()
-    assert.equal((await cli(dir, 'keys', 'reroll', projectId, key.api_key_id)).code, 0)
+    assert.equal((await cli(dir, 'keys', 'reroll', key.api_key_id, '--project', projectId)).code, 0)
     assert.equal((await cli(dir, 'keys', 'delete', key.api_key_id)).code, 0)
     const rotated = await cli(dir, 'rotate-signing-key')
     assert.equal(rotated.code, 0, rotated.err)
