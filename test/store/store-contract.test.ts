@@ -460,10 +460,11 @@ for (const name of selected) {
         )
         assert.deepEqual(await list({ limit: 2, offset: 2 }), [4, 3])
 
-        const dup = ev(7, 'key.created')
+        // A row the store refuses (no type) fails the whole batch.
+        const bad = { ...ev(7, 'key.created'), type: null as unknown as string }
         await assert.rejects(
-          s.insertAuditEvents([ev(8, 'key.created'), dup, dup]),
-          'a duplicate id fails the batch',
+          s.insertAuditEvents([ev(8, 'key.created'), bad]),
+          'a refused event fails the batch',
         )
         assert.deepEqual(await list({ start: T0 + 70 }), [], 'all or nothing')
       })

@@ -100,8 +100,12 @@ export const SQLITE_MIGRATIONS: readonly { version: number; name: string; sql: s
       ) STRICT, WITHOUT ROWID;
       CREATE INDEX api_key_previous_secrets_key ON api_key_previous_secrets (key_id);
 
+      -- Append-only: keyed by an increasing rowid, so an insert lands at the end of the table instead of at
+      -- a random place in an index of random ids (which made each insert slower as the table grew). The
+      -- event id is random and unique by construction; nothing looks events up by it.
       CREATE TABLE audit_events (
-        id            TEXT PRIMARY KEY,
+        seq           INTEGER PRIMARY KEY,
+        id            TEXT NOT NULL,
         project_id    TEXT NOT NULL,
         at            INTEGER NOT NULL,
         type          TEXT NOT NULL,
