@@ -179,7 +179,8 @@ function parseBinding(body: Record<string, unknown>): CredentialBinding {
   if (session !== undefined) out.maxSessionSeconds = session
   const listen = parseListen(body.listen, 'listen')
   if (listen) out.listen = listen
-  checkOptionsSize(out)
+  // Most bodies (every Deepgram-shaped one) set nothing: nothing to weigh.
+  if (!isEmptyOptions(out)) checkOptionsSize(out)
   return out
 }
 

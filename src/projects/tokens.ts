@@ -1,5 +1,4 @@
 import type { AccessRequest } from '../access/index.js'
-import { auditContext } from '../audit/index.js'
 import {
   GRANT_DEFAULT_TTL,
   GRANT_MAX_TTL,
@@ -69,18 +68,23 @@ export function grantToken(
     ...(endUser !== undefined ? { endUser } : {}),
     ...(options ? { options } : {}),
   })
-  // Who minted what for whom: by jti, never the token (docs/audit.md).
+  // Who minted what for whom: by jti, never the token (docs/audit.md). Object literals, no spreads: this
+  // runs on every grant.
+  const detail: Record<string, unknown> = {
+    jti: claims.jti,
+    end_user: endUser ?? null,
+    ttl: claims.exp - claims.iat,
+  }
+  if (options) detail.options = bindingView(options)
   services.audit?.record({
-    ...auditContext(principal, access),
+    projectId: principal.projectId,
     type: 'grant.issued',
+    actorKeyId: principal.keyId,
     keyId: principal.keyId,
     endUser: endUser ?? null,
-    detail: {
-      jti: claims.jti,
-      end_user: endUser ?? null,
-      ttl: claims.exp - claims.iat,
-      ...(options ? { options: bindingView(options) } : {}),
-    },
+    ip: access?.ip ?? null,
+    requestId: access?.requestId ?? null,
+    detail,
   })
   return {
     access_token: token,
