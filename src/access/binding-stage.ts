@@ -109,7 +109,7 @@ export function createRedeemStage(options: RedeemStageOptions): AccessStage {
       const grant = principal.grant
       const maxUses = grant?.options?.maxUses
       if (!grant || maxUses === undefined) return
-      const ok = ledger.redeem(grant.jti, maxUses, grant.exp * 1000)
+      const ok = ledger.redeem(grant.jti, maxUses, grant.exp * 1000, grant.iat * 1000)
       if (typeof ok === 'boolean') {
         if (!ok) throw usedUp()
         return

@@ -9,9 +9,10 @@ export interface JtiLedger {
   /**
    * Redeems one use of token `jti`, which may be used `maxUses` times and dies at `expiresAtMs` (epoch ms).
    * True when a use was left (and is now spent); false when none was, or the token is already dead. Atomic:
-   * of any number of concurrent redemptions, at most `maxUses` succeed.
+   * of any number of concurrent redemptions, at most `maxUses` succeed. `issuedAtMs` (the token's `iat`) lets a
+   * ledger that cannot know a token's past uses (one that started after it was minted) refuse it.
    */
-  redeem(jti: string, maxUses: number, expiresAtMs: number): boolean | Promise<boolean>
+  redeem(jti: string, maxUses: number, expiresAtMs: number, issuedAtMs?: number): boolean | Promise<boolean>
 }
 
 /** The in-memory ledger, with how many tokens it remembers (for tests and metrics). */
@@ -33,6 +34,9 @@ export interface MemoryJtiLedgerOptions {
  */
 export function createMemoryJtiLedger(options: MemoryJtiLedgerOptions): MemoryJtiLedger {
   const { clock } = options
+  // Uses spent before this process started are not in its memory: a token minted before the start (a whole
+  // second before, as `iat` is in seconds) is refused rather than trusted to be unused (fail closed).
+  const startSecondMs = Math.floor(clock.now() / 1000) * 1000
   const sweepMs = options.sweepIntervalMs ?? 1000
   const used = new Map<string, number>()
   /** jtis by the second their token expires. */
@@ -49,10 +53,11 @@ export function createMemoryJtiLedger(options: MemoryJtiLedgerOptions): MemoryJt
   }
 
   return {
-    redeem(jti, maxUses, expiresAtMs) {
+    redeem(jti, maxUses, expiresAtMs, issuedAtMs) {
       const now = clock.now()
       if (now >= nextSweep) sweep(now)
       if (expiresAtMs <= now) return false
+      if (issuedAtMs !== undefined && issuedAtMs < startSecondMs) return false
       const count = used.get(jti) ?? 0
       if (count >= maxUses) return false
       if (count === 0) {

@@ -18,6 +18,19 @@ describe('the in-memory jti ledger', () => {
     assert.equal(ledger.redeem('b', 1, exp), false)
   })
 
+  it('refuses a token minted before the ledger started (a restart forgot its uses), and admits one minted after', () => {
+    const clock = createManualClock()
+    const before = clock.now() - 5_000
+    clock.advance(1)
+    const ledger = createMemoryJtiLedger({ clock })
+    const exp = clock.now() + 60_000
+    assert.equal(ledger.redeem('old', 1, exp, before), false, 'minted by the previous process')
+    assert.equal(ledger.redeem('old', 1, exp, before), false)
+    clock.advance(2_000)
+    assert.equal(ledger.redeem('new', 1, exp, Math.floor(clock.now() / 1000) * 1000), true)
+    assert.equal(ledger.redeem('new', 1, exp, Math.floor(clock.now() / 1000) * 1000), false)
+  })
+
   it('refuses a token that has already expired, without remembering it', () => {
     const clock = createManualClock()
     const ledger = createMemoryJtiLedger({ clock })
