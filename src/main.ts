@@ -126,12 +126,17 @@ export function createLogger(config: Pick<Config, 'logLevel'>, destination?: Des
 
 /** Store, clock and grant service for a data directory: what the server and the CLI share. */
 export async function openServices(
-  config: Pick<Config, 'sqlitePath'>,
+  config: Pick<Config, 'sqlitePath'> & Partial<Pick<Config, 'databaseUrl'>>,
   clock: Clock = systemClock,
   /** A failed audit write (never rethrown: auditing never fails a request). */
   onAuditError?: (err: unknown, context: { dropped?: number }) => void,
 ): Promise<Services> {
-  const store = createSqliteStore({ path: config.sqlitePath })
+  // EARMARK_DATABASE_URL picks PostgreSQL (docs/store.md); loaded only then, so SQLite never loads pg.
+  const store = config.databaseUrl
+    ? await (await import('./store/postgres/postgres-store.js')).openPostgresStore({
+        url: config.databaseUrl,
+      })
+    : createSqliteStore({ path: config.sqlitePath })
   try {
     const grants = await createGrants({ store, clock })
     const audit = createAuditLog({

@@ -8,6 +8,14 @@ const schema = z.object({
   PORT: z.coerce.number().int().min(0).max(65535).default(8080),
   HOST: z.string().min(1).default('127.0.0.1'),
   EARMARK_DATA_DIR: z.string().min(1).default('./data'),
+  /** PostgreSQL instead of the SQLite file (docs/store.md): `postgres://user[:password]@host:port/database`. */
+  EARMARK_DATABASE_URL: z
+    .string()
+    .optional()
+    .transform((v) => (v === undefined || v.trim() === '' ? undefined : v.trim()))
+    .refine((v) => v === undefined || /^postgres(ql)?:\/\//.test(v), {
+      message: 'must be a postgres:// or postgresql:// URL',
+    }),
   EARMARK_BOOTSTRAP_KEY: z.string().min(1).optional(),
   EARMARK_PROJECT_NAME: z.string().min(1).default('Earmark'),
   EARMARK_OWNER_EMAIL: z.string().min(3).default('owner@earmark.local'),
@@ -121,6 +129,8 @@ export interface Config {
   dataDir: string
   /** The SQLite file inside the data directory. */
   sqlitePath: string
+  /** PostgreSQL in place of the SQLite file (docs/store.md); holds a password when the URL does: never logged. */
+  databaseUrl?: string
   bootstrapKey: string | undefined
   projectName: string
   ownerEmail: string
@@ -176,6 +186,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     host: e.HOST,
     dataDir,
     sqlitePath: resolve(dataDir, 'earmark.sqlite'),
+    ...(e.EARMARK_DATABASE_URL ? { databaseUrl: e.EARMARK_DATABASE_URL } : {}),
     bootstrapKey: e.EARMARK_BOOTSTRAP_KEY,
     projectName: e.EARMARK_PROJECT_NAME,
     ownerEmail: e.EARMARK_OWNER_EMAIL,

@@ -3,17 +3,23 @@ import { randomBytes, randomUUID } from 'node:crypto'
 import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
 import type { ApiKeyRecord, AuditEvent, AuditFilter, Member, Project, Store } from '../../src/store/index.js'
+import { createPostgresStore } from '../../src/store/postgres/postgres-store.js'
 import { createSqliteStore } from '../../src/store/sqlite/sqlite-store.js'
+import { dropTestDatabases, testDatabaseFor } from '../helpers/postgres.js'
 import { removeDir, tempDataDir } from '../helpers/server-process.js'
 
 /**
- * One contract, run against every store backend named in STORES (default: sqlite). A backend passes
- * when it behaves exactly like this, whatever it is built on.
+ * One contract, run against every store backend named in STORES (default: both). A backend passes
+ * when it behaves exactly like this, whatever it is built on. PostgreSQL: one throwaway database per data
+ * directory on the local cluster, dropped at the end (test/helpers/postgres.ts).
  */
+const databases = new Map<string, string>()
 const BACKENDS: Record<string, (dir: string) => Store> = {
   sqlite: (dir) => createSqliteStore({ path: join(dir, 'contract.sqlite') }),
+  postgres: (dir) => createPostgresStore({ url: testDatabaseFor(dir, databases) }),
 }
-const selected = (process.env.STORES ?? 'sqlite').split(',').map((s) => s.trim())
+const selected = (process.env.STORES ?? 'sqlite,postgres').split(',').map((s) => s.trim())
+after(() => dropTestDatabases())
 
 const T0 = Date.UTC(2026, 0, 1)
 

@@ -1,0 +1,162 @@
+import assert from 'node:assert/strict'
+import { randomBytes, randomUUID } from 'node:crypto'
+import { after, describe, it } from 'node:test'
+import pg from 'pg'
+import { ApiError } from '../../src/errors.js'
+import type { ApiKeyRecord, Member, Project, Store } from '../../src/store/index.js'
+import { POSTGRES_MIGRATIONS } from '../../src/store/postgres/postgres-migrations.js'
+import { createPostgresStore, openPostgresStore } from '../../src/store/postgres/postgres-store.js'
+import { createTestDatabase, dropTestDatabases } from '../helpers/postgres.js'
+
+// What only the PostgreSQL backend has: the LISTEN/NOTIFY change feed between nodes, migrations under an
+// advisory lock, and a 503 when the database cannot be reached (docs/store.md).
+
+after(() => dropTestDatabases())
+
+const T0 = Date.UTC(2026, 0, 1)
+
+function owned(): { p: Project; o: Member; k: () => ApiKeyRecord } {
+  const p: Project = { id: randomUUID(), name: 'P', company: null, createdAt: T0, settings: {} }
+  const o: Member = {
+    id: randomUUID(),
+    projectId: p.id,
+    email: `${randomUUID()}@example.com`,
+    firstName: null,
+    lastName: null,
+    role: 'owner',
+    createdAt: T0,
+  }
+  const k = (): ApiKeyRecord => ({
+    id: randomUUID(),
+    projectId: p.id,
+    memberId: o.id,
+    hash: randomBytes(32).toString('hex'),
+    comment: 'c',
+    scopes: ['member'],
+    tags: [],
+    createdAt: T0,
+    expiresAt: null,
+    deletedAt: null,
+    options: {},
+    disabledAt: null,
+    disabledReason: null,
+  })
+  return { p, o, k }
+}
+
+/** Resolves with the ms until `store.credentialsVersion()` differs from `from`, checking every turn of the loop. */
+async function versionMoves(store: Store, from: number, started: number, limitMs: number): Promise<number> {
+  for (;;) {
+    const elapsed = performance.now() - started
+    if (store.credentialsVersion() !== from) return elapsed
+    if (elapsed > limitMs) return Number.POSITIVE_INFINITY
+    await new Promise((resolve) => setImmediate(resolve))
+  }
+}
+
+const percentile = (sorted: number[], p: number) =>
+  sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * p))] ?? 0
+
+describe('PostgreSQL store', () => {
+  it("sees another node's key deletion through credentialsVersion() within 100 ms", async () => {
+    const url = createTestDatabase()
+    const a = await openPostgresStore({ url })
+    const b = await openPostgresStore({ url })
+    try {
+      const { p, o, k } = owned()
+      const first = k()
+      await a.createProjectWithOwner(p, o, first)
+      const delays: number[] = []
+      for (let i = 0; i < 30; i++) {
+        const doomed = k()
+        await a.insertKey(doomed)
+        assert.equal((await b.findKeyByHash(doomed.hash))?.deletedAt, null, 'B sees the new key at once')
+        const before = b.credentialsVersion()
+        const started = performance.now()
+        const seen = versionMoves(b, before, started, 1000)
+        assert.equal(await a.deleteKey(p.id, doomed.id, T0 + i), true)
+        const ms = await seen
+        assert.ok(ms < 100, `B saw the deletion after ${ms.toFixed(2)} ms`)
+        assert.equal((await b.findKeyByHash(doomed.hash))?.deletedAt, T0 + i, 'and reads it deleted')
+        delays.push(ms)
+      }
+      delays.sort((x, y) => x - y)
+      console.log(
+        `postgres change feed, A's deleteKey called → B's version moved (${delays.length} runs): ` +
+          `p50 ${percentile(delays, 0.5).toFixed(2)} ms, p99 ${percentile(delays, 0.99).toFixed(2)} ms, ` +
+          `max ${delays.at(-1)?.toFixed(2)} ms`,
+      )
+    } finally {
+      await a.close()
+      await b.close()
+    }
+  })
+
+  it('applies the migrations once when several stores start on an empty database at the same time', async () => {
+    const url = createTestDatabase()
+    const stores = Array.from({ length: 4 }, () => createPostgresStore({ url }))
+    try {
+      await Promise.all(stores.map((s) => s.ready))
+      const results = await Promise.all(stores.map((s) => s.isEmpty()))
+      assert.deepEqual(results, [true, true, true, true])
+    } finally {
+      await Promise.all(stores.map((s) => s.close()))
+    }
+    const client = new pg.Client({ connectionString: url })
+    await client.connect()
+    try {
+      const { rows } = await client.query<{ version: number }>(
+        'SELECT version FROM schema_migrations ORDER BY version',
+      )
+      assert.deepEqual(
+        rows.map((r) => r.version),
+        POSTGRES_MIGRATIONS.map((m) => m.version),
+        'each version recorded once',
+      )
+    } finally {
+      await client.end()
+    }
+  })
+
+  it('drops what callers cached when its LISTEN connection is cut, and listens again by itself', async () => {
+    const url = createTestDatabase()
+    const a = await openPostgresStore({ url })
+    const b = await openPostgresStore({ url, onError: () => {} })
+    const admin = new pg.Client({ connectionString: url })
+    await admin.connect()
+    try {
+      const before = b.credentialsVersion()
+      // Cut every connection of B's LISTEN session (the one that listens on the channel).
+      const { rowCount } = await admin.query(
+        `SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+         WHERE datname = current_database() AND pid <> pg_backend_pid() AND query LIKE 'LISTEN%'`,
+      )
+      assert.ok((rowCount ?? 0) >= 1)
+      assert.ok(Number.isFinite(await versionMoves(b, before, performance.now(), 2000)), 'the version moved')
+      // Listening again: a change by A is seen by B while B's version is otherwise still.
+      const deadline = performance.now() + 5000
+      let steady = false
+      while (!steady && performance.now() < deadline) {
+        const v = b.credentialsVersion()
+        await new Promise((resolve) => setTimeout(resolve, 50))
+        steady = b.credentialsVersion() === v
+      }
+      assert.ok(steady, 'B listens again (its version stops moving on every call)')
+      const { p, o, k } = owned()
+      const v = b.credentialsVersion()
+      await a.createProjectWithOwner(p, o, k())
+      assert.notEqual(b.credentialsVersion(), v, "A's write reached B after the reconnect")
+    } finally {
+      await admin.end()
+      await a.close()
+      await b.close()
+    }
+  })
+
+  it('answers 503 SERVICE_UNAVAILABLE when the database cannot be reached', async () => {
+    await assert.rejects(
+      openPostgresStore({ url: 'postgres://postgres@127.0.0.1:1/nowhere', connectTimeoutMs: 2000 }),
+      (err) => err instanceof ApiError && err.code === 'SERVICE_UNAVAILABLE' && err.status === 503,
+    )
+  })
+})
