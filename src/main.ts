@@ -191,9 +191,26 @@ export async function createEarmark(
     projectName: config.projectName,
     ownerEmail: config.ownerEmail,
   })
-  const revocations = createRevocationBus({
-    onListenerError: (err) => logger.error({ err }, 'revocation listener failed'),
-  })
+  // With EARMARK_REDIS_URL, what every node must share lives in Redis (docs/redis.md): rate-limit windows, the
+  // `max_uses` ledger, the revocation bus. Loaded only then: the default path never loads ioredis.
+  const shared = config.redis
+    ? (await import('./store/redis/index.js')).createRedisShared({
+        settings: config.redis,
+        clock,
+        onStateChange: (state, detail) =>
+          state === 'ready'
+            ? logger.info({ redis: detail.target }, 'redis reachable again')
+            : logger.warn({ redis: detail.target, error: detail.error }, 'redis unreachable'),
+        // The message only: a reply error can carry its command's arguments.
+        onError: (err) => logger.debug({ error: (err as Error)?.message }, 'redis call failed'),
+        onListenerError: (err) => logger.error({ err }, 'revocation listener failed'),
+      })
+    : undefined
+  const revocations =
+    shared?.revocations ??
+    createRevocationBus({
+      onListenerError: (err) => logger.error({ err }, 'revocation listener failed'),
+    })
   services.revocations = revocations
   const guard = createStreamGuard({
     store: services.store,
@@ -218,13 +235,13 @@ export async function createEarmark(
   // The access checks of every authenticated request and upgrade, cheapest refusals first
   // (docs/credential-options.md, docs/limits.md, docs/audit.md).
   const accessStages: AccessStage[] = [createBindingStage()]
-  // Rate limits and failed-authentication back-off (docs/limits.md): counted in this process's memory.
+  // Rate limits and failed-authentication back-off (docs/limits.md): counted in this process's memory, or in Redis.
   const projectSettings = createProjectSettingsCache(services.store)
   const refusals = createRefusalAudit({ audit: services.audit, clock })
   accessStages.push(
     createLimitStage({
       limits: config.limits,
-      rates: createRateLimits(createMemoryRateLimitBackend()),
+      rates: createRateLimits(shared?.rateLimits ?? createMemoryRateLimitBackend()),
       projectSettings: (id) => projectSettings.get(id),
       refusals,
       onAddressBlocked: (e) =>
@@ -236,7 +253,7 @@ export async function createEarmark(
     }),
   )
   // `max_uses` is redeemed last, so only a request every other stage admitted spends a use.
-  accessStages.push(createRedeemStage({ ledger: createMemoryJtiLedger({ clock }) }))
+  accessStages.push(createRedeemStage({ ledger: shared?.jtiLedger ?? createMemoryJtiLedger({ clock }) }))
   // Suspicious activity watches first: it refuses nothing, and must see what a later stage refuses.
   accessStages.unshift(suspicious.stage)
   const gate = createAccessGate(accessStages)
@@ -344,6 +361,7 @@ export async function createEarmark(
       await sweeper.close()
       await app.close()
       guard.close()
+      await shared?.close()
       await engine.close()
       await services.audit?.close()
       await services.store.close()

@@ -121,6 +121,18 @@ const schema = z.object({
     .min(0)
     .max(10 * 365 * 86_400)
     .default(7 * 86_400),
+  /** Redis shared by every node (docs/redis.md): `redis://[user:password@]host:port[/db]`; unset: in-process state. */
+  EARMARK_REDIS_URL: z
+    .string()
+    .optional()
+    .transform((v) => (v === undefined || v.trim() === '' ? undefined : v.trim()))
+    .refine((v) => v === undefined || /^rediss?:\/\//.test(v), {
+      message: 'must be a redis:// or rediss:// URL',
+    }),
+  /** Prefix of every Redis key and channel Earmark uses. */
+  EARMARK_REDIS_PREFIX: z.string().min(1).max(200).default('earmark:'),
+  /** What admits while Redis is unreachable: `none` (fail closed, 503) or `rate-limits`. */
+  EARMARK_REDIS_FAIL_OPEN: z.enum(['none', 'rate-limits']).default('none'),
 })
 
 export interface Config {
@@ -170,6 +182,8 @@ export interface Config {
   /** 0: no automatic sweep. */
   keySweepIntervalMs: number
   expiredKeyRetentionSeconds: number
+  /** Redis shared by several nodes (docs/redis.md); undefined: rate limits, the token ledger and revocations stay in-process. */
+  redis?: { url: string; prefix: string; failOpen: 'none' | 'rate-limits' }
 }
 
 /** Reads the config from `env` (default `process.env`); throws with every problem listed. */
@@ -230,5 +244,14 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     suspicious: suspiciousPolicyFromEnv(env),
     keySweepIntervalMs: e.EARMARK_KEY_SWEEP_INTERVAL_MS,
     expiredKeyRetentionSeconds: e.EARMARK_EXPIRED_KEY_RETENTION_SECONDS,
+    ...(e.EARMARK_REDIS_URL
+      ? {
+          redis: {
+            url: e.EARMARK_REDIS_URL,
+            prefix: e.EARMARK_REDIS_PREFIX,
+            failOpen: e.EARMARK_REDIS_FAIL_OPEN,
+          },
+        }
+      : {}),
   }
 }

@@ -1,0 +1,237 @@
+import assert from 'node:assert/strict'
+import { randomUUID } from 'node:crypto'
+import { after, before, describe, it } from 'node:test'
+import { setTimeout as sleep } from 'node:timers/promises'
+import { closeRedisClient, createRedisClient, type RedisClient } from '../../src/store/redis/index.js'
+import { openSocket } from '../helpers/live-server.js'
+import { removeDir, type ServerProcess, startServerProcess, tempDataDir } from '../helpers/server-process.js'
+import { recordSecrets } from '../helpers/test-logs.js'
+
+// Two Earmark nodes (docs/redis.md): two `earmark serve` processes on one SQLite file and one Redis (the real one
+// at 127.0.0.1:6379, under a key prefix of this run's own), and nodes whose Redis cannot be reached.
+
+const REDIS_URL = process.env.EARMARK_TEST_REDIS_URL ?? 'redis://127.0.0.1:6379'
+const RAW = 'encoding=linear16&sample_rate=16000'
+/** The promise for revocations (docs/revocation.md): a revoked key's streams close within this, on every node. */
+const WITHIN_MS = 1000
+
+interface Answer {
+  status: number
+  headers: Headers
+  body: Record<string, unknown>
+}
+
+async function call(
+  url: string,
+  method: string,
+  path: string,
+  auth: string,
+  body?: unknown,
+): Promise<Answer> {
+  const res = await fetch(`${url}${path}`, {
+    method,
+    headers: { authorization: auth, 'content-type': 'application/json' },
+    ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
+  })
+  return { status: res.status, headers: res.headers, body: (await res.json()) as Record<string, unknown> }
+}
+
+/** A usage request that costs no speech: admitted by every access check, then a 400 for its empty body. */
+const useOnce = (url: string, auth: string) => call(url, 'POST', '/v1/speak', auth, {})
+
+function tally(answers: Answer[]): Record<number, number> {
+  const counts: Record<number, number> = {}
+  for (const a of answers) counts[a.status] = (counts[a.status] ?? 0) + 1
+  return counts
+}
+
+describe('two nodes sharing one Redis', { timeout: 180_000 }, () => {
+  const prefix = `earmark-test:${randomUUID()}:`
+  const ownerKey = `emk_two_nodes_test_${randomUUID().replaceAll('-', '')}_owner`
+  const dir = tempDataDir()
+  const env = {
+    EARMARK_REDIS_URL: REDIS_URL,
+    EARMARK_REDIS_PREFIX: prefix,
+    EARMARK_CAPACITY: '4',
+    // The server's rate limits on (the helper turns them off); failed authentications stay uncounted.
+    EARMARK_LIMIT_REQUESTS_PER_MINUTE: '600',
+    EARMARK_LIMIT_PROJECT_REQUESTS_PER_MINUTE: '6000',
+    EARMARK_LIMIT_GRANTS_PER_MINUTE: '60',
+  }
+  let a: ServerProcess
+  let b: ServerProcess
+  let projectId: string
+  let redis: RedisClient
+
+  before(async () => {
+    recordSecrets(ownerKey)
+    a = await startServerProcess({ dataDir: dir, bootstrapKey: ownerKey, env })
+    // The second node opens the store the first one bootstrapped.
+    b = await startServerProcess({ dataDir: dir, env })
+    const projects = await call(a.url, 'GET', '/v1/projects', `Token ${ownerKey}`)
+    projectId = String((projects.body.projects as { project_id: string }[])[0]?.project_id)
+    redis = createRedisClient(REDIS_URL)
+    await new Promise((resolve) => redis.once('ready', resolve))
+  })
+
+  after(async () => {
+    await Promise.all([a?.stop(), b?.stop()])
+    if (redis) {
+      const keys = await redis.keys(`${prefix}*`)
+      if (keys.length > 0) await redis.del(...keys)
+      await closeRedisClient(redis)
+    }
+    removeDir(dir)
+  })
+
+  const createKey = async (comment: string, extra: Record<string, unknown> = {}) => {
+    const res = await call(a.url, 'POST', `/v1/projects/${projectId}/keys`, `Token ${ownerKey}`, {
+      comment,
+      scopes: ['member'],
+      ...extra,
+    })
+    assert.equal(res.status, 200, JSON.stringify(res.body))
+    recordSecrets(res.body.key as string)
+    return { key: res.body.key as string, id: res.body.api_key_id as string }
+  }
+
+  it('a per-key rate limit is shared: A and B together admit no more than the limit', async () => {
+    const { key } = await createKey('ten a minute', { limits: { requests_per_minute: 10 } })
+    const answers = await Promise.all(
+      Array.from({ length: 24 }, (_, i) => useOnce(i % 2 === 0 ? a.url : b.url, `Token ${key}`)),
+    )
+    const counts = tally(answers)
+    assert.deepEqual(
+      counts,
+      { 400: 10, 429: 14 },
+      'ten admitted (then refused for the empty body), the rest 429',
+    )
+    const refused = answers.find((x) => x.status === 429)
+    assert.equal(refused?.body.err_code, 'TOO_MANY_REQUESTS')
+    assert.ok(Number(refused?.headers.get('retry-after')) >= 1, 'a 429 says when to retry')
+    // Each node answered some of each: the count really is shared, not split.
+    const onB = answers.filter((_, i) => i % 2 === 1)
+    assert.ok(
+      onB.some((x) => x.status === 429) &&
+        answers.filter((_, i) => i % 2 === 0).some((x) => x.status === 429),
+      'both nodes refuse once the shared window is full',
+    )
+  })
+
+  it('a single-use token is redeemed once across both nodes under 20 concurrent attempts', async () => {
+    const grant = await call(a.url, 'POST', '/v1/auth/grant', `Token ${ownerKey}`, {
+      ttl_seconds: 60,
+      max_uses: 1,
+    })
+    assert.equal(grant.status, 200, JSON.stringify(grant.body))
+    const token = grant.body.access_token as string
+    recordSecrets(token)
+    const answers = await Promise.all(
+      Array.from({ length: 20 }, (_, i) => useOnce(i % 2 === 0 ? a.url : b.url, `Bearer ${token}`)),
+    )
+    assert.deepEqual(tally(answers), { 400: 1, 401: 19 })
+    assert.ok(answers.filter((x) => x.status === 401).every((x) => x.body.err_code === 'INVALID_AUTH'))
+  })
+
+  it('a key deleted through A closes its live stream on B within a second, announced through Redis', async (t) => {
+    const { key, id } = await createKey('streams on B')
+    // Listen on the channel the nodes use, to see the revocation travel through Redis.
+    const listener = createRedisClient(REDIS_URL, { offlineQueue: true })
+    const heard: string[] = []
+    listener.on('message', (_channel: string, message: string) => heard.push(message))
+    await listener.subscribe(`${prefix}revocations`)
+    try {
+      const { ws, log } = await openSocket(`${b.url.replace('http', 'ws')}/v1/listen?${RAW}`, {
+        protocols: ['token', key],
+      })
+      assert.equal(log.status, undefined, `upgrade refused: ${JSON.stringify(log.body)}`)
+      const closedAt = new Promise<number>((resolve) => ws.once('close', () => resolve(Date.now())))
+      const silence = setInterval(() => {
+        if (ws.readyState === ws.OPEN) ws.send(Buffer.alloc(3200))
+      }, 100)
+      try {
+        await sleep(300)
+        const deletedAt = Date.now()
+        const res = await call(a.url, 'DELETE', `/v1/projects/${projectId}/keys/${id}`, `Token ${ownerKey}`)
+        assert.equal(res.status, 200, JSON.stringify(res.body))
+        const at = await Promise.race([closedAt, sleep(5000).then(() => Number.NaN)])
+        assert.ok(!Number.isNaN(at), 'the stream on B is still open 5 s after the delete on A')
+        const ms = at - deletedAt
+        t.diagnostic(`key deleted on A → its stream on B closed after ${ms} ms`)
+        assert.deepEqual(log.close, { code: 1008, reason: 'AUTH-0001' })
+        assert.ok(ms <= WITHIN_MS, `closed after ${ms} ms`)
+      } finally {
+        clearInterval(silence)
+        ws.terminate()
+      }
+      const revoked = heard
+        .map((m) => JSON.parse(m) as { event?: { type?: string; keyId?: string } })
+        .filter((m) => m.event?.type === 'key-revoked' && m.event.keyId === id)
+      assert.equal(revoked.length, 1, 'A published the revocation on the Redis channel')
+      // B refuses the key from now on.
+      assert.equal((await useOnce(b.url, `Token ${key}`)).status, 401)
+    } finally {
+      await closeRedisClient(listener)
+    }
+  })
+})
+
+describe('a node whose Redis cannot be reached', { timeout: 120_000 }, () => {
+  const unreachable = {
+    EARMARK_REDIS_URL: 'redis://:not-logged-password@127.0.0.1:1',
+    EARMARK_CAPACITY: '2',
+    EARMARK_LIMIT_REQUESTS_PER_MINUTE: '600',
+  }
+  const nodes: ServerProcess[] = []
+  after(async () => {
+    await Promise.all(nodes.map((n) => n.stop()))
+    for (const n of nodes) removeDir(n.dataDir)
+  })
+
+  const start = async (env: Record<string, string>) => {
+    const ownerKey = `emk_redis_down_test_${randomUUID().replaceAll('-', '')}_owner`
+    recordSecrets(ownerKey, 'not-logged-password')
+    const node = await startServerProcess({ bootstrapKey: ownerKey, env })
+    nodes.push(node)
+    return { node, ownerKey }
+  }
+
+  it('fails closed by default: a usage request and an upgrade get 503 SERVICE_UNAVAILABLE in the Deepgram shape', async () => {
+    const { node, ownerKey } = await start(unreachable)
+    const res = await useOnce(node.url, `Token ${ownerKey}`)
+    assert.equal(res.status, 503)
+    assert.equal(res.body.err_code, 'SERVICE_UNAVAILABLE')
+    assert.equal(typeof res.body.err_msg, 'string')
+    assert.equal(typeof res.body.request_id, 'string')
+    assert.ok(res.headers.get('retry-after'), 'a 503 says when to retry')
+    const upgrade = await openSocket(`${node.url.replace('http', 'ws')}/v1/listen?${RAW}`, {
+      protocols: ['token', ownerKey],
+    })
+    assert.equal(upgrade.log.status, 503)
+    assert.equal(upgrade.log.body?.err_code, 'SERVICE_UNAVAILABLE')
+    // The outage is logged by address, never with the URL's password.
+    assert.ok(
+      node.output.some((l) => l.includes('redis unreachable')),
+      'the outage is logged',
+    )
+    assert.ok(!node.output.some((l) => l.includes('not-logged-password')), 'the password is never logged')
+  })
+
+  it('with EARMARK_REDIS_FAIL_OPEN=rate-limits the rate limits admit, and a single-use token still gets 503', async () => {
+    const { node, ownerKey } = await start({ ...unreachable, EARMARK_REDIS_FAIL_OPEN: 'rate-limits' })
+    assert.equal(
+      (await useOnce(node.url, `Token ${ownerKey}`)).status,
+      400,
+      'admitted, then refused for its body',
+    )
+    const grant = await call(node.url, 'POST', '/v1/auth/grant', `Token ${ownerKey}`, {
+      ttl_seconds: 60,
+      max_uses: 1,
+    })
+    assert.equal(grant.status, 200, JSON.stringify(grant.body))
+    recordSecrets(grant.body.access_token as string)
+    const use = await useOnce(node.url, `Bearer ${grant.body.access_token as string}`)
+    assert.equal(use.status, 503, 'a use that cannot be counted is not granted')
+    assert.equal(use.body.err_code, 'SERVICE_UNAVAILABLE')
+  })
+})
