@@ -75,8 +75,10 @@ const CONNECTION_CODES = new Set([
 /** True for an error that says the database could not be reached, not that a statement was wrong. */
 export function isConnectionError(err: unknown): boolean {
   if (!(err instanceof Error)) return false
-  const code = (err as { code?: unknown }).code
+  const { code, severity } = err as { code?: unknown; severity?: unknown }
   if (typeof code === 'string' && (code.startsWith('08') || CONNECTION_CODES.has(code))) return true
+  // FATAL ends the session: the server refused or dropped it (shutting down, not accepting connections).
+  if (severity === 'FATAL') return true
   return /Connection terminated|connection timeout|timeout exceeded when trying to connect|Client has encountered a connection error|not queryable/i.test(
     err.message,
   )
