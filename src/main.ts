@@ -130,11 +130,14 @@ export async function openServices(
   clock: Clock = systemClock,
   /** A failed audit write (never rethrown: auditing never fails a request). */
   onAuditError?: (err: unknown, context: { dropped?: number }) => void,
+  /** A lost database connection the store recovers from by itself (PostgreSQL only; docs/store.md). */
+  onStoreError?: (err: unknown) => void,
 ): Promise<Services> {
   // EARMARK_DATABASE_URL picks PostgreSQL (docs/store.md); loaded only then, so SQLite never loads pg.
   const store = config.databaseUrl
     ? await (await import('./store/postgres/postgres-store.js')).openPostgresStore({
         url: config.databaseUrl,
+        ...(onStoreError ? { onError: onStoreError } : {}),
       })
     : createSqliteStore({ path: config.sqlitePath })
   try {
@@ -176,8 +179,16 @@ export async function createEarmark(
   logDestination?: DestinationStream,
 ): Promise<Earmark> {
   const logger = createLogger(config, logDestination)
-  const services = await openServices(config, clock, (err, context) =>
-    logger.error({ err, ...context }, 'audit write failed'),
+  const services = await openServices(
+    config,
+    clock,
+    (err, context) => logger.error({ err, ...context }, 'audit write failed'),
+    // The code and message only: never the connection URL, which may hold a password.
+    (err) =>
+      logger.warn(
+        { code: (err as { code?: unknown })?.code, error: (err as Error)?.message },
+        'database connection lost; reconnecting',
+      ),
   )
   const wide = widePermissions(config.sqlitePath)
   if (wide.length > 0) {
