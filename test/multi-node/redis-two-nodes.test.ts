@@ -1,8 +1,16 @@
 import assert from 'node:assert/strict'
+import { type ChildProcess, spawn } from 'node:child_process'
 import { randomUUID } from 'node:crypto'
+import { createServer } from 'node:net'
 import { after, before, describe, it } from 'node:test'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { closeRedisClient, createRedisClient, type RedisClient } from '../../src/store/redis/index.js'
+import type { RevocationEvent } from '../../src/revocation/index.js'
+import {
+  closeRedisClient,
+  createRedisClient,
+  createRedisRevocationBus,
+  type RedisClient,
+} from '../../src/store/redis/index.js'
 import { openSocket } from '../helpers/live-server.js'
 import { removeDir, type ServerProcess, startServerProcess, tempDataDir } from '../helpers/server-process.js'
 import { recordSecrets } from '../helpers/test-logs.js'
@@ -233,5 +241,139 @@ describe('a node whose Redis cannot be reached', { timeout: 120_000 }, () => {
     const use = await useOnce(node.url, `Bearer ${grant.body.access_token as string}`)
     assert.equal(use.status, 503, 'a use that cannot be counted is not granted')
     assert.equal(use.body.err_code, 'SERVICE_UNAVAILABLE')
+  })
+})
+
+/** A free loopback port (nothing listens on it once this resolves). */
+async function freePort(): Promise<number> {
+  const server = createServer()
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  const address = server.address()
+  await new Promise((resolve) => server.close(resolve))
+  if (typeof address !== 'object' || address === null) throw new Error('no port')
+  return address.port
+}
+
+async function until<T>(check: () => Promise<T | undefined>, timeoutMs: number, what: string): Promise<T> {
+  const end = Date.now() + timeoutMs
+  for (;;) {
+    const value = await check()
+    if (value !== undefined) return value
+    if (Date.now() > end) assert.fail(`${what}: not within ${timeoutMs} ms`)
+    await sleep(50)
+  }
+}
+
+describe('a node whose Redis stops and comes back', { timeout: 120_000 }, () => {
+  let port: number
+  let server: ChildProcess | undefined
+  let node: ServerProcess | undefined
+  const cleanup: (() => Promise<void>)[] = []
+
+  /** A Redis of this test's own (no persistence), so stopping it disturbs no other test. */
+  const startRedis = async () => {
+    const child = spawn(
+      'redis-server',
+      ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'],
+      {
+        stdio: 'ignore',
+      },
+    )
+    server = child
+    const probe = createRedisClient(`redis://127.0.0.1:${port}`)
+    try {
+      await until(async () => (probe.status === 'ready' ? true : undefined), 10_000, 'redis-server answers')
+    } finally {
+      await closeRedisClient(probe)
+    }
+  }
+  const stopRedis = async () => {
+    const child = server
+    if (!child || child.exitCode !== null) return
+    const exited = new Promise((resolve) => child.once('exit', resolve))
+    child.kill('SIGKILL')
+    await exited
+  }
+
+  before(async () => {
+    port = await freePort()
+    await startRedis()
+  })
+  after(async () => {
+    for (const c of cleanup) await c()
+    await node?.stop()
+    if (node) removeDir(node.dataDir)
+    await stopRedis()
+  })
+
+  it('answers 503 while Redis is down and admits again by itself once it is back', async (t) => {
+    const ownerKey = `emk_redis_restart_test_${randomUUID().replaceAll('-', '')}_owner`
+    recordSecrets(ownerKey)
+    node = await startServerProcess({
+      bootstrapKey: ownerKey,
+      env: {
+        EARMARK_REDIS_URL: `redis://127.0.0.1:${port}`,
+        EARMARK_CAPACITY: '2',
+        EARMARK_LIMIT_REQUESTS_PER_MINUTE: '600',
+      },
+    })
+    const url = node.url
+    assert.equal((await useOnce(url, `Token ${ownerKey}`)).status, 400, 'admitted while Redis is up')
+    await stopRedis()
+    const down = await until(
+      async () => {
+        const res = await useOnce(url, `Token ${ownerKey}`)
+        return res.status === 503 ? res : undefined
+      },
+      3000,
+      'a 503 once Redis is gone',
+    )
+    assert.equal(down.body.err_code, 'SERVICE_UNAVAILABLE')
+    const restartedAt = Date.now()
+    await startRedis()
+    await until(
+      async () => ((await useOnce(url, `Token ${ownerKey}`)).status === 400 ? true : undefined),
+      10_000,
+      'admitted again once Redis is back',
+    )
+    t.diagnostic(`Redis restarted → requests admitted again after ${Date.now() - restartedAt} ms`)
+    const output = node.output
+    const logged = (text: string) => output.filter((l) => l.includes(text)).length
+    await until(
+      async () => (logged('redis reachable again') > 0 ? true : undefined),
+      2000,
+      'the recovery is logged',
+    )
+    assert.equal(logged('redis unreachable'), 1, 'the outage is logged once, not once per attempt')
+  })
+
+  it('the revocation bus subscribes again after Redis comes back', async () => {
+    const redisUrl = `redis://127.0.0.1:${port}`
+    const prefix = `earmark-test:${randomUUID()}:`
+    const publisher = createRedisClient(redisUrl)
+    const subscriber = createRedisClient(redisUrl, { offlineQueue: true })
+    const other = createRedisClient(redisUrl)
+    const bus = createRedisRevocationBus({ publisher, subscriber, prefix })
+    cleanup.push(async () => {
+      await bus.close()
+      await Promise.all([publisher, subscriber, other].map((c) => closeRedisClient(c)))
+    })
+    await bus.subscribed
+    const seen: RevocationEvent[] = []
+    bus.subscribe((e) => seen.push(e))
+    await stopRedis()
+    await startRedis()
+    const event: RevocationEvent = { type: 'signing-key-retired', kid: 'kid-after-restart' }
+    const message = JSON.stringify({ node: 'another-node', event })
+    // Published until heard: the subscriber reconnects on its own back-off.
+    await until(
+      async () => {
+        if (other.status === 'ready') await other.publish(`${prefix}revocations`, message)
+        return seen.length > 0 ? true : undefined
+      },
+      10_000,
+      'an event published after the restart is delivered',
+    )
+    assert.deepEqual(seen[0], event)
   })
 })

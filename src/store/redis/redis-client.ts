@@ -61,11 +61,14 @@ export function createRedisClient(url: string, options: RedisClientOptions = {})
   })
   let down = false
   // Without an 'error' listener ioredis prints every failed attempt itself; report each outage once.
-  client.on('error', (err: Error) => {
+  const lost = (error: string) => {
     if (down) return
     down = true
-    options.onStateChange?.('unreachable', { target, error: err.message })
-  })
+    options.onStateChange?.('unreachable', { target, error })
+  }
+  client.on('error', (err: Error) => lost(err.message))
+  // A connection dropped by the server emits no error, only a reconnection (which a close of ours never starts).
+  client.on('reconnecting', () => lost('connection lost'))
   client.on('ready', () => {
     if (!down) return
     down = false
