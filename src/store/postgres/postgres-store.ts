@@ -197,6 +197,17 @@ function auditWhere(projectId: string, f: AuditFilter) {
   return where
 }
 
+const statementNames = new Map<string, string>()
+/** A prepared statement's name: the same for the same text (the dynamic filters make a few dozen at most). */
+function statementName(sql: string): string {
+  let name = statementNames.get(sql)
+  if (name === undefined) {
+    name = `earmark_${statementNames.size}`
+    statementNames.set(sql, name)
+  }
+  return name
+}
+
 /** Applies the migrations this database has not seen yet, under an advisory lock (docs/store.md). */
 export async function migratePostgres(client: pg.ClientBase): Promise<void> {
   await client.query('SELECT pg_advisory_lock($1)', [MIGRATION_LOCK_KEY])
@@ -325,7 +336,8 @@ export function createPostgresStore(options: PostgresStoreOptions): PostgresStor
   const query = async <R extends pg.QueryResultRow>(sql: string, values?: unknown[]) => {
     await ready
     try {
-      return await pool.query<R>(sql, values)
+      // Named, so each connection parses and plans a statement once, then only binds and runs it.
+      return await pool.query<R>({ name: statementName(sql), text: sql, values: values ?? [] })
     } catch (err) {
       throw toStoreError(err)
     }
