@@ -126,7 +126,7 @@ export function createLogger(config: Pick<Config, 'logLevel'>, destination?: Des
 
 /** Store, clock and grant service for a data directory: what the server and the CLI share. */
 export async function openServices(
-  config: Pick<Config, 'sqlitePath'> & Partial<Pick<Config, 'databaseUrl'>>,
+  config: Pick<Config, 'sqlitePath'> & Partial<Pick<Config, 'databaseUrl' | 'databasePoolSize'>>,
   clock: Clock = systemClock,
   /** A failed audit write (never rethrown: auditing never fails a request). */
   onAuditError?: (err: unknown, context: { dropped?: number }) => void,
@@ -137,6 +137,7 @@ export async function openServices(
   const store = config.databaseUrl
     ? await (await import('./store/postgres/postgres-store.js')).openPostgresStore({
         url: config.databaseUrl,
+        ...(config.databasePoolSize ? { poolSize: config.databasePoolSize } : {}),
         ...(onStoreError ? { onError: onStoreError } : {}),
       })
     : createSqliteStore({ path: config.sqlitePath })

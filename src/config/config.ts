@@ -16,6 +16,8 @@ const schema = z.object({
     .refine((v) => v === undefined || /^postgres(ql)?:\/\//.test(v), {
       message: 'must be a postgres:// or postgresql:// URL',
     }),
+  /** Pooled PostgreSQL connections per node (docs/store.md); the change feed holds one more. */
+  EARMARK_DATABASE_POOL_SIZE: z.coerce.number().int().min(1).max(1000).default(10),
   EARMARK_BOOTSTRAP_KEY: z.string().min(1).optional(),
   EARMARK_PROJECT_NAME: z.string().min(1).default('Earmark'),
   EARMARK_OWNER_EMAIL: z.string().min(3).default('owner@earmark.local'),
@@ -143,6 +145,7 @@ export interface Config {
   sqlitePath: string
   /** PostgreSQL in place of the SQLite file (docs/store.md); holds a password when the URL does: never logged. */
   databaseUrl?: string
+  databasePoolSize: number
   bootstrapKey: string | undefined
   projectName: string
   ownerEmail: string
@@ -201,6 +204,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     dataDir,
     sqlitePath: resolve(dataDir, 'earmark.sqlite'),
     ...(e.EARMARK_DATABASE_URL ? { databaseUrl: e.EARMARK_DATABASE_URL } : {}),
+    databasePoolSize: e.EARMARK_DATABASE_POOL_SIZE,
     bootstrapKey: e.EARMARK_BOOTSTRAP_KEY,
     projectName: e.EARMARK_PROJECT_NAME,
     ownerEmail: e.EARMARK_OWNER_EMAIL,
