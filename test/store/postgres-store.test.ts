@@ -5,7 +5,11 @@ import pg from 'pg'
 import { ApiError } from '../../src/errors.js'
 import type { ApiKeyRecord, Member, Project, Store } from '../../src/store/index.js'
 import { POSTGRES_MIGRATIONS } from '../../src/store/postgres/postgres-migrations.js'
-import { createPostgresStore, openPostgresStore } from '../../src/store/postgres/postgres-store.js'
+import {
+  createPostgresStore,
+  LISTEN_APPLICATION_NAME,
+  openPostgresStore,
+} from '../../src/store/postgres/postgres-store.js'
 import { createTestDatabase, dropTestDatabases } from '../helpers/postgres.js'
 
 // What only the PostgreSQL backend has: the LISTEN/NOTIFY change feed between nodes, migrations under an
@@ -149,6 +153,38 @@ describe('PostgreSQL store', () => {
     } finally {
       await admin.end()
       await a.close()
+      await b.close()
+    }
+  })
+
+  it('notices a LISTEN connection that stopped answering, drops what callers cached, and listens again', {
+    skip: process.getuid?.() !== 0 && 'pausing a PostgreSQL backend needs root',
+  }, async () => {
+    const url = createTestDatabase()
+    const b = await openPostgresStore({ url, onError: () => {} })
+    const admin = new pg.Client({ connectionString: url })
+    await admin.connect()
+    let pid: number | undefined
+    try {
+      const { rows } = await admin.query<{ pid: number }>(
+        'SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND application_name = $1',
+        [LISTEN_APPLICATION_NAME],
+      )
+      assert.equal(rows.length, 1, 'one LISTEN connection')
+      pid = rows[0]?.pid as number
+      // The backend stops answering while its TCP connection stays up: a cut without a word.
+      process.kill(pid, 'SIGSTOP')
+      const before = b.credentialsVersion()
+      const started = performance.now()
+      const ms = await versionMoves(b, before, started, 15_000)
+      console.log(`a silent LISTEN connection noticed after ${ms.toFixed(0)} ms`)
+      assert.ok(ms < 6_000, 'within two heartbeats (2 s each) and a margin')
+    } finally {
+      if (pid !== undefined) {
+        process.kill(pid, 'SIGCONT')
+        await admin.query('SELECT pg_terminate_backend($1)', [pid]).catch(() => {})
+      }
+      await admin.end()
       await b.close()
     }
   })

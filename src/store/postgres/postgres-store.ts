@@ -28,6 +28,13 @@ const ECHO_TIMEOUT_MS = 1000
  * stores' LISTEN connections (signalled by the server at the same commit) have received theirs too.
  */
 const ECHO_GRACE_MS = 2
+/**
+ * How often the LISTEN connection proves it is alive, ms: a connection that died without a word (a network
+ * cut, no RST) would otherwise leave this node deaf, and its caches stale, for good.
+ */
+const LISTEN_HEARTBEAT_MS = 2000
+/** `application_name` of the LISTEN connection (the pool's connections have none). */
+export const LISTEN_APPLICATION_NAME = 'earmark-listen'
 /** Reconnect delays of the LISTEN connection, ms: doubles from the first to the last. */
 const LISTEN_RETRY_MS = [100, 5000] as const
 
@@ -266,9 +273,11 @@ export function createPostgresStore(options: PostgresStoreOptions): PostgresStor
   let retryTimer: NodeJS.Timeout | undefined
   let retryMs: number = LISTEN_RETRY_MS[0]
 
+  let heartbeat: NodeJS.Timeout | undefined
   const dropListener = (client: pg.Client) => {
     if (listener !== client) return
     listener = undefined
+    clearInterval(heartbeat)
     remoteChanges++
     for (const resolve of echoes.values()) resolve()
     echoes.clear()
@@ -288,7 +297,15 @@ export function createPostgresStore(options: PostgresStoreOptions): PostgresStor
     retryTimer.unref()
   }
   const listen = async () => {
-    const client = new pg.Client({ connectionString: options.url, types: TYPES })
+    const client = new pg.Client({
+      connectionString: options.url,
+      types: TYPES,
+      keepAlive: true,
+      // Named in pg_stat_activity, so an operator can tell it from the pool.
+      application_name: LISTEN_APPLICATION_NAME,
+      // A heartbeat that gets no answer within this long counts as a dead connection.
+      query_timeout: LISTEN_HEARTBEAT_MS,
+    })
     client.on('notification', (n) => {
       if (n.channel !== CREDENTIALS_CHANNEL) return
       const [from, seq] = (n.payload ?? '').split(' ')
@@ -315,6 +332,14 @@ export function createPostgresStore(options: PostgresStoreOptions): PostgresStor
     }
     listener = client
     retryMs = LISTEN_RETRY_MS[0]
+    clearInterval(heartbeat)
+    heartbeat = setInterval(() => {
+      client.query('SELECT 1').catch((err: unknown) => {
+        options.onError?.(err)
+        dropListener(client)
+      })
+    }, LISTEN_HEARTBEAT_MS)
+    heartbeat.unref()
     // Changes made while nothing listened were not heard: whatever was cached then is dropped.
     remoteChanges++
   }
@@ -675,6 +700,7 @@ export function createPostgresStore(options: PostgresStoreOptions): PostgresStor
       closed = true
       if (retryTimer) clearTimeout(retryTimer)
       await ready.catch(() => {})
+      clearInterval(heartbeat)
       const client = listener
       listener = undefined
       await client?.end().catch(() => {})
