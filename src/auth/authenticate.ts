@@ -53,6 +53,12 @@ export interface AuthenticatorOptions {
   /** How many keys to remember between requests (default 10 000). */
   cacheSize?: number
   /**
+   * How many secrets and key ids that matched nothing to remember, apart from the keys (default 4 096): a
+   * repeated unknown secret costs no store query while the credentials version holds, and unknown secrets
+   * never push a real key out of its cache.
+   */
+  missingCacheSize?: number
+  /**
    * Told about a refused credential that was recognised: a known key's secret after the key was deleted,
    * disabled, expired or rerolled away, or a grant token naming a key (docs/suspicious-activity.md). Never
    * given the secret; `error` is the very `INVALID_AUTH` thrown, so a later hook can tie the refusal to its
@@ -165,6 +171,7 @@ export function createAuthenticator({
   grants,
   clock,
   cacheSize,
+  missingCacheSize,
   onRefused,
 }: AuthenticatorOptions): Authenticator {
   const invalid = () => new ApiError('INVALID_AUTH')
@@ -184,16 +191,38 @@ export function createAuthenticator({
     principal: Principal | undefined
   }
   const cache = new LRUCache<string, Cached>({ max: cacheSize ?? 10_000 })
-  const cached = async (
-    cacheKey: string,
-    read: () => Promise<ApiKeyWithMember | undefined>,
-  ): Promise<Cached> => {
+  // Lookups that found nothing, with the credentials version they were made at, in a cache of their own:
+  // random secrets only ever push out other random secrets, never a real key, and the same unknown secret
+  // sent again costs no store query until a credential changes (a key created since is then found at once).
+  // A secret never seen before still costs one indexed lookup; the failed-authentication limits bound
+  // those per address (docs/limits.md).
+  const missing = new LRUCache<string, number>({ max: missingCacheSize ?? 4096 })
+  // One store read per cache key and version, however many requests wait for it: a hot key right after a
+  // credential change, or the same unknown secret sent many times at once.
+  const reading = new Map<string, { version: number; entry: Promise<Cached> }>()
+  const cached = (cacheKey: string, read: () => Promise<ApiKeyWithMember | undefined>): Promise<Cached> => {
     const version = store.credentialsVersion()
     const hit = cache.get(cacheKey)
-    if (hit && hit.version === version) return hit
-    const key = await read()
-    const entry = { version, key, principal: key && keyPrincipal(key) }
-    cache.set(cacheKey, entry)
+    if (hit && hit.version === version) return Promise.resolve(hit)
+    if (missing.get(cacheKey) === version)
+      return Promise.resolve({ version, key: undefined, principal: undefined })
+    const running = reading.get(cacheKey)
+    if (running && running.version === version) return running.entry
+    const entry = read()
+      .then((key): Cached => {
+        if (!key) {
+          cache.delete(cacheKey)
+          missing.set(cacheKey, version)
+          return { version, key: undefined, principal: undefined }
+        }
+        const found = { version, key, principal: keyPrincipal(key) }
+        cache.set(cacheKey, found)
+        return found
+      })
+      .finally(() => {
+        if (reading.get(cacheKey)?.entry === entry) reading.delete(cacheKey)
+      })
+    reading.set(cacheKey, { version, entry })
     return entry
   }
 

@@ -84,6 +84,11 @@ export interface GrantsOptions {
   clock: Clock
   /** How many verified tokens to remember, so a hot token is not re-verified on every request. */
   cacheSize?: number
+  /**
+   * How many `kid`s that named no live signing key to remember (default 1 024): a token naming an unknown or
+   * retired key is then refused without reading the signing keys again, until a credential changes.
+   */
+  missingKidCacheSize?: number
 }
 
 function newSigningKey(now: number): SigningKey {
@@ -228,10 +233,22 @@ export async function createGrants(options: GrantsOptions): Promise<Grants> {
   // against the clock on every use, and the caller still checks the parent key is alive.
   const verified = new LRUCache<string, GrantClaims>({ max: options.cacheSize ?? 10_000 })
 
+  // `kid`s that named no live signing key, with the credentials version of the read that did not find
+  // them: apart from the keys, so made-up `kid`s cost one read each at most and push out nothing real.
+  const missingKids = new LRUCache<string, number>({ max: options.missingKidCacheSize ?? 1024 })
+
   const keyFor = async (kid: string | undefined): Promise<LoadedKey | undefined> => {
     if (!kid) return undefined
-    if (!keys.has(kid)) await load() // rotated by another process (the CLI) since we loaded
-    return keys.get(kid)
+    const known = keys.get(kid)
+    if (known) return known
+    if (missingKids.get(kid) === store.credentialsVersion()) return undefined
+    // Perhaps rotated by another process whose change this one has not heard of yet (PostgreSQL's
+    // notification is on its way): read the keys again, once, shared with whoever else is waiting.
+    await refresh()
+    const key = keys.get(kid)
+    // `loadedVersion` was read before the keys were: the kid was missing at that version at least.
+    if (!key) missingKids.set(kid, loadedVersion)
+    return key
   }
 
   return {
