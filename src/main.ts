@@ -270,8 +270,9 @@ export async function createEarmark(
   accessStages.unshift(suspicious.stage)
   const gate = createAccessGate(accessStages)
   const engine = await createSpeechEngine(config, logger)
-  // One share per key and end user, counted across live streams and pre-recorded requests.
-  const share = createCapacityShare(
+  // One share per key and end user, counted across live streams and pre-recorded requests: in this process,
+  // or with Redis across every node (docs/redis.md, "Stream caps").
+  const share = (shared ? shared.capacityShare : createCapacityShare)(
     {
       perCredential: config.maxStreamsPerCredential ?? defaultShare(engine.capacity),
       perKey: config.maxStreamsPerKey,
@@ -297,6 +298,8 @@ export async function createEarmark(
   const quotas = createQuotaEnforcer({
     store: services.store,
     clock,
+    // With Redis, open reservations are shared by every node (docs/redis.md, "Quotas").
+    ...(shared ? { ledger: shared.quotaLedger(services.store) } : {}),
     audit: services.audit,
     projectSettings: (id) => projectSettings.get(id),
   })

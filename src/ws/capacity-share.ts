@@ -1,5 +1,5 @@
 import type { Principal, ProjectSettings } from '../auth/index.js'
-import { tooManyRequests } from '../errors.js'
+import { type ApiError, tooManyRequests } from '../errors.js'
 import { keyLimit, type LimitName } from '../limits/index.js'
 import { endUserOf } from '../projects/index.js'
 
@@ -41,11 +41,81 @@ export interface CapacityShareOptions {
  * function gives the share back (once).
  */
 export interface CapacityShare {
-  claim(principal: Principal): () => void
-  /** Slots held now by a key (tests and diagnostics). */
+  /**
+   * Synchronous in memory; a shared backend (Redis, docs/redis.md) answers asynchronously, so callers
+   * `await` it. Throws (or rejects with) the 429 when a cap is reached.
+   */
+  claim(principal: Principal): (() => void) | Promise<() => void>
+  /** Slots held now by a key (tests and diagnostics; a shared backend counts this node's only). */
   heldByKey(keyId: string): number
-  /** Slots held now by a project (tests and diagnostics). */
+  /** Slots held now by a project (tests and diagnostics; a shared backend counts this node's only). */
   heldByProject(projectId: string): number
+}
+
+/** Who one claim counts against, and the caps that apply to it (shared by every backend of the share). */
+export interface ShareSubject {
+  /** `key:<id>` for a key presented itself, `jti:<jti>` for a grant token. */
+  credentialId: string
+  keyId: string
+  projectId: string
+  /** `<project id>\n<end user>`, or null when the credential names no end user. */
+  endUserId: string | null
+  perCredential: number
+  perKey: number
+  perEndUser: number
+  perProject: number
+}
+
+/** The limit a full holder of `subject` refuses under, in the order the caps are checked. */
+export type ShareHolder = 'credential' | 'key' | 'endUser' | 'project'
+
+/** Works out whom `principal` counts against and its caps: a key's, then a project's, then the server's. */
+export function shareSubject(
+  principal: Principal,
+  limits: CapacityShareLimits,
+  options: CapacityShareOptions,
+): ShareSubject {
+  const keyId = principal.keyId
+  const endUser = endUserOf(principal)
+  const project = options.projectLimits?.(principal.projectId)
+  return {
+    credentialId: principal.grant ? `jti:${principal.grant.jti}` : `key:${keyId}`,
+    keyId,
+    projectId: principal.projectId,
+    endUserId: endUser === null ? null : `${principal.projectId}\n${endUser}`,
+    perCredential: limits.perCredential,
+    perKey: keyLimit(
+      principal.keyRecord.options.limits?.concurrentStreams,
+      project?.concurrentStreamsPerKey ?? limits.perKey,
+      principal.keyRecord.memberRole,
+    ),
+    perEndUser: project?.concurrentStreamsPerEndUser ?? limits.perEndUser,
+    perProject: project?.concurrentStreamsPerProject ?? limits.perProject ?? 0,
+  }
+}
+
+const HOLDERS = {
+  credential: ['concurrent_streams_per_credential', 'perCredential', 'This credential'],
+  key: ['concurrent_streams_per_key', 'perKey', 'This API key'],
+  endUser: ['concurrent_streams_per_end_user', 'perEndUser', 'This end user'],
+  project: ['concurrent_streams_per_project', 'perProject', 'This project'],
+} as const satisfies Record<ShareHolder, [LimitName, keyof ShareSubject, string]>
+
+/** The 429 refusing `subject` because `holder` is full; tells `options.onRefused` first. */
+export function shareRefusal(
+  principal: Principal,
+  subject: ShareSubject,
+  holder: ShareHolder,
+  options: CapacityShareOptions,
+): ApiError {
+  const [limit, field, words] = HOLDERS[holder]
+  const value = subject[field] as number
+  const retryAfterMs = options.retryAfterMs ?? 2000
+  options.onRefused?.(principal, { limit, value, retryAfterMs })
+  return tooManyRequests(
+    `${words} already holds ${value} concurrent streams, its limit; close one and try again.`,
+    retryAfterMs,
+  )
 }
 
 /** The default share: half the slots, rounded up, so one leaked credential cannot take all of them. */
@@ -61,7 +131,6 @@ export function createCapacityShare(
   const byKey = new Map<string, number>()
   const byEndUser = new Map<string, number>()
   const byProject = new Map<string, number>()
-  const retryAfterMs = options.retryAfterMs ?? 2000
   const take = (map: Map<string, number>, id: string) => map.set(id, (map.get(id) ?? 0) + 1)
   const give = (map: Map<string, number>, id: string) => {
     const left = (map.get(id) ?? 1) - 1
@@ -71,34 +140,17 @@ export function createCapacityShare(
   const full = (map: Map<string, number>, id: string, cap: number) => cap > 0 && (map.get(id) ?? 0) >= cap
   return {
     claim(principal) {
-      const keyId = principal.keyId
-      const credentialId = principal.grant ? `jti:${principal.grant.jti}` : `key:${keyId}`
-      const endUser = endUserOf(principal)
-      const endUserId = endUser === null ? null : `${principal.projectId}\n${endUser}`
-      const project = options.projectLimits?.(principal.projectId)
-      const perKey = keyLimit(
-        principal.keyRecord.options.limits?.concurrentStreams,
-        project?.concurrentStreamsPerKey ?? limits.perKey,
-        principal.keyRecord.memberRole,
-      )
-      const perEndUser = project?.concurrentStreamsPerEndUser ?? limits.perEndUser
-      const perProject = project?.concurrentStreamsPerProject ?? limits.perProject ?? 0
-      const refuse = (limit: LimitName, value: number, holder: string) => {
-        options.onRefused?.(principal, { limit, value, retryAfterMs })
-        return tooManyRequests(
-          `${holder} already holds ${value} concurrent streams, its limit; close one and try again.`,
-          retryAfterMs,
-        )
+      const subject = shareSubject(principal, limits, options)
+      const { credentialId, keyId, endUserId } = subject
+      if (full(byCredential, credentialId, subject.perCredential)) {
+        throw shareRefusal(principal, subject, 'credential', options)
       }
-      if (full(byCredential, credentialId, limits.perCredential)) {
-        throw refuse('concurrent_streams_per_credential', limits.perCredential, 'This credential')
+      if (full(byKey, keyId, subject.perKey)) throw shareRefusal(principal, subject, 'key', options)
+      if (endUserId !== null && full(byEndUser, endUserId, subject.perEndUser)) {
+        throw shareRefusal(principal, subject, 'endUser', options)
       }
-      if (full(byKey, keyId, perKey)) throw refuse('concurrent_streams_per_key', perKey, 'This API key')
-      if (endUserId !== null && full(byEndUser, endUserId, perEndUser)) {
-        throw refuse('concurrent_streams_per_end_user', perEndUser, 'This end user')
-      }
-      if (full(byProject, principal.projectId, perProject)) {
-        throw refuse('concurrent_streams_per_project', perProject, 'This project')
+      if (full(byProject, principal.projectId, subject.perProject)) {
+        throw shareRefusal(principal, subject, 'project', options)
       }
       take(byCredential, credentialId)
       take(byKey, keyId)

@@ -1,8 +1,13 @@
 export {
   type CapacityShare,
   type CapacityShareLimits,
+  type CapacityShareOptions,
   createCapacityShare,
   defaultShare,
+  type ShareHolder,
+  type ShareSubject,
+  shareRefusal,
+  shareSubject,
 } from './capacity-share.js'
 export { CLOSE, type CloseKind } from './close-codes.js'
 export { checkHandshake, type HandshakeRefusal, WEBSOCKET_VERSION } from './handshake.js'

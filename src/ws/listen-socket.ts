@@ -66,7 +66,9 @@ export function createListenRoute(o: ListenSocketOptions): SocketRoute {
       // credential cannot hold every slot (docs/speech.md "Idle and greedy credentials").
       let giveBack: () => void
       try {
-        giveBack = share.claim(principal)
+        // Synchronous in memory (nothing else runs in between); a shared share (Redis) answers later.
+        const claimed = share.claim(principal)
+        giveBack = claimed instanceof Promise ? await claimed : claimed
       } catch (err) {
         quota?.release()
         throw err

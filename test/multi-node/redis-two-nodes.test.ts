@@ -11,7 +11,7 @@ import {
   createRedisRevocationBus,
   type RedisClient,
 } from '../../src/store/redis/index.js'
-import { openSocket } from '../helpers/live-server.js'
+import { openSocket, sendPcm } from '../helpers/live-server.js'
 import { removeDir, type ServerProcess, startServerProcess, tempDataDir } from '../helpers/server-process.js'
 import { recordSecrets } from '../helpers/test-logs.js'
 
@@ -180,6 +180,80 @@ describe('two nodes sharing one Redis', { timeout: 180_000 }, () => {
       assert.equal((await useOnce(b.url, `Token ${key}`)).status, 401)
     } finally {
       await closeRedisClient(listener)
+    }
+  })
+
+  // Stream caps and audio quotas (docs/redis.md, "Stream caps" and "Quotas"): without Redis each node would
+  // count on its own, and every refusal below would be an admission.
+  const listen = (node: ServerProcess, key: string) =>
+    openSocket(`${node.url.replace('http', 'ws')}/v1/listen?${RAW}`, { protocols: ['token', key] })
+
+  /** Upgrades on `node` until one is admitted (a release reaches Redis a moment after the close). */
+  const admittedWithin = async (node: ServerProcess, key: string, ms: number) => {
+    const end = Date.now() + ms
+    for (;;) {
+      const s = await listen(node, key)
+      if (s.log.status === undefined) return s
+      assert.equal(s.log.status, 429, JSON.stringify(s.log.body))
+      if (Date.now() > end) assert.fail(`still refused ${ms} ms after the first stream closed`)
+      await sleep(50)
+    }
+  }
+
+  it('a per-key cap of 1 is shared: a stream open on A refuses one on B with 429, admitted once it closes', async () => {
+    const { key } = await createKey('one stream', { limits: { concurrent_streams: 1 } })
+    const first = await listen(a, key)
+    assert.equal(first.log.status, undefined, `upgrade on A refused: ${JSON.stringify(first.log.body)}`)
+    const second = await listen(b, key)
+    assert.equal(second.log.status, 429, 'B sees the stream A holds')
+    assert.equal(second.log.body?.err_code, 'TOO_MANY_REQUESTS')
+    assert.equal(second.log.headers?.['retry-after'], '2')
+    // A pre-recorded request counts against the same cap, on either node.
+    const post = await fetch(`${b.url}/v1/listen?${RAW}`, {
+      method: 'POST',
+      headers: { authorization: `Token ${key}`, 'content-type': 'audio/l16' },
+      body: Buffer.alloc(3200),
+    })
+    assert.equal(post.status, 429)
+    await post.arrayBuffer()
+    first.ws.close()
+    await first.closed
+    const startedAt = Date.now()
+    const third = await admittedWithin(b, key, 3000)
+    console.log(`# B admitted the key's stream ${Date.now() - startedAt} ms after A's closed`)
+    // And now it is A that refuses.
+    const fourth = await listen(a, key)
+    assert.equal(fourth.log.status, 429, 'A sees the stream B holds')
+    third.ws.close()
+    await third.closed
+  })
+
+  it('a quota is shared: while A holds what is left B is refused, and B gets only what A left', async () => {
+    const { key } = await createKey('four seconds a day', { quotas: { audio_seconds_per_day: 4 } })
+    const first = await listen(a, key)
+    assert.equal(first.log.status, undefined, `upgrade on A refused: ${JSON.stringify(first.log.body)}`)
+    await sendPcm(first.ws, new Int16Array(16000), 100)
+    // A's open stream holds the 4 s (it leases them from Redis): B has nothing to give.
+    const refused = await listen(b, key)
+    assert.equal(refused.log.status, 429, 'B sees the quota A holds')
+    assert.equal(refused.log.body?.err_code, 'TOO_MANY_REQUESTS')
+    first.ws.send(JSON.stringify({ type: 'CloseStream' }))
+    const firstLog = await first.closed
+    assert.equal(firstLog.close?.code, 1000, JSON.stringify(firstLog.close))
+    // A used 1 s of its 4: B gets the other 3 and is closed at them.
+    const second = await admittedWithin(b, key, 3000)
+    await sendPcm(second.ws, new Int16Array(16000 * 5), 100)
+    const secondLog = await Promise.race([second.closed, sleep(10_000).then(() => undefined)])
+    assert.ok(secondLog, 'the stream on B is still open 10 s later')
+    assert.deepEqual(secondLog.close, { code: 1008, reason: 'QUOTA-0001' })
+    const metadata = secondLog.messages.find((m) => m.type === 'Metadata')
+    if (metadata && typeof metadata.duration === 'number') {
+      assert.ok(metadata.duration <= 3.001 && metadata.duration >= 2.9, `B took ${metadata.duration} s`)
+    }
+    // Now nothing is left, on either node.
+    for (const node of [a, b]) {
+      const s = await listen(node, key)
+      assert.equal(s.log.status, 429)
     }
   })
 })

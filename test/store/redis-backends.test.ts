@@ -16,19 +16,14 @@ import {
   type RedisRevocationBus,
   redisTarget,
 } from '../../src/store/redis/index.js'
+import { CLOSED_REDIS_URL, redisReady, TEST_REDIS_URL } from '../helpers/redis.js'
 
 // The Redis backends' contracts (docs/redis.md) on the real Redis at 127.0.0.1:6379 (`.ci/run` starts one).
 // Each run uses its own random key prefix and deletes its keys afterwards.
 
-const REDIS_URL = process.env.EARMARK_TEST_REDIS_URL ?? 'redis://127.0.0.1:6379'
-/** Nothing listens here: how an unreachable Redis looks. */
-const CLOSED_URL = 'redis://127.0.0.1:1'
-
-/** Resolves once `client` is connected (the clients do not queue commands while connecting). */
-async function ready(client: RedisClient): Promise<RedisClient> {
-  if (client.status !== 'ready') await new Promise((resolve) => client.once('ready', resolve))
-  return client
-}
+const REDIS_URL = TEST_REDIS_URL
+const CLOSED_URL = CLOSED_REDIS_URL
+const ready = redisReady
 
 async function eventually(check: () => boolean, timeoutMs: number, what: string): Promise<void> {
   const end = Date.now() + timeoutMs

@@ -170,7 +170,9 @@ export function listenRoutes(app: FastifyInstance, deps: RouteDeps & ListenRoute
         // Claimed before the body is read, so a key at its share pays nothing for the refusal.
         let giveBack: (() => void) | undefined
         try {
-          giveBack = limits.share?.claim(principal)
+          // Synchronous in memory (nothing else runs in between); a shared share (Redis) answers later.
+          const claimed = limits.share?.claim(principal)
+          giveBack = claimed instanceof Promise ? await claimed : claimed
         } catch (err) {
           quota?.release()
           throw err

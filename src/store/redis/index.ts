@@ -1,4 +1,11 @@
 export {
+  CLAIM_HEARTBEAT_MS,
+  CLAIM_LEASE_MS,
+  createRedisCapacityShare,
+  type RedisCapacityShare,
+  type RedisCapacityShareOptions,
+} from './redis-capacity-share.js'
+export {
   closeRedisClient,
   createRedisClient,
   defineScript,
@@ -12,10 +19,19 @@ export {
   redisUnavailable,
 } from './redis-client.js'
 export { createRedisJtiLedger, type RedisJtiLedgerOptions } from './redis-jti-ledger.js'
+export {
+  createRedisQuotaLedger,
+  QUOTA_HEARTBEAT_MS,
+  QUOTA_LEASE_SECONDS,
+  QUOTA_RESERVATION_MS,
+  type RedisQuotaLedger,
+  type RedisQuotaLedgerOptions,
+} from './redis-quota-ledger.js'
 export { createRedisRateLimitBackend, type RedisRateLimitBackendOptions } from './redis-rate-limit-backend.js'
 export {
   createRedisRevocationBus,
   type RedisRevocationBus,
   type RedisRevocationBusOptions,
 } from './redis-revocation-bus.js'
+export { defineMultiKeyScript, type RedisMultiKeyScript } from './redis-scripts.js'
 export { createRedisShared, type RedisShared, type RedisSharedOptions } from './redis-shared.js'

@@ -1,8 +1,12 @@
 import type { JtiLedger } from '../../access/index.js'
 import type { Clock } from '../../auth/index.js'
 import type { RateLimitBackend } from '../../limits/index.js'
+import type { CapacityShareLimits, CapacityShareOptions } from '../../ws/index.js'
+import type { Store } from '../index.js'
+import { createRedisCapacityShare, type RedisCapacityShare } from './redis-capacity-share.js'
 import { closeRedisClient, createRedisClient, type RedisClient, type RedisSettings } from './redis-client.js'
 import { createRedisJtiLedger } from './redis-jti-ledger.js'
+import { createRedisQuotaLedger, type RedisQuotaLedger } from './redis-quota-ledger.js'
 import { createRedisRateLimitBackend } from './redis-rate-limit-backend.js'
 import { createRedisRevocationBus, type RedisRevocationBus } from './redis-revocation-bus.js'
 
@@ -21,6 +25,10 @@ export interface RedisShared {
   rateLimits: RateLimitBackend
   jtiLedger: JtiLedger
   revocations: RedisRevocationBus
+  /** The stream caps counted in Redis (docs/redis.md, "Stream caps"); closed with the rest. */
+  capacityShare(limits: CapacityShareLimits, options?: CapacityShareOptions): RedisCapacityShare
+  /** Audio quotas' open reservations in Redis (docs/redis.md, "Quotas"); closed with the rest. */
+  quotaLedger(store: Store): RedisQuotaLedger
   /** The command connection (for tests and health checks). */
   client: RedisClient
   /** Unsubscribes and closes both connections. */
@@ -47,7 +55,18 @@ export function createRedisShared(o: RedisSharedOptions): RedisShared {
     onError,
     ...(o.onListenerError ? { onListenerError: (err: unknown) => o.onListenerError?.(err) } : {}),
   })
+  const closers: { close(): unknown }[] = []
   return {
+    capacityShare(limits, options = {}) {
+      const share = createRedisCapacityShare(limits, { ...options, client, prefix: settings.prefix, onError })
+      closers.push(share)
+      return share
+    },
+    quotaLedger(store) {
+      const ledger = createRedisQuotaLedger({ client, store, prefix: settings.prefix, onError })
+      closers.push(ledger)
+      return ledger
+    },
     rateLimits: createRedisRateLimitBackend({
       client,
       prefix: settings.prefix,
@@ -58,6 +77,7 @@ export function createRedisShared(o: RedisSharedOptions): RedisShared {
     revocations,
     client,
     close: async () => {
+      await Promise.all(closers.map((c) => c.close()))
       await revocations.close()
       await Promise.all([closeRedisClient(client), closeRedisClient(subscriber)])
     },
