@@ -25,7 +25,7 @@ import {
   type Engine,
   measureRealTimeFactor,
 } from './engines/index.js'
-import { createApp, redactSecrets } from './http/index.js'
+import { createApp, createProxyTrust, redactSecrets } from './http/index.js'
 import { createLastResort } from './last-resort.js'
 import {
   createLimitStage,
@@ -310,10 +310,13 @@ export async function createEarmark(
     waitMs: config.speakWaitMs,
     timeoutMs: config.speakTimeoutMs,
   })
+  // One rule for who the client is behind a reverse proxy, HTTP and upgrades alike (docs/limits.md).
+  const trustProxy = config.trustProxy.length > 0 ? createProxyTrust(config.trustProxy) : undefined
   const app = await createApp({
     services,
     authenticator,
     logger,
+    ...(trustProxy ? { trustProxy } : {}),
     accessLog: config.accessLog,
     gate,
     jsonBodyLimit: config.jsonBodyLimit,
@@ -352,6 +355,7 @@ export async function createEarmark(
     ],
     guard,
     ...(services.audit ? { audit: services.audit } : {}),
+    ...(trustProxy ? { trustProxy } : {}),
     gate,
   })
   // Expired keys are recorded, revoked everywhere and deleted after their retention (docs/audit.md).

@@ -3,6 +3,20 @@ import { z } from 'zod'
 import { addressRangeProblem, type ServerLimits } from '../limits/index.js'
 import { type SuspiciousPolicy, suspiciousPolicyFromEnv } from '../suspicious/index.js'
 
+/** A comma-separated list of addresses and CIDR ranges (`127.0.0.1,10.0.0.0/8,fd00::/8`); default empty. */
+const addressRanges = z
+  .string()
+  .default('')
+  .transform((v) =>
+    v
+      .split(',')
+      .map((a) => a.trim())
+      .filter((a) => a.length > 0),
+  )
+  .refine((list) => list.every((a) => addressRangeProblem(a) === undefined), {
+    message: 'must be IPv4 or IPv6 addresses or CIDR ranges, comma-separated',
+  })
+
 /** Everything Earmark reads from its environment, validated once at start. */
 const schema = z.object({
   PORT: z.coerce.number().int().min(0).max(65535).default(8080),
@@ -94,18 +108,12 @@ const schema = z.object({
   /** The first back-off after the per-minute failures, s (each next one in the hour doubles, to 15 min). */
   EARMARK_LIMIT_AUTH_BACKOFF_SECONDS: z.coerce.number().int().min(1).max(3600).default(15),
   /** Addresses and CIDR ranges never counted or blocked for failed authentications (comma-separated). */
-  EARMARK_LIMIT_AUTH_ALLOW: z
-    .string()
-    .default('')
-    .transform((v) =>
-      v
-        .split(',')
-        .map((a) => a.trim())
-        .filter((a) => a.length > 0),
-    )
-    .refine((list) => list.every((a) => addressRangeProblem(a) === undefined), {
-      message: 'must be IPv4 or IPv6 addresses or CIDR ranges, comma-separated',
-    }),
+  EARMARK_LIMIT_AUTH_ALLOW: addressRanges,
+  /**
+   * Reverse proxies (addresses and CIDR ranges, comma-separated) whose `X-Forwarded-For` names the client
+   * (docs/limits.md, "Behind a reverse proxy"); default none: the connection's peer is the client.
+   */
+  EARMARK_TRUST_PROXY: addressRanges,
   /** `/v1/speak` syntheses (flite, then ffmpeg) at once; default the number of cores. */
   EARMARK_SPEAK_CONCURRENCY: z.coerce.number().int().min(1).max(256).optional(),
   /** `/v1/speak` requests that may wait for a synthesis slot; one more gets 429 at once. */
@@ -168,6 +176,8 @@ export interface Config {
   maxStreamsPerProject: number
   /** Rate limits and failed-authentication limits (docs/limits.md); a 0 rate is no limit. */
   limits: ServerLimits
+  /** Proxies whose `X-Forwarded-For` is believed (docs/limits.md); empty: none, the peer is the client. */
+  trustProxy: string[]
   listenQueue: number
   listenMaxUploads: number
   maxAudioSeconds: number
@@ -234,6 +244,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       authBackoffMs: e.EARMARK_LIMIT_AUTH_BACKOFF_SECONDS * 1000,
       authAllowList: e.EARMARK_LIMIT_AUTH_ALLOW,
     },
+    trustProxy: e.EARMARK_TRUST_PROXY,
     listenQueue: e.EARMARK_LISTEN_QUEUE,
     listenMaxUploads: e.EARMARK_LISTEN_MAX_UPLOADS,
     maxAudioSeconds: e.EARMARK_MAX_AUDIO_SECONDS,

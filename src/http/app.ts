@@ -29,6 +29,7 @@ import { projectRoutes } from './routes/projects.js'
 import { signingKeyRoutes } from './routes/signing-keys.js'
 import { speakRoutes } from './routes/speak.js'
 import { usageRoutes } from './routes/usage.js'
+import type { ProxyTrust } from './trusted-proxies.js'
 
 export interface AppOptions {
   services: Services
@@ -63,6 +64,11 @@ export interface AppOptions {
   speak?: SpeakLimits
   /** The bounded synthesis slots, when the live `/v1/speak` socket shares them; default: made from `speak`. */
   speaker?: Speaker
+  /**
+   * Proxies whose `X-Forwarded-For` names the client (`request.ip`, docs/limits.md "Behind a reverse
+   * proxy"); default none: the connection's peer is the client.
+   */
+  trustProxy?: ProxyTrust
 }
 
 /** Headers browsers may send and read (docs/deepgram-compat.md §0 #10). */
@@ -100,6 +106,8 @@ export async function createApp(options: AppOptions): Promise<FastifyInstance> {
     // A URL Fastify cannot decode (`%ED%A0%80`) never reaches a route or the error handler otherwise.
     frameworkErrors: handleError,
     clientErrorHandler: handleClientError,
+    // Only when proxies are listed: without it `request.ip` is the socket's peer, with no header parsed.
+    ...(options.trustProxy ? { trustProxy: options.trustProxy.trusts } : {}),
   })
   if (options.onRoute) app.addHook('onRoute', options.onRoute)
 

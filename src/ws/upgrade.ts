@@ -15,6 +15,7 @@ import type { Authenticator, Principal, Scheme } from '../auth/index.js'
 import { parseAuthorization } from '../auth/index.js'
 import { ApiError, isApiError } from '../errors.js'
 import { headerSafe } from '../http/header-value.js'
+import type { ProxyTrust } from '../http/trusted-proxies.js'
 import { requestScope } from '../last-resort.js'
 import { requireScope } from '../projects/index.js'
 import type { StreamGuard } from '../revocation/index.js'
@@ -72,6 +73,8 @@ export interface SocketRoutesOptions {
   gate?: AccessGate
   /** Where the streams a revocation closed are recorded (`stream.revoked`, docs/audit.md). */
   audit?: AuditLog
+  /** Proxies whose `X-Forwarded-For` names the client, the HTTP routes' rule (docs/limits.md); default none. */
+  trustProxy?: ProxyTrust
 }
 
 /** The socket side of the app: which paths it serves, and how many upgrades and sockets are live. */
@@ -232,7 +235,7 @@ export function attachSocketRoutes(app: FastifyInstance, o: SocketRoutesOptions)
       transport: 'ws',
       kind: 'usage',
       route: route.path,
-      ip: req.socket.remoteAddress ?? '',
+      ip: o.trustProxy ? o.trustProxy.clientAddress(req) : (req.socket.remoteAddress ?? ''),
       origin: firstHeader(req.headers.origin),
       userAgent: firstHeader(req.headers['user-agent']),
       requestId,

@@ -73,10 +73,14 @@ export interface StreamLog {
 /** Opens a socket and resolves once it is open (or refused). */
 export function openSocket(
   url: string,
-  options: { protocols?: string[]; headers?: Record<string, string> } = {},
+  /** `localAddress`: the loopback address to connect from (test/multi-node/nginx-two-nodes.test.ts). */
+  options: { protocols?: string[]; headers?: Record<string, string>; localAddress?: string } = {},
 ): Promise<{ ws: WebSocket; log: StreamLog; closed: Promise<StreamLog> }> {
   const log: StreamLog = { messages: [] }
-  const ws = new WebSocket(url, options.protocols ?? [], { headers: options.headers })
+  const ws = new WebSocket(url, options.protocols ?? [], {
+    headers: options.headers,
+    ...(options.localAddress ? { localAddress: options.localAddress } : {}),
+  })
   const closed = new Promise<StreamLog>((resolve) => {
     ws.on('close', (code, reason) => {
       log.close = { code, reason: reason.toString() }
@@ -109,6 +113,30 @@ export function openSocket(
       })
     })
   })
+}
+
+/**
+ * Opens a live stream kept busy with 100 ms of silence every 100 ms (so no idle timeout ends it), for tests
+ * of what closes it: `closedAt` is when it closed; `stop()` ends the silence and cuts the socket.
+ */
+export async function openHeldStream(
+  url: string,
+  options: Parameters<typeof openSocket>[1] = {},
+): Promise<{ ws: WebSocket; log: StreamLog; closedAt: Promise<number>; stop(): void }> {
+  const { ws, log } = await openSocket(url, options)
+  const closedAt = new Promise<number>((resolve) => ws.once('close', () => resolve(Date.now())))
+  const silence = setInterval(() => {
+    if (ws.readyState === ws.OPEN) ws.send(Buffer.alloc(3200))
+  }, 100)
+  return {
+    ws,
+    log,
+    closedAt,
+    stop() {
+      clearInterval(silence)
+      ws.terminate()
+    },
+  }
 }
 
 /** Sends PCM in `ms` chunks, optionally paced in real time. */
