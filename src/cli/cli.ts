@@ -85,14 +85,27 @@ export function buildCli(io: CliIo = processIo): Command {
   }
   const json = (value: unknown) => io.out(`${JSON.stringify(value, null, 2)}\n`)
   const withServices = async <T>(fn: (s: Services) => Promise<T>): Promise<T> => {
-    const services = await openServices(config(), undefined, (err) =>
+    const c = config()
+    const services = await openServices(c, undefined, (err) =>
       io.err(
         `earmark: could not write the audit trail: ${err instanceof Error ? err.message : String(err)}\n`,
       ),
     )
+    // With EARMARK_REDIS_URL, what the CLI revokes is announced to every node, which closes the streams at
+    // once rather than at its next store poll (docs/redis.md). Loaded only then: SQLite alone never loads ioredis.
+    const announcer = c.redis
+      ? (await import('../store/redis/index.js')).createRedisRevocationPublisher(c.redis)
+      : undefined
+    if (announcer) services.revocations = announcer
     try {
       return await fn(services)
     } finally {
+      const lost = await announcer?.close()
+      if (lost) {
+        io.err(
+          'earmark: the change is stored, but Redis could not be reached to announce it: running servers apply it at their next store check\n',
+        )
+      }
       await services.audit?.close()
       await services.store.close()
     }
@@ -207,11 +220,13 @@ export function buildCli(io: CliIo = processIo): Command {
         if (!(await services.store.deleteKey(projectId, keyId, services.clock.now()))) {
           throw new ApiError('KEY_NOT_FOUND')
         }
+        services.revocations?.publish({ type: 'key-revoked', projectId, keyId, reason: 'deleted' })
         auditKeyEvent(services, 'key.deleted', { projectId, id: keyId }, CLI_ACTOR)
         json({ message: 'Successfully deleted the API key!' })
       }),
     )
-  // A running server sees the change within a poll and closes the key's streams (docs/suspicious-activity.md).
+  // A running server sees the change within a poll and closes the key's streams (docs/suspicious-activity.md);
+  // with Redis, every node hears of it at once.
   for (const [action, disabled] of [
     ['disable', true],
     ['enable', false],

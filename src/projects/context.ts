@@ -9,7 +9,10 @@ export interface Services {
   store: Store
   clock: Clock
   grants: Grants
-  /** Where revocations are announced, so live streams close at once; absent in the CLI (docs/revocation.md). */
+  /**
+   * Where revocations are announced, so live streams close at once; in the CLI only with `EARMARK_REDIS_URL`
+   * (docs/revocation.md).
+   */
   revocations?: RevocationBus
   /** The audit trail (docs/audit.md); absent only in tests that build services by hand. */
   audit?: AuditLog

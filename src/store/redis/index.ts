@@ -30,8 +30,15 @@ export {
 export { createRedisRateLimitBackend, type RedisRateLimitBackendOptions } from './redis-rate-limit-backend.js'
 export {
   createRedisRevocationBus,
+  encodeRevocation,
   type RedisRevocationBus,
   type RedisRevocationBusOptions,
+  revocationChannel,
 } from './redis-revocation-bus.js'
+export {
+  createRedisRevocationPublisher,
+  type RedisRevocationPublisher,
+  type RedisRevocationPublisherOptions,
+} from './redis-revocation-publisher.js'
 export { defineMultiKeyScript, type RedisMultiKeyScript } from './redis-scripts.js'
 export { createRedisShared, type RedisShared, type RedisSharedOptions } from './redis-shared.js'

@@ -35,6 +35,17 @@ export interface RedisRevocationBus extends RevocationBus {
   close(): Promise<void>
 }
 
+/** The pub/sub channel revocations travel on (docs/redis.md). */
+export function revocationChannel(prefix: string): string {
+  return `${prefix}revocations`
+}
+
+/** A revocation as it travels on the channel: the event and the node that published it. */
+export function encodeRevocation(node: string, event: RevocationEvent): string {
+  const envelope: Envelope = { node, event }
+  return JSON.stringify(envelope)
+}
+
 function isEvent(value: unknown): value is RevocationEvent {
   if (typeof value !== 'object' || value === null) return false
   const e = value as Record<string, unknown>
@@ -62,7 +73,7 @@ function isEvent(value: unknown): value is RevocationEvent {
 export function createRedisRevocationBus(o: RedisRevocationBusOptions): RedisRevocationBus {
   const local = createRevocationBus(o.onListenerError ? { onListenerError: o.onListenerError } : {})
   const nodeId = o.nodeId ?? randomUUID()
-  const channel = `${o.prefix}revocations`
+  const channel = revocationChannel(o.prefix)
   const onMessage = (from: string, message: string) => {
     if (from !== channel) return
     let envelope: Envelope
@@ -88,9 +99,10 @@ export function createRedisRevocationBus(o: RedisRevocationBusOptions): RedisRev
     subscribed,
     publish(event) {
       local.publish(event)
-      const envelope: Envelope = { node: nodeId, event }
       try {
-        o.publisher.publish(channel, JSON.stringify(envelope)).catch((err: unknown) => o.onError?.(err))
+        o.publisher
+          .publish(channel, encodeRevocation(nodeId, event))
+          .catch((err: unknown) => o.onError?.(err))
       } catch (err) {
         o.onError?.(err)
       }
