@@ -160,12 +160,11 @@ export function listenRoutes(app: FastifyInstance, deps: RouteDeps & ListenRoute
         const url = isJson ? bodyObject(req).url : undefined
         // Nothing left of a quota: 429 with Retry-After before the body is read (docs/quotas.md).
         const quota = await limits.quotas?.open(principal, req.access ?? undefined)
+        const tooManyUploads = () =>
+          new ApiError('TOO_MANY_REQUESTS', 'Too many uploads are arriving at once. Please try again later')
         if (uploads >= limits.maxUploads) {
           quota?.release()
-          throw new ApiError(
-            'TOO_MANY_REQUESTS',
-            'Too many uploads are arriving at once. Please try again later',
-          )
+          throw tooManyUploads()
         }
         // Claimed before the body is read, so a key at its share pays nothing for the refusal.
         let giveBack: (() => void) | undefined
@@ -176,6 +175,13 @@ export function listenRoutes(app: FastifyInstance, deps: RouteDeps & ListenRoute
         } catch (err) {
           quota?.release()
           throw err
+        }
+        // A shared share (Redis) answers after a wait, in which other requests may have taken the last upload
+        // slot: checked again (in memory nothing ran in between, and this never fires).
+        if (uploads >= limits.maxUploads) {
+          giveBack?.()
+          quota?.release()
+          throw tooManyUploads()
         }
         uploads++
         let uploading = true
