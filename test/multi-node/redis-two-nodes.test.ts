@@ -1,7 +1,6 @@
 import assert from 'node:assert/strict'
 import { type ChildProcess, spawn } from 'node:child_process'
 import { randomUUID } from 'node:crypto'
-import { createServer } from 'node:net'
 import { after, before, describe, it } from 'node:test'
 import { setTimeout as sleep } from 'node:timers/promises'
 import type { RevocationEvent } from '../../src/revocation/index.js'
@@ -11,6 +10,7 @@ import {
   createRedisRevocationBus,
   type RedisClient,
 } from '../../src/store/redis/index.js'
+import { freePort } from '../helpers/free-port.js'
 import { openSocket, sendPcm } from '../helpers/live-server.js'
 import { removeDir, type ServerProcess, startServerProcess, tempDataDir } from '../helpers/server-process.js'
 import { recordSecrets } from '../helpers/test-logs.js'
@@ -317,16 +317,6 @@ describe('a node whose Redis cannot be reached', { timeout: 120_000 }, () => {
     assert.equal(use.body.err_code, 'SERVICE_UNAVAILABLE')
   })
 })
-
-/** A free loopback port (nothing listens on it once this resolves). */
-async function freePort(): Promise<number> {
-  const server = createServer()
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-  const address = server.address()
-  await new Promise((resolve) => server.close(resolve))
-  if (typeof address !== 'object' || address === null) throw new Error('no port')
-  return address.port
-}
 
 async function until<T>(check: () => Promise<T | undefined>, timeoutMs: number, what: string): Promise<T> {
   const end = Date.now() + timeoutMs
