@@ -241,6 +241,19 @@ export async function createEarmark(
     ...(services.audit ? { audit: services.audit } : {}),
     revocations,
     policy: config.suspicious ?? DEFAULT_SUSPICIOUS_POLICY,
+    // With Redis every node counts into the same windows (docs/redis.md, "Suspicious activity"); an outage
+    // skips observations, logged once (the message only: never the URL).
+    ...(shared
+      ? {
+          windows: shared.activityWindows({
+            onUnavailable: (error) =>
+              logger.warn(
+                { error },
+                'suspicious-activity windows unavailable; observations skipped until redis answers',
+              ),
+          }),
+        }
+      : {}),
     onError: (err) => logger.error({ err }, 'suspicious-activity check failed'),
   })
   const authenticator = createAuthenticator({ ...services, onRefused: suspicious.onRefused })

@@ -10,3 +10,13 @@ export async function redisReady(client: RedisClient): Promise<RedisClient> {
   if (client.status !== 'ready') await new Promise((resolve) => client.once('ready', resolve))
   return client
 }
+
+/** Deletes every key under `prefix` (a test's own), by SCAN: never FLUSHDB, others share this Redis. */
+export async function deleteKeys(client: RedisClient, prefix: string): Promise<void> {
+  let cursor = '0'
+  do {
+    const [next, keys] = await client.scan(cursor, 'MATCH', `${prefix}*`, 'COUNT', 1000)
+    cursor = next
+    if (keys.length > 0) await client.del(...keys)
+  } while (cursor !== '0')
+}

@@ -16,7 +16,7 @@ import {
   type RedisRevocationBus,
   redisTarget,
 } from '../../src/store/redis/index.js'
-import { CLOSED_REDIS_URL, redisReady, TEST_REDIS_URL } from '../helpers/redis.js'
+import { CLOSED_REDIS_URL, deleteKeys, redisReady, TEST_REDIS_URL } from '../helpers/redis.js'
 
 // The Redis backends' contracts (docs/redis.md) on the real Redis at 127.0.0.1:6379 (`.ci/run` starts one).
 // Each run uses its own random key prefix and deletes its keys afterwards.
@@ -55,12 +55,7 @@ describe('the Redis backends (shared by every node)', { timeout: 60_000 }, () =>
   })
 
   after(async () => {
-    let cursor = '0'
-    do {
-      const [next, keys] = await a.scan(cursor, 'MATCH', `${prefix}*`, 'COUNT', 1000)
-      cursor = next
-      if (keys.length > 0) await a.del(...keys)
-    } while (cursor !== '0')
+    await deleteKeys(a, prefix)
     await Promise.all(clients.map((c) => closeRedisClient(c)))
   })
 

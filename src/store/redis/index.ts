@@ -1,4 +1,9 @@
 export {
+  createRedisActivityWindows,
+  LEARNT_TTL_MS,
+  type RedisActivityWindowsOptions,
+} from './redis-activity-windows.js'
+export {
   CLAIM_HEARTBEAT_MS,
   CLAIM_LEASE_MS,
   createRedisCapacityShare,

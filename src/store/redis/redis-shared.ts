@@ -1,8 +1,10 @@
 import type { JtiLedger } from '../../access/index.js'
 import type { Clock } from '../../auth/index.js'
 import type { RateLimitBackend } from '../../limits/index.js'
+import type { ActivityWindows } from '../../suspicious/index.js'
 import type { CapacityShareLimits, CapacityShareOptions } from '../../ws/index.js'
 import type { Store } from '../index.js'
+import { createRedisActivityWindows, type RedisActivityWindowsOptions } from './redis-activity-windows.js'
 import { createRedisCapacityShare, type RedisCapacityShare } from './redis-capacity-share.js'
 import { closeRedisClient, createRedisClient, type RedisClient, type RedisSettings } from './redis-client.js'
 import { createRedisJtiLedger } from './redis-jti-ledger.js'
@@ -29,6 +31,8 @@ export interface RedisShared {
   capacityShare(limits: CapacityShareLimits, options?: CapacityShareOptions): RedisCapacityShare
   /** Audio quotas' open reservations in Redis (docs/redis.md, "Quotas"); closed with the rest. */
   quotaLedger(store: Store): RedisQuotaLedger
+  /** The suspicious-activity windows in Redis (docs/redis.md, "Suspicious activity"). */
+  activityWindows(options?: Pick<RedisActivityWindowsOptions, 'onUnavailable'>): ActivityWindows
   /** The command connection (for tests and health checks). */
   client: RedisClient
   /** Unsubscribes and closes both connections. */
@@ -36,9 +40,10 @@ export interface RedisShared {
 }
 
 /**
- * The Redis side of a node (docs/redis.md): shared rate-limit windows, the `max_uses` ledger and the
- * revocation bus. Connects in the background; until Redis answers, the calls that need it fail as
- * `EARMARK_REDIS_FAIL_OPEN` says.
+ * The Redis side of a node (docs/redis.md): shared rate-limit windows, the `max_uses` ledger, the
+ * revocation bus, stream caps, quota leases and suspicious-activity windows. Connects in the background;
+ * until Redis answers, the calls that need it fail as `EARMARK_REDIS_FAIL_OPEN` says (suspicious activity,
+ * an observer, skips its observations instead).
  */
 export function createRedisShared(o: RedisSharedOptions): RedisShared {
   const { settings } = o
@@ -67,6 +72,8 @@ export function createRedisShared(o: RedisSharedOptions): RedisShared {
       closers.push(ledger)
       return ledger
     },
+    activityWindows: (options = {}) =>
+      createRedisActivityWindows({ ...options, client, prefix: settings.prefix }),
     rateLimits: createRedisRateLimitBackend({
       client,
       prefix: settings.prefix,
