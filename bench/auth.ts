@@ -121,7 +121,7 @@ function summarize(samples: Measured[]): Summary {
 }
 
 /** One real request per target before any load: right status, right kind of answer. */
-async function checkTarget(
+export async function checkTarget(
   label: string,
   target: Target,
   expect: (body: Record<string, unknown>) => boolean,
@@ -134,7 +134,7 @@ async function checkTarget(
 }
 
 /** Mints the Bearer token the way a client would: a real POST /v1/auth/grant. */
-async function mintGrant(
+export async function mintGrant(
   server: { earmarkUrl: string; apiKey: string },
   ttlSeconds: number,
 ): Promise<string> {

@@ -45,6 +45,15 @@ export interface MemoryReadyMessage {
   }
 }
 
+/** What one node of the multi-node benchmark (`multinode-server.ts`) tells the runner once it listens. */
+export interface NodeReadyMessage {
+  type: 'node-ready'
+  /** This node, e.g. `http://127.0.0.1:41234`. */
+  earmarkUrl: string
+  /** `sqlite`, or `postgres+redis` when EARMARK_DATABASE_URL and EARMARK_REDIS_URL are set. */
+  backend: 'sqlite' | 'postgres+redis'
+}
+
 /** What the runner tells the server: close both servers, remove the data directory, exit. */
 export interface StopMessage {
   type: 'stop'
@@ -78,6 +87,10 @@ export function isSpeechReadyMessage(value: unknown): value is SpeechReadyMessag
 
 export function isMemoryReadyMessage(value: unknown): value is MemoryReadyMessage {
   return hasType(value, 'memory-ready')
+}
+
+export function isNodeReadyMessage(value: unknown): value is NodeReadyMessage {
+  return hasType(value, 'node-ready')
 }
 
 export function isStopMessage(value: unknown): value is StopMessage {

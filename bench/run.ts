@@ -5,14 +5,17 @@
 // - auth scenarios: token, bearer, grant, health (`health` is not run by default); `auth` = the defaults;
 // - speech parts: `speech` = all, or speech:rtf, speech:sweep, speech:finalize, speech:connect, speech:auto;
 // - `memory`: server RSS during big and concurrent pre-recorded uploads (bench/memory.ts);
-// - `revocation`: revocation-to-close latency of live streams, p50/p99 (bench/revocation.ts).
-// Unset: the default auth scenarios, then every speech part, then memory, then revocation.
+// - `revocation`: revocation-to-close latency of live streams, p50/p99 (bench/revocation.ts);
+// - multi-node parts (bench/multinode.ts; PostgreSQL, Redis and nginx): `multinode` = all, or
+//   multinode:backends, multinode:nginx, multinode:revocation.
+// Unset: the default auth scenarios, then every speech part, then memory, revocation and the multi-node parts.
 //
 // Other env: BENCH_CPU_PROF (a directory: CPU-profile the server children), BENCH_STRICT=1 (exit 1 when a
 // target is not met); the knobs of each benchmark are listed in its file and in docs/benchmarks.md.
 import { resolve } from 'node:path'
 import { AUTH_SCENARIOS, type AuthScenarioId, DEFAULT_AUTH_SCENARIOS, runAuthBenchmark } from './auth.js'
 import { runMemoryBenchmark } from './memory.js'
+import { MULTINODE_PARTS, type MultinodePartId, runMultinodeBenchmark } from './multinode.js'
 import { runRevocationBenchmark } from './revocation.js'
 import { runSpeechBenchmark, SPEECH_PARTS, type SpeechPartId } from './speech.js'
 
@@ -21,11 +24,19 @@ function selection(raw: string | undefined): {
   speech: SpeechPartId[]
   memory: boolean
   revocation: boolean
+  multinode: MultinodePartId[]
 } {
   if (raw === undefined || raw.trim() === '')
-    return { auth: [...DEFAULT_AUTH_SCENARIOS], speech: [...SPEECH_PARTS], memory: true, revocation: true }
+    return {
+      auth: [...DEFAULT_AUTH_SCENARIOS],
+      speech: [...SPEECH_PARTS],
+      memory: true,
+      revocation: true,
+      multinode: [...MULTINODE_PARTS],
+    }
   const auth = new Set<AuthScenarioId>()
   const speech = new Set<SpeechPartId>()
+  const multinode = new Set<MultinodePartId>()
   let memory = false
   let revocation = false
   for (const name of raw.split(',').map((s) => s.trim().toLowerCase())) {
@@ -34,17 +45,21 @@ function selection(raw: string | undefined): {
     else if (name === 'revocation') revocation = true
     else if (name === 'auth') for (const id of DEFAULT_AUTH_SCENARIOS) auth.add(id)
     else if (name === 'speech') for (const id of SPEECH_PARTS) speech.add(id)
+    else if (name === 'multinode') for (const id of MULTINODE_PARTS) multinode.add(id)
+    else if (name.startsWith('multinode:') && (MULTINODE_PARTS as readonly string[]).includes(name.slice(10)))
+      multinode.add(name.slice(10) as MultinodePartId)
     else if ((AUTH_SCENARIOS as readonly string[]).includes(name)) auth.add(name as AuthScenarioId)
     else if (name.startsWith('speech:') && (SPEECH_PARTS as readonly string[]).includes(name.slice(7))) {
       speech.add(name.slice(7) as SpeechPartId)
     } else {
       throw new Error(
         `BENCH_ONLY: unknown name ${JSON.stringify(name)} (known: auth, ${AUTH_SCENARIOS.join(', ')}, speech, ` +
-          `${SPEECH_PARTS.map((p) => `speech:${p}`).join(', ')}, memory, revocation)`,
+          `${SPEECH_PARTS.map((p) => `speech:${p}`).join(', ')}, memory, revocation, multinode, ` +
+          `${MULTINODE_PARTS.map((p) => `multinode:${p}`).join(', ')})`,
       )
     }
   }
-  if (auth.size === 0 && speech.size === 0 && !memory && !revocation)
+  if (auth.size === 0 && speech.size === 0 && !memory && !revocation && multinode.size === 0)
     throw new Error(`BENCH_ONLY=${raw} selects nothing`)
   // Run in table order, whatever the order of the list.
   return {
@@ -52,6 +67,7 @@ function selection(raw: string | undefined): {
     speech: SPEECH_PARTS.filter((id) => speech.has(id)),
     memory,
     revocation,
+    multinode: MULTINODE_PARTS.filter((id) => multinode.has(id)),
   }
 }
 
@@ -64,6 +80,7 @@ async function main(): Promise<void> {
   if (only.speech.length > 0) allMet = (await runSpeechBenchmark(only.speech, options)).allMet && allMet
   if (only.memory) allMet = (await runMemoryBenchmark(options)).allMet && allMet
   if (only.revocation) allMet = (await runRevocationBenchmark()).allMet && allMet
+  if (only.multinode.length > 0) allMet = (await runMultinodeBenchmark(only.multinode)).allMet && allMet
   if (process.env.BENCH_STRICT === '1' && !allMet) process.exitCode = 1
 }
 

@@ -1,16 +1,12 @@
 import assert from 'node:assert/strict'
-import { type ChildProcess, execFileSync, spawn } from 'node:child_process'
 import { randomUUID } from 'node:crypto'
-import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { type IncomingHttpHeaders, request } from 'node:http'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { closeRedisClient, createRedisClient } from '../../src/store/redis/index.js'
-import { freePort } from '../helpers/free-port.js'
 import { spokenSentences } from '../helpers/listen-e2e.js'
 import { finals, openHeldStream, openSocket, sendPcm } from '../helpers/live-server.js'
+import { type Nginx, nginxBinary, startNginx } from '../helpers/nginx.js'
 import { createTestDatabase, dropTestDatabases } from '../helpers/postgres.js'
 import { removeDir, type ServerProcess, startServerProcess } from '../helpers/server-process.js'
 import { wordErrorRate } from '../helpers/speech.js'
@@ -20,8 +16,6 @@ import { recordSecrets } from '../helpers/test-logs.js'
 // database and one Redis, behind nginx (the Debian package, as a child process of this test with its own
 // prefix, never the system service) configured by the repository's own deploy/nginx/earmark.conf.
 
-const ROOT = new URL('../..', import.meta.url).pathname
-const SITE_CONF = join(ROOT, 'deploy/nginx/earmark.conf')
 const REDIS_URL = process.env.EARMARK_TEST_REDIS_URL ?? 'redis://127.0.0.1:6379'
 const RAW = 'encoding=linear16&sample_rate=16000'
 const SENTENCES = [
@@ -37,108 +31,6 @@ const FROM = {
   guesser: '127.0.0.4',
   checker: '127.0.0.5',
 } as const
-
-function nginxBinary(): string {
-  for (const path of ['/usr/sbin/nginx', '/usr/local/sbin/nginx', '/usr/local/nginx/sbin/nginx']) {
-    if (existsSync(path)) return path
-  }
-  try {
-    return execFileSync('sh', ['-c', 'command -v nginx'], { encoding: 'utf8' }).trim() || fail()
-  } catch {
-    return fail()
-  }
-  function fail(): never {
-    throw new Error(
-      'nginx is not installed: this test runs the deployment recipe through it. Install the Debian package ' +
-        '(apt-get install -y nginx; scripts/setup.sh does it, from scripts/apt-packages.txt).',
-    )
-  }
-}
-
-/** `text` with `from` replaced by `to`, exactly once (the recipe's shape is what the test relies on). */
-function replaceOnce(text: string, from: string, to: string): string {
-  const at = text.indexOf(from)
-  assert.ok(at >= 0 && text.indexOf(from, at + 1) < 0, `${SITE_CONF} holds ${from} exactly once`)
-  return text.slice(0, at) + to + text.slice(at + from.length)
-}
-
-interface Nginx {
-  url: string
-  child: ChildProcess
-  dir: string
-  stop(): Promise<void>
-}
-
-/** nginx in the foreground with a prefix of its own, serving the recipe with the nodes' ports. */
-async function startNginx(binary: string, nodes: readonly [number, number]): Promise<Nginx> {
-  const port = await freePort()
-  const dir = mkdtempSync(join(tmpdir(), 'earmark-nginx-'))
-  // Run as root, nginx's workers drop to `nobody`: they must reach the temporary paths inside.
-  chmodSync(dir, 0o755)
-  let site = readFileSync(SITE_CONF, 'utf8')
-  site = replaceOnce(site, 'server 127.0.0.1:8081 ', `server 127.0.0.1:${nodes[0]} `)
-  site = replaceOnce(site, 'server 127.0.0.1:8082 ', `server 127.0.0.1:${nodes[1]} `)
-  site = replaceOnce(site, 'listen 127.0.0.1:8080;', `listen 127.0.0.1:${port};`)
-  writeFileSync(join(dir, 'earmark.conf'), site)
-  const conf = join(dir, 'nginx.conf')
-  writeFileSync(
-    conf,
-    [
-      'worker_processes 1;',
-      `pid ${join(dir, 'nginx.pid')};`,
-      `error_log ${join(dir, 'error.log')} info;`,
-      'events { worker_connections 256; }',
-      'http {',
-      `  access_log ${join(dir, 'access.log')};`,
-      ...['client_body', 'proxy', 'fastcgi', 'uwsgi', 'scgi'].map((t) => `  ${t}_temp_path ${join(dir, t)};`),
-      `  include ${join(dir, 'earmark.conf')};`,
-      '}',
-      '',
-    ].join('\n'),
-  )
-  const child = spawn(
-    binary,
-    ['-p', `${dir}/`, '-c', conf, '-e', join(dir, 'error.log'), '-g', 'daemon off;'],
-    {
-      stdio: ['ignore', 'ignore', 'pipe'],
-    },
-  )
-  let stderr = ''
-  child.stderr?.on('data', (d: Buffer) => {
-    stderr += d.toString()
-  })
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()))
-  const url = `http://127.0.0.1:${port}`
-  const errorLog = () => {
-    try {
-      return readFileSync(join(dir, 'error.log'), 'utf8')
-    } catch {
-      return ''
-    }
-  }
-  const stop = async () => {
-    if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM')
-    await exited
-    rmSync(dir, { recursive: true, force: true })
-  }
-  const deadline = Date.now() + 10_000
-  for (;;) {
-    if (child.exitCode !== null) {
-      throw new Error(`nginx exited with ${child.exitCode}: ${stderr}\n${errorLog()}`)
-    }
-    const up = await fetch(`${url}/healthz`).then(
-      (r) => r.status === 200,
-      () => false,
-    )
-    if (up) break
-    if (Date.now() > deadline) {
-      await stop()
-      throw new Error(`nginx did not answer on ${url}: ${stderr}\n${errorLog()}`)
-    }
-    await sleep(100)
-  }
-  return { url, child, dir, stop }
-}
 
 interface Answer {
   status: number
