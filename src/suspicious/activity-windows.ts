@@ -1,13 +1,16 @@
 import { LRUCache } from 'lru-cache'
 
-/** A value, or a promise of it: the in-memory windows answer at once, a shared backend (Redis) later will not. */
+/** A value, or a promise of it: the in-memory windows answer at once, the shared ones (Redis) later. */
 export type MaybePromise<T> = T | Promise<T>
 
 /**
  * The sliding windows the suspicious-activity rules count in (docs/suspicious-activity.md). A subject is
- * an opaque string (`ip|k:<key id>`); time is passed in, so a manual clock drives them in tests. In memory
- * for one process now; the next step puts Redis behind this same interface so every node counts together.
- * Implementations bound their memory: they may forget the least recently seen subjects.
+ * an opaque string (`ip|k:<key id>`); time is passed in, so a manual clock drives them in tests. In this
+ * process's memory (`createMemoryWindows`), or in Redis so every node counts together
+ * (`createRedisActivityWindows`, docs/redis.md); one behaviour table tests both
+ * (test/store/redis-activity-windows.test.ts). Implementations bound their memory: they may forget the least
+ * recently seen subjects, or let them expire. An implementation that cannot count answers what changes
+ * nothing rather than failing: detection never fails a request.
  */
 export interface ActivityWindows {
   /**
