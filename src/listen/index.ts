@@ -1,11 +1,12 @@
 export { type FetchAudioOptions, fetchAudio } from './fetch-audio.js'
 export { checkListenConstraints, DEFAULT_LISTEN_MODEL } from './listen-constraints.js'
 export { isListenModel, LISTEN_MODELS } from './listen-models.js'
-export { type ListenOptions, parseListenOptions } from './listen-options.js'
+export { detectionLanguage, type ListenOptions, parseListenOptions } from './listen-options.js'
 export {
   metadataMessage,
   prerecordedResponse,
   punctuatedWords,
+  type ResultOptions,
   type ResultsContext,
   resultsMessage,
 } from './results.js'

@@ -7,7 +7,18 @@ import { isListenModel } from './listen-models.js'
  */
 export interface ListenOptions {
   model: string | null
+  /**
+   * The language to transcribe: `language`, or with `detect_language` the one detection settles on (Deepgram
+   * lets detection override `language`; see {@link detectionLanguage}).
+   */
   language: string
+  /**
+   * `detect_language`: null when off; else the languages detection may choose from, lower-case (empty: any).
+   * Results then name `language` as the detected one (docs/deepgram-compat.md §6.1).
+   */
+  detectLanguage: string[] | null
+  /** `diarize`: every word is labelled speaker 0 (one voice; docs/deepgram-compat.md §6.1). */
+  diarize: boolean
   interimResults: boolean
   /** Milliseconds of silence that end an utterance, or false. */
   endpointing: number | false
@@ -64,6 +75,50 @@ function list(query: Query, field: string): string[] {
   })
 }
 
+/** What Earmark transcribes when a request names no language: its engines speak English. */
+const DEFAULT_LANGUAGE = 'en'
+
+/** A BCP-47-shaped tag (`en`, `en-US`, `zh-Hant-TW`), the only thing `detect_language` may list. */
+const LANGUAGE_TAG = /^[a-z]{2,3}(-[a-z0-9]{2,8}){0,3}$/i
+
+/**
+ * `detect_language`: `true` lets detection choose any language, `false` (or nothing) turns it off, and
+ * repeated language codes (`detect_language=en&detect_language=es`) restrict the choice to them
+ * (docs/deepgram-compat.md §6.1).
+ */
+function detectLanguageOption(query: Query): string[] | null {
+  const raw = query.detect_language
+  if (raw === undefined) return null
+  const values = (Array.isArray(raw) ? raw : [raw]).filter((v) => v !== '')
+  if (values.length === 0) return null
+  if (values.length > 16) throw invalidField('detect_language', 'may list at most 16 languages')
+  const languages: string[] = []
+  let on = false
+  for (const v of values) {
+    if (typeof v !== 'string')
+      throw invalidField('detect_language', "must be 'true', 'false' or language codes")
+    if (v === 'true') on = true
+    else if (v !== 'false') {
+      if (!LANGUAGE_TAG.test(v))
+        throw invalidField('detect_language', "must be 'true', 'false' or language codes")
+      languages.push(v.toLowerCase())
+    }
+  }
+  return on || languages.length > 0 ? languages : null
+}
+
+/**
+ * The language detection settles on. Earmark's engines hear English only, so detection finds English
+ * whenever it may choose it; a restriction that leaves English out names its first language, which the
+ * engine then transcribes or refuses (400, as for `language`).
+ */
+export function detectionLanguage(candidates: readonly string[]): string {
+  if (candidates.length === 0) return DEFAULT_LANGUAGE
+  if (candidates.some((c) => c === DEFAULT_LANGUAGE || c.startsWith(`${DEFAULT_LANGUAGE}-`)))
+    return DEFAULT_LANGUAGE
+  return candidates[0] ?? DEFAULT_LANGUAGE
+}
+
 /**
  * Validates the query of a `/v1/listen` request or upgrade; a bad value is a 400 naming the field, a model
  * Earmark does not serve a 400 `MODEL_NOT_FOUND` (both before anything is metered).
@@ -81,9 +136,16 @@ export function parseListenOptions(query: Query): ListenOptions {
   const utteranceEndMs = int(query, 'utterance_end_ms', 1, 60_000) ?? null
   const punctuate = bool(query, 'punctuate', false)
   const smartFormat = bool(query, 'smart_format', false)
+  const detectLanguage = detectLanguageOption(query)
+  // Deepgram: with detection on, the detected language overrides `language` (docs/deepgram-compat.md §6.1).
+  const language = detectLanguage
+    ? detectionLanguage(detectLanguage)
+    : single(query, 'language') || DEFAULT_LANGUAGE
   return {
     model,
-    language: single(query, 'language') || 'en',
+    language,
+    detectLanguage,
+    diarize: bool(query, 'diarize', false),
     interimResults,
     endpointing,
     utteranceEndMs,

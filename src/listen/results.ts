@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto'
 import type { Engine, FinalHypothesis, Hypothesis, Word } from '../engines/engine.js'
+import type { ListenOptions } from './listen-options.js'
 
 /** The model fields Deepgram puts in metadata. */
 function modelInfo(engine: Engine) {
@@ -23,17 +24,41 @@ export function punctuatedWords(words: readonly Word[]): string[] {
 
 const round = (n: number) => Math.round(n * 1000) / 1000
 
-function alternative(h: Hypothesis, punctuate: boolean) {
-  const punctuated = punctuate ? punctuatedWords(h.words) : undefined
+/** The listen options that shape a result (docs/deepgram-compat.md §6.1). */
+export type ResultOptions = Pick<
+  ListenOptions,
+  'punctuate' | 'diarize' | 'detectLanguage' | 'language' | 'utterances' | 'paragraphs' | 'tags'
+>
+
+/**
+ * With `diarize`, the speaker of every word: 0, since the engine has no diarizer and so reports one voice.
+ * `speaker_confidence` (pre-recorded only, as at Deepgram) is 0: the label is an assumption, not a
+ * measurement, and a client that weighs labels by it should not trust it (docs/deepgram-compat.md §6.1).
+ */
+const SPEAKER = 0
+const SPEAKER_CONFIDENCE = 0
+
+function alternative(h: Hypothesis, options: ResultOptions, live: boolean) {
+  const punctuated = options.punctuate ? punctuatedWords(h.words) : undefined
+  // Live, Deepgram names languages per alternative and per word (its multilingual shape, §7.3); a
+  // pre-recorded answer names the detected one per channel instead (§6.1).
+  const languageTagged = live && options.detectLanguage !== null
   return {
     transcript: punctuated ? punctuated.join(' ') : h.transcript,
     confidence: round(h.confidence),
+    ...(languageTagged ? { languages: h.words.length > 0 ? [options.language] : [] } : {}),
     words: h.words.map((w, i) => ({
       word: w.word,
       start: round(w.start),
       end: round(w.end),
       confidence: round(w.confidence),
       ...(punctuated ? { punctuated_word: punctuated[i] } : {}),
+      ...(options.diarize
+        ? live
+          ? { speaker: SPEAKER }
+          : { speaker: SPEAKER, speaker_confidence: SPEAKER_CONFIDENCE }
+        : {}),
+      ...(languageTagged ? { language: options.language } : {}),
     })),
   }
 }
@@ -41,7 +66,7 @@ function alternative(h: Hypothesis, punctuate: boolean) {
 export interface ResultsContext {
   requestId: string
   engine: Engine
-  punctuate: boolean
+  options: ResultOptions
 }
 
 /** A live `Results` message (docs/deepgram-compat.md §7.3). */
@@ -58,7 +83,7 @@ export function resultsMessage(
     is_final: final.isFinal,
     speech_final: final.speechFinal,
     from_finalize: final.fromFinalize,
-    channel: { alternatives: [alternative(h, ctx.punctuate)] },
+    channel: { alternatives: [alternative(h, ctx.options, true)] },
     metadata: {
       request_id: ctx.requestId,
       model_info: modelInfo(ctx.engine),
@@ -94,6 +119,18 @@ export function metadataMessage(ctx: MetadataContext) {
   return { type: 'Metadata', ...metadataFields(ctx) }
 }
 
+/**
+ * With `detect_language`, the channel's detected language and Earmark's `language_confidence`: the mean word
+ * confidence of the transcript (0 without words). The engine cannot tell languages apart; what it can say is
+ * how well its one language's models explain the audio, which is low for speech in another language (and
+ * for noise), so a client's threshold on it still rejects what was not understood (docs/deepgram-compat.md
+ * §6.1).
+ */
+function detectedLanguage(options: ResultOptions, confidence: number) {
+  if (options.detectLanguage === null) return {}
+  return { detected_language: options.language, language_confidence: confidence }
+}
+
 /** The pre-recorded response body (docs/deepgram-compat.md §6). */
 export function prerecordedResponse(
   utterances: readonly FinalHypothesis[],
@@ -103,32 +140,33 @@ export function prerecordedResponse(
     sha256: string
     created: string
     duration: number
-    punctuate: boolean
-    utterances: boolean
-    paragraphs: boolean
-    tags: string[]
+    options: ResultOptions
   },
 ) {
+  const { options } = ctx
   const spoken = utterances.filter((u) => u.words.length > 0)
-  const words = spoken.flatMap((u) => alternative(u, ctx.punctuate).words)
-  const transcript = spoken.map((u) => alternative(u, ctx.punctuate).transcript).join(' ')
+  const alternatives = spoken.map((u) => alternative(u, options, false))
+  const words = alternatives.flatMap((a) => a.words)
+  const transcript = alternatives.map((a) => a.transcript).join(' ')
   const confidence = words.length ? round(words.reduce((a, w) => a + w.confidence, 0) / words.length) : 0
   const alt: Record<string, unknown> = { transcript, confidence, words }
-  if (ctx.paragraphs && spoken.length > 0) {
+  if (options.paragraphs && spoken.length > 0) {
     const first = spoken[0]
     const last = spoken.at(-1)
+    // Deepgram prefixes each diarized paragraph with its speaker (`Speaker 0: …`) and labels it.
     alt.paragraphs = {
-      transcript: `\n${transcript}`,
+      transcript: `\n${options.diarize ? `Speaker ${SPEAKER}: ` : ''}${transcript}`,
       paragraphs: [
         {
           sentences: spoken.map((u) => ({
-            text: alternative(u, true).transcript,
+            text: alternative(u, { ...options, punctuate: true }, false).transcript,
             start: round(u.start),
             end: round(u.end),
           })),
           start: round(first?.words[0]?.start ?? 0),
           end: round(last?.words.at(-1)?.end ?? 0),
           num_words: words.length,
+          ...(options.diarize ? { speaker: SPEAKER } : {}),
         },
       ],
     }
@@ -136,14 +174,14 @@ export function prerecordedResponse(
   return {
     metadata: {
       ...metadataFields(ctx),
-      ...(ctx.tags.length ? { tags: ctx.tags } : {}),
+      ...(options.tags.length ? { tags: options.tags } : {}),
     },
     results: {
-      channels: [{ alternatives: [alt] }],
-      ...(ctx.utterances
+      channels: [{ alternatives: [alt], ...detectedLanguage(options, confidence) }],
+      ...(options.utterances
         ? {
-            utterances: spoken.map((u) => {
-              const a = alternative(u, ctx.punctuate)
+            utterances: spoken.map((u, i) => {
+              const a = alternatives[i] ?? alternative(u, options, false)
               return {
                 start: round(u.words[0]?.start ?? u.start),
                 end: round(u.words.at(-1)?.end ?? u.end),
@@ -151,6 +189,7 @@ export function prerecordedResponse(
                 channel: 0,
                 transcript: a.transcript,
                 words: a.words,
+                ...(options.diarize ? { speaker: SPEAKER } : {}),
                 id: randomUUID(),
               }
             }),

@@ -1,4 +1,4 @@
-export { parseSpeakQuery, type SpeakQuery } from './speak-query.js'
+export { MAX_SPEED, MIN_SPEED, parseSpeakQuery, type SpeakQuery } from './speak-query.js'
 export { createSpeaker, type Speaker, type SpeakLimits } from './speaker.js'
 export {
   DEFAULT_SPEECH_ENCODING,

@@ -10,10 +10,16 @@ export interface SpeakQuery {
   format: SpeechFormat
   /** Deepgram's `tag` values (repeatable), for the usage record. */
   tags: string[]
+  /** `speed`: the speaking-rate multiplier, {@link MIN_SPEED}..{@link MAX_SPEED}, default 1. */
+  speed: number
 }
 
+/** Deepgram's range for `speed` (docs/deepgram-compat.md §8.1); outside it, 400. */
+export const MIN_SPEED = 0.7
+export const MAX_SPEED = 1.5
+
 /**
- * Reads `model`, `encoding`, `container`, `sample_rate`, `bit_rate` and `tag`. `mip_opt_out` and the SDKs' other
+ * Reads `model`, `encoding`, `container`, `sample_rate`, `bit_rate`, `speed` and `tag`. `mip_opt_out` and the SDKs' other
  * flags are ignored; `callback` is refused, since Earmark does not call back.
  * @throws ApiError `INVALID_FIELD` naming the parameter at fault.
  */
@@ -26,7 +32,23 @@ export function parseSpeakQuery(query: Readonly<Record<string, unknown>>): Speak
     sampleRate: integer(query, 'sample_rate'),
     bitRate: integer(query, 'bit_rate'),
   })
-  return { model: single(query, 'model') ?? DEFAULT_SPEAK_MODEL, voice, format, tags: list(query, 'tag') }
+  return {
+    model: single(query, 'model') ?? DEFAULT_SPEAK_MODEL,
+    voice,
+    format,
+    tags: list(query, 'tag'),
+    speed: speed(query),
+  }
+}
+
+function speed(query: Readonly<Record<string, unknown>>): number {
+  const text = single(query, 'speed')
+  if (text === undefined) return 1
+  const value = /^\d{1,3}(\.\d{1,20})?$/.test(text) ? Number(text) : Number.NaN
+  if (!(value >= MIN_SPEED && value <= MAX_SPEED)) {
+    throw invalidField('speed', `must be a number from ${MIN_SPEED} to ${MAX_SPEED}`)
+  }
+  return value
 }
 
 function single(query: Readonly<Record<string, unknown>>, name: string): string | undefined {

@@ -21,10 +21,10 @@ export interface SpeakLimits {
 /** Renders text through one bounded set of synthesis slots, whichever transport asked. */
 export interface Speaker {
   /**
-   * Waits for a slot, then renders `text`.
+   * Waits for a slot, then renders `text`, `speed` times as fast as the voice speaks (default 1).
    * @throws ApiError `TOO_MANY_REQUESTS` when the queue is full or the wait ran out; see `synthesize`.
    */
-  synthesize(text: string, voice: Voice, format: SpeechFormat): Promise<Speech>
+  synthesize(text: string, voice: Voice, format: SpeechFormat, speed?: number): Promise<Speech>
   /** Syntheses running now. */
   readonly active: number
 }
@@ -37,10 +37,11 @@ export function createSpeaker(limits: SpeakLimits = {}): Speaker {
   })
   const timeoutMs = limits.timeoutMs ?? 30_000
   return {
-    synthesize: (text, voice, format) =>
+    synthesize: (text, voice, format, speed = 1) =>
       jobs.run(() =>
         synthesize(text, {
           voice,
+          speed,
           encoding: format.encoding,
           container: format.container,
           sampleRate: format.sampleRate,

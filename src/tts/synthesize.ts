@@ -30,6 +30,8 @@ export interface SynthesizeOptions extends SpeechFormatRequest {
   encodeTimeoutMs?: number
   /** Where the per-request temporary directory goes. Default the OS temp directory. */
   tmpDir?: string
+  /** Speaking-rate multiplier (Deepgram's `speed`, 0.7–1.5): 1.5 is one and a half times as fast. Default 1. */
+  speed?: number
 }
 
 /** Synthesised speech, ready to stream. */
@@ -73,7 +75,7 @@ export async function synthesize(text: string, options: SynthesizeOptions): Prom
   const removeDir = () => rm(dir, { recursive: true, force: true })
   try {
     const wavPath = join(dir, 'voice.wav')
-    await renderVoice(voice, text, wavPath, tools, timeoutMs)
+    await renderVoice(voice, text, wavPath, tools, timeoutMs, options.speed ?? 1)
     const rendered = await readRendered(wavPath)
     const outSamples = Math.round((rendered.samples * format.sampleRate) / rendered.sampleRate)
     const bytesPerSample =
@@ -158,14 +160,28 @@ function renderVoice(
   wavPath: string,
   tools: SpeechTools,
   timeoutMs: number,
+  speed: number,
 ): Promise<void> {
   const [program, args] =
     voice.engine === 'flite'
-      ? [tools.flite ?? 'flite', ['-voice', voice.name, '-f', '-', '-o', wavPath]]
-      : [tools.espeakNg ?? 'espeak-ng', ['-v', voice.name, '--stdin', '-w', wavPath]]
+      ? [tools.flite ?? 'flite', ['-voice', voice.name, ...fliteRate(speed), '-f', '-', '-o', wavPath]]
+      : [tools.espeakNg ?? 'espeak-ng', ['-v', voice.name, ...espeakRate(speed), '--stdin', '-w', wavPath]]
   // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what it removes
   const stdin = `${text.replace(/[\u0000-\u0008\u000b-\u001f\u007f]/g, ' ')}\n`
   return runTool({ program, args, name: voice.engine, timeoutMs, stdin })
+}
+
+/**
+ * flite's rate: `duration_stretch` scales every segment's duration, so 1/speed makes the speech `speed` times
+ * as fast with the voice's pitch unchanged (docs/deepgram-compat.md §8.1: 1.5 renders in 0.67 of the time).
+ */
+function fliteRate(speed: number): string[] {
+  return speed === 1 ? [] : ['--setf', `duration_stretch=${(1 / speed).toFixed(4)}`]
+}
+
+/** espeak-ng's rate is words per minute, 175 by default. */
+function espeakRate(speed: number): string[] {
+  return speed === 1 ? [] : ['-s', String(Math.round(175 * speed))]
 }
 
 /** The rendered voice's sample count and rate, from its WAV header. */

@@ -76,7 +76,7 @@ export function createListenSession(o: ListenSessionOptions): ListenSession {
   const { engine, options, limits, log, requestId } = o
   const created = new Date().toISOString()
   const sha = createHash('sha256')
-  const ctx = { requestId, engine, punctuate: options.punctuate }
+  const ctx = { requestId, engine, options }
   let ws: WebSocket | undefined
   let stream: EngineStream | undefined
   let decoder: AudioDecoder | undefined

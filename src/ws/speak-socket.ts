@@ -8,7 +8,7 @@ import { type SocketRoute, UPGRADE_GONE } from './upgrade.js'
 export interface SpeakSocketOptions {
   services: Services
   /** Renders text: the same bounded synthesis slots as `POST /v1/speak`. */
-  synthesize(text: string, voice: Voice, format: SpeechFormat): Promise<Speech>
+  synthesize(text: string, voice: Voice, format: SpeechFormat, speed?: number): Promise<Speech>
   limits?: Partial<SpeakSessionLimits>
 }
 
@@ -33,7 +33,7 @@ export function createSpeakRoute(o: SpeakSocketOptions): SocketRoute {
       if (query.container !== undefined && query.container !== 'none') {
         throw invalidField('container', 'must be none on the live socket')
       }
-      const { model, voice, format, tags } = parseSpeakQuery({ ...query, encoding, container: 'none' })
+      const { model, voice, format, tags, speed } = parseSpeakQuery({ ...query, encoding, container: 'none' })
       const usage = await startUsage(o.services, principal, {
         requestId,
         endpoint: 'speak',
@@ -50,7 +50,7 @@ export function createSpeakRoute(o: SpeakSocketOptions): SocketRoute {
         format,
         limits,
         log,
-        synthesize: (text) => o.synthesize(text, voice, format),
+        synthesize: (text) => o.synthesize(text, voice, format, speed),
         onEnd: ({ code, reason, characters }) => {
           usageDone = finishUsage(o.services, usage, {
             characters,

@@ -237,10 +237,7 @@ export function listenRoutes(app: FastifyInstance, deps: RouteDeps & ListenRoute
             sha256: spool.sha256,
             created: new Date(record.startedAt).toISOString(),
             duration: result.duration,
-            punctuate: options.punctuate,
-            utterances: options.utterances,
-            paragraphs: options.paragraphs,
-            tags: options.tags,
+            options,
           })
           status = 200
           detail = null

@@ -43,7 +43,7 @@ export function speakRoutes(app: FastifyInstance, deps: RouteDeps & { speaker: S
     async (req, reply) => {
       const principal = principalOf(req)
       requireScope(principal, USAGE_WRITE)
-      const { model, voice, format, tags } = parseSpeakQuery(req.query)
+      const { model, voice, format, tags, speed } = parseSpeakQuery(req.query)
       const { text, characters } = speakText(bodyObject(req))
       const record = await startUsage(services, principal, {
         requestId: req.id,
@@ -55,7 +55,7 @@ export function speakRoutes(app: FastifyInstance, deps: RouteDeps & { speaker: S
       })
       let speech: Speech
       try {
-        speech = await speaker.synthesize(text, voice, format)
+        speech = await speaker.synthesize(text, voice, format, speed)
       } catch (err) {
         const status = err instanceof ApiError ? err.status : 500
         const detail = err instanceof ApiError ? err.code : 'INTERNAL_ERROR'
