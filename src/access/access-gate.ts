@@ -19,6 +19,11 @@ export interface AccessRequest {
   origin: string | undefined
   userAgent: string | undefined
   requestId: string
+  /**
+   * The credential was recognised from this node's cache, with no store query. A stage whose `beforeAuth`
+   * check costs a round trip may then make it in `admit`, with its other calls (docs/redis.md, "Cost").
+   */
+  credentialCached?: boolean
 }
 
 /**

@@ -44,6 +44,8 @@ export interface Authenticator {
    * (same credentials version, not expired); undefined means "ask `authenticateHeader`", never "refused".
    */
   peekHeader(header: string | undefined): Principal | undefined
+  /** `peekHeader` for a scheme and secret already parsed (a WebSocket upgrade's). */
+  peek(scheme: Scheme, secret: string): Principal | undefined
 }
 
 export interface AuthenticatorOptions {
@@ -310,6 +312,16 @@ export function createAuthenticator({
   const authenticate = (scheme: Scheme, secret: string) =>
     scheme === 'token' ? byKey(secret) : byGrant(secret)
 
+  const peek = (scheme: Scheme, secret: string): Principal | undefined => {
+    const hit =
+      scheme === 'token' ? knownKeys.get(hashKeySecret(secret)) : knownTokens.get(signatureOf(secret))
+    if (!hit || hit.version !== store.credentialsVersion()) return undefined
+    // Same signature, other header or payload: not the token that was verified.
+    if (scheme === 'bearer' && hit.token !== secret) return undefined
+    const { expiresAt } = hit.principal
+    return expiresAt === null || expiresAt > clock.now() ? hit.principal : undefined
+  }
+
   return {
     authenticate,
     async authenticateHeader(header) {
@@ -319,15 +331,8 @@ export function createAuthenticator({
     },
     peekHeader(header) {
       const parsed = parseAuthorization(header)
-      if (!parsed) return undefined
-      const { scheme, secret } = parsed
-      const hit =
-        scheme === 'token' ? knownKeys.get(hashKeySecret(secret)) : knownTokens.get(signatureOf(secret))
-      if (!hit || hit.version !== store.credentialsVersion()) return undefined
-      // Same signature, other header or payload: not the token that was verified.
-      if (scheme === 'bearer' && hit.token !== secret) return undefined
-      const { expiresAt } = hit.principal
-      return expiresAt === null || expiresAt > clock.now() ? hit.principal : undefined
+      return parsed ? peek(parsed.scheme, parsed.secret) : undefined
     },
+    peek,
   }
 }

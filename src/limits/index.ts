@@ -16,17 +16,24 @@ export {
 } from './limit-options.js'
 export { COUNTERS, createLimitStage, type LimitStageOptions } from './limit-stage.js'
 export {
+  type BatchGuard,
+  type BatchHit,
+  type BatchResult,
   type CounterStore,
   createMemoryRateLimitBackend,
+  type FailureLadder,
   type RateLimitBackend,
   type WindowCount,
 } from './rate-limit-backend.js'
 export {
   andThen,
+  type BatchDecision,
   type Counter,
   createRateLimits,
   type Maybe,
   type RateDecision,
+  type RateGuard,
+  type RateHit,
   type RateLimits,
 } from './rate-limits.js'
 export {

@@ -3,7 +3,16 @@ import type { Principal, ProjectSettings } from '../auth/index.js'
 import { type ApiError, tooManyRequests } from '../errors.js'
 import { type AddressList, clientBucket, createAddressList } from './client-address.js'
 import { keyLimit, type LimitName, type ServerLimits } from './limit-options.js'
-import { andThen, type Counter, type Maybe, type RateDecision, type RateLimits } from './rate-limits.js'
+import type { FailureLadder, WindowCount } from './rate-limit-backend.js'
+import {
+  andThen,
+  type Counter,
+  type Maybe,
+  type RateDecision,
+  type RateGuard,
+  type RateHit,
+  type RateLimits,
+} from './rate-limits.js'
 import type { RefusalAudit } from './refusal-audit.js'
 
 const MINUTE = 60_000
@@ -128,23 +137,6 @@ export function createLimitStage(o: LimitStageOptions): AccessStage {
     },
   ]
 
-  /** Runs `checks[i..]`: synchronously while the backend answers synchronously. */
-  const run = (
-    i: number,
-    principal: Principal,
-    request: AccessRequest,
-    settings: ProjectSettings,
-  ): Maybe<void> => {
-    const c = checks[i]
-    if (!c) return undefined
-    const value = c.value(principal, settings, request)
-    if (value <= 0) return run(i + 1, principal, request, settings)
-    return andThen(rates.consume(c.counter, c.subject(principal), value), (d) => {
-      if (!d.allowed) throw refuse(principal, request, c.limit, value, d, c.refusal(value))
-      return run(i + 1, principal, request, settings)
-    })
-  }
-
   const block = (bucket: string, kind: number, ms: number, limit: LimitName): Maybe<void> =>
     andThen(rates.peek(COUNTERS.authBlock, bucket), (open) => {
       // Never shorten a longer block already in place (a request in flight when it was set).
@@ -175,38 +167,92 @@ export function createLimitStage(o: LimitStageOptions): AccessStage {
   }
 
   const failuresCounted = limits.authFailuresPerMinute > 0 || limits.authFailuresPerHour > 0
+  const ladder: FailureLadder = {
+    hour: { ...COUNTERS.authFailuresHour, rate: limits.authFailuresPerHour },
+    minute: { ...COUNTERS.authFailuresMinute, rate: limits.authFailuresPerMinute },
+    backoffs: COUNTERS.authBackoffs,
+    block: { name: COUNTERS.authBlock.name, backoff: BACKOFF, block: BLOCK },
+    blockMs: limits.authBlockMs,
+    backoffMs: limits.authBackoffMs,
+    maxBackoffMs: Math.min(MAX_BACKOFF_MS, limits.authBlockMs),
+  }
+
+  /** The refusal of an address backed off or blocked after failed authentications. */
+  const addressRefusal = (open: WindowCount): ApiError =>
+    tooManyRequests(
+      open.count >= BLOCK
+        ? `Too many failed authentications from this address; it is blocked, retry after ${seconds(open.msLeft)} s.`
+        : `Too many failed authentications from this address; retry after ${seconds(open.msLeft)} s.`,
+      open.msLeft,
+    )
+
+  /**
+   * With a backend that counts a request in one round trip, the address check of a credential this node has
+   * cached is made in that same round trip, at admission (docs/redis.md, "Cost"): checking first would save
+   * no store query, only add a round trip. An uncached credential is still checked first, so a blocked
+   * address cannot make the node query the store.
+   */
+  const checkedAtAdmission = (request: AccessRequest) =>
+    failuresCounted && rates.batched && request.credentialCached === true
+
+  /** The address check as a guard, unless its address is allow-listed. */
+  const guardOf = (request: AccessRequest): RateGuard | undefined =>
+    allowed.size > 0 && allowed.has(request.ip)
+      ? undefined
+      : { counter: COUNTERS.authBlock, id: clientBucket(request.ip), min: BACKOFF }
 
   return {
     name: 'limits',
     beforeAuth(request) {
-      if (!failuresCounted) return undefined
+      if (!failuresCounted || checkedAtAdmission(request)) return undefined
       const bucket = clientBucket(request.ip)
       return andThen(rates.peek(COUNTERS.authBlock, bucket), (open) => {
         if (!open || open.count < BACKOFF) return
         // Checked only for a blocked address: an allow-listed one is never counted, so never blocked,
         // unless the allow-list changed since.
         if (allowed.size > 0 && allowed.has(request.ip)) return
-        const blocked = open.count >= BLOCK
-        throw tooManyRequests(
-          blocked
-            ? `Too many failed authentications from this address; it is blocked, retry after ${seconds(open.msLeft)} s.`
-            : `Too many failed authentications from this address; retry after ${seconds(open.msLeft)} s.`,
-          open.msLeft,
-        )
+        throw addressRefusal(open)
       })
     },
     authFailed(request) {
       if (!failuresCounted || (allowed.size > 0 && allowed.has(request.ip))) return
       try {
-        const pending = countFailure(clientBucket(request.ip))
+        const bucket = clientBucket(request.ip)
+        // One round trip up the whole ladder when the backend has it; else the single calls.
+        const pending = rates.ladder
+          ? rates.ladder(bucket, ladder).then((set) => {
+              if (!set) return
+              const limit = set.count >= BLOCK ? 'auth_failures_per_hour' : 'auth_failures_per_minute'
+              o.onAddressBlocked?.({ bucket, limit, ms: set.ms })
+            })
+          : countFailure(bucket)
         if (pending instanceof Promise) pending.catch((err: unknown) => o.onError?.(err))
       } catch (err) {
         o.onError?.(err)
       }
     },
     admit(principal, request) {
-      const settings = o.projectSettings(principal.projectId)
-      return andThen(settings, (s) => run(0, principal, request, s))
+      return andThen(o.projectSettings(principal.projectId), (settings) => {
+        // The rates that apply, in order, counted together: one round trip on a batched backend.
+        const hits: RateHit[] = []
+        const due: RateCheck[] = []
+        for (const c of checks) {
+          const limit = c.value(principal, settings, request)
+          if (limit <= 0) continue
+          hits.push({ counter: c.counter, id: c.subject(principal), limit })
+          due.push(c)
+        }
+        const guard = checkedAtAdmission(request) ? guardOf(request) : undefined
+        if (hits.length === 0 && !guard) return undefined
+        return andThen(rates.consumeAll(hits, guard), (d) => {
+          if (d.guarded) throw addressRefusal(d.guarded)
+          if (!d.refused) return
+          const c = due[d.refused.index]
+          const limit = hits[d.refused.index]?.limit ?? 0
+          if (!c) return
+          throw refuse(principal, request, c.limit, limit, d.refused.decision, c.refusal(limit))
+        })
+      })
     },
   }
 }

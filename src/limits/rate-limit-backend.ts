@@ -18,16 +18,67 @@ export interface CounterStore {
   set(id: string, count: number, ms: number): void | Promise<void>
 }
 
+/** One hit of a batch: `points` added to `id`'s window of the counter `name`, refused past `limit`. */
+export interface BatchHit {
+  name: string
+  windowMs: number
+  id: string
+  points: number
+  limit: number
+}
+
+/** A window checked before a batch counts anything: holding `min` points or more, it refuses the batch. */
+export interface BatchGuard {
+  name: string
+  id: string
+  min: number
+}
+
+/** What a batch did: the guard's open window when it refused (nothing counted), else the windows counted. */
+export interface BatchResult {
+  guard?: WindowCount
+  /** The windows of `hits` in order, up to and including the first over its limit (the rest are not counted). */
+  windows: WindowCount[]
+}
+
+/**
+ * The failed-authentication ladder of one address bucket (docs/limits.md): count the failure in the hour's
+ * window, and at its `rate`-th set the block (count `block.block`) for `blockMs`; else count it in the
+ * minute's, and at its `rate`-th count a back-off and set one (count `block.backoff`) of `backoffMs`, doubled
+ * per earlier back-off in the hour, at most `maxBackoffMs`. A block never replaces a longer one of the same
+ * count or more. A rate of 0 is not counted.
+ */
+export interface FailureLadder {
+  hour: { name: string; windowMs: number; rate: number }
+  minute: { name: string; windowMs: number; rate: number }
+  backoffs: { name: string; windowMs: number }
+  block: { name: string; backoff: number; block: number }
+  blockMs: number
+  backoffMs: number
+  maxBackoffMs: number
+}
+
 /**
  * Where rate-limit counters live: fixed windows per (counter, id). The in-memory backend (one process) is
  * `createMemoryRateLimitBackend`; a shared backend (Redis, for several nodes) implements the same calls. A
  * backend that can answer synchronously should: an admitted request then costs no promise (docs/limits.md,
- * "Cost").
+ * "Cost"). A remote backend should also implement `batch` and `ladder`, so that a request costs it one round
+ * trip whatever the number of windows it counts against (docs/redis.md, "Cost").
  */
 export interface RateLimitBackend {
   readonly kind: string
   /** The counter `name` whose windows last `windowMs`; asked for once per counter, then kept by the caller. */
   counter(name: string, windowMs: number): CounterStore
+  /**
+   * Optional, atomically and in one round trip: peeks `guard` (refusing when open at `min` or more), then
+   * hits each of `hits` in order, stopping after the first whose count passes its limit.
+   */
+  batch?(hits: readonly BatchHit[], guard?: BatchGuard): Promise<BatchResult>
+  /**
+   * Optional, atomically and in one round trip: one failed authentication of `bucket` up the ladder; the
+   * block or back-off it set, if any.
+   */
+  ladder?(bucket: string, ladder: FailureLadder): Promise<{ count: number; ms: number } | undefined>
 }
 
 /** The part of rate-limiter-flexible's in-memory storage the memory backend drives (see below). */

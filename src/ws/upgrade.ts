@@ -240,8 +240,11 @@ export function attachSocketRoutes(app: FastifyInstance, o: SocketRoutesOptions)
       userAgent: firstHeader(req.headers['user-agent']),
       requestId,
     }
-    await gate.beforeAuth(access)
     const credentials = upgradeCredentials(req)
+    // Peeked first (memory only), so the access checks know the credential costs no store query.
+    if (credentials && o.authenticator.peek(credentials.scheme, credentials.secret))
+      access.credentialCached = true
+    await gate.beforeAuth(access)
     let principal: Principal
     try {
       if (!credentials) throw new ApiError('INVALID_AUTH')

@@ -121,6 +121,119 @@ describe('the Redis backends (shared by every node)', { timeout: 60_000 }, () =>
     })
   })
 
+  describe('a request’s windows in one call', () => {
+    /** Back-offs of 40 ms doubling to 300 ms; the block at the 12th failure in the hour. */
+    const ladder = {
+      hour: { name: 'lf-hour', windowMs: 3_600_000, rate: 12 },
+      minute: { name: 'lf-minute', windowMs: 60_000, rate: 2 },
+      backoffs: { name: 'lf-backoffs', windowMs: 3_600_000 },
+      block: { name: 'lf-block', backoff: 1, block: 2 },
+      blockMs: 9000,
+      backoffMs: 40,
+      maxBackoffMs: 300,
+    }
+    const hit = (name: string, id: string, limit: number) => ({
+      name,
+      windowMs: 60_000,
+      id,
+      points: 1,
+      limit,
+    })
+
+    it('counts the hits in order and stops after the first over its limit, leaving the rest uncounted', async () => {
+      const backend = createRedisRateLimitBackend({ client: a, prefix })
+      const [k, p] = [randomUUID(), randomUUID()]
+      const hits = [hit('batch-key', k, 2), hit('batch-project', p, 100)]
+      const first = await backend.batch?.(hits)
+      assert.deepEqual(
+        first?.windows.map((w) => w.count),
+        [1, 1],
+      )
+      assert.ok(first?.windows.every((w) => w.msLeft > 50_000 && w.msLeft <= 60_000))
+      await backend.batch?.(hits)
+      const third = await backend.batch?.(hits)
+      assert.deepEqual(
+        third?.windows.map((w) => w.count),
+        [3],
+        'the key is over its limit: the project is not hit',
+      )
+      assert.equal((await backend.counter('batch-project', 60_000).peek(p))?.count, 2)
+    })
+
+    it('a guard open at its minimum refuses the batch and counts nothing; below it the hits count', async () => {
+      const backend = createRedisRateLimitBackend({ client: a, prefix })
+      const [ip, k] = [randomUUID(), randomUUID()]
+      const guard = { name: 'batch-block', id: ip, min: 1 }
+      const hits = [hit('batch-key', k, 10)]
+      assert.deepEqual(
+        (await backend.batch?.(hits, guard))?.windows.map((w) => w.count),
+        [1],
+        'no window: admitted',
+      )
+      await backend.counter('batch-block', 3_600_000).set(ip, 1, 5000)
+      const refused = await backend.batch?.(hits, guard)
+      assert.equal(refused?.guard?.count, 1)
+      assert.ok(refused?.guard && refused.guard.msLeft <= 5000 && refused.guard.msLeft > 0)
+      assert.deepEqual(refused?.windows, [])
+      assert.equal((await backend.counter('batch-key', 60_000).peek(k))?.count, 1, 'nothing counted')
+      const higher = await backend.batch?.(hits, { ...guard, min: 2 })
+      assert.equal(higher?.guard, undefined, 'a window under the minimum admits')
+    })
+
+    it('100 concurrent batches from two connections count 1 to 100 exactly', async () => {
+      const [onA, onB] = [a, b].map((c) => createRedisRateLimitBackend({ client: c, prefix }))
+      const id = randomUUID()
+      const results = await Promise.all(
+        Array.from({ length: 100 }, (_, i) =>
+          (i % 2 === 0 ? onA : onB)?.batch?.([hit('batch-shared', id, 1000)]),
+        ),
+      )
+      const counts = results.map((r) => r?.windows[0]?.count ?? 0).sort((x, y) => x - y)
+      assert.deepEqual(
+        counts,
+        Array.from({ length: 100 }, (_, i) => i + 1),
+      )
+    })
+
+    it('the failed-authentication ladder backs off doubling up to its cap, then blocks at the hourly rate', async () => {
+      const backend = createRedisRateLimitBackend({ client: a, prefix })
+      const bucket = randomUUID()
+      const set: { count: number; ms: number }[] = []
+      for (let failures = 1; failures <= 12; failures++) {
+        const block = await backend.ladder?.(bucket, ladder)
+        if (!block) continue
+        set.push(block)
+        // Wait the back-off out, as a client must.
+        if (block.count === 1) await sleep(block.ms + 20)
+      }
+      // 2 failures in the minute: a back-off; each further failure in that minute another, doubled.
+      assert.deepEqual(
+        set.map((s) => `${s.count}:${s.ms}`),
+        ['1:40', '1:80', '1:160', '1:300', '1:300', '1:300', '1:300', '1:300', '1:300', '1:300', '2:9000'],
+      )
+      const open = await backend.counter('lf-block', 3_600_000).peek(bucket)
+      assert.equal(open?.count, 2, 'the hourly block is in place')
+      // A back-off never shortens a block already in place (set by a request in flight meanwhile).
+      const other = randomUUID()
+      await backend.counter('lf-block', 3_600_000).set(other, 2, 9000)
+      const quick = { ...ladder, minute: { ...ladder.minute, rate: 1 } }
+      assert.equal(await backend.ladder?.(other, quick), undefined, 'the back-off was not set')
+      assert.equal((await backend.counter('lf-block', 3_600_000).peek(other))?.count, 2)
+    })
+
+    it('with Redis unreachable a batch and the ladder are a 503, and admit (uncounted) when failing open', async () => {
+      const down = await client(CLOSED_URL)
+      const closed = createRedisRateLimitBackend({ client: down, prefix })
+      await assert.rejects(Promise.resolve(closed.batch?.([hit('k', 'k', 1)])), isUnavailable)
+      await assert.rejects(Promise.resolve(closed.ladder?.('b', ladder)), isUnavailable)
+      const open = createRedisRateLimitBackend({ client: down, prefix, failOpen: true })
+      assert.deepEqual(await open.batch?.([hit('k', 'k', 1)], { name: 'x', id: 'b', min: 1 }), {
+        windows: [],
+      })
+      assert.equal(await open.ladder?.('b', ladder), undefined)
+    })
+  })
+
   describe('the max_uses ledger', () => {
     for (const maxUses of [1, 3]) {
       it(`a token of ${maxUses} use(s) gets exactly ${maxUses} of 50 concurrent redemptions on two nodes`, async () => {

@@ -99,12 +99,14 @@ export function createAuthHook(authenticator: Authenticator, policy: AuthPolicy,
     let known: Principal | undefined
     let pending: void | Promise<void> | undefined
     try {
+      // Peeked first (memory only), so the access checks know the credential costs no store query.
+      known = authenticator.peekHeader(request.headers.authorization)
+      if (known) access.credentialCached = true
       const before = gate.beforeAuth(access)
       if (isPromise(before)) {
         before.then(() => authenticate(request, access, done), done)
         return
       }
-      known = authenticator.peekHeader(request.headers.authorization)
       if (known) pending = admit(request, access, known)
     } catch (err) {
       done(err as Error)
