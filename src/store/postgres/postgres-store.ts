@@ -344,12 +344,39 @@ export function createPostgresStore(options: PostgresStoreOptions): PostgresStor
     remoteChanges++
   }
 
-  const ready = (async () => {
+  /**
+   * A pooled connection for several statements. While it is checked out the pool does not listen for its
+   * errors, and a connection the server ends (a restart, pg_terminate_backend) emits an 'error' event as well
+   * as failing its statement: unheard, that event would end the process. `release` destroys a connection
+   * that failed, so the next request gets a fresh one.
+   */
+  const checkOut = async () => {
     const client = await pool.connect()
+    let failed = false
+    const onError = (err: unknown) => {
+      failed = true
+      options.onError?.(err)
+    }
+    client.on('error', onError)
+    return {
+      client,
+      release(broken: boolean) {
+        client.off('error', onError)
+        client.release(failed || broken)
+      },
+    }
+  }
+
+  const ready = (async () => {
+    const { client, release } = await checkOut()
+    let broken = false
     try {
       await migratePostgres(client)
+    } catch (err) {
+      broken = isConnectionError(err)
+      throw err
     } finally {
-      client.release()
+      release(broken)
     }
     await listen()
   })().catch((err) => {
@@ -371,12 +398,13 @@ export function createPostgresStore(options: PostgresStoreOptions): PostgresStor
   /** Runs `fn` in one transaction: all of it or none. */
   const transaction = async <T>(fn: (c: pg.PoolClient) => Promise<T>): Promise<T> => {
     await ready
-    let client: pg.PoolClient
+    let connection: Awaited<ReturnType<typeof checkOut>>
     try {
-      client = await pool.connect()
+      connection = await checkOut()
     } catch (err) {
       throw toStoreError(err)
     }
+    const { client, release } = connection
     let broken = false
     try {
       await client.query('BEGIN')
@@ -388,8 +416,7 @@ export function createPostgresStore(options: PostgresStoreOptions): PostgresStor
       if (!broken) await client.query('ROLLBACK').catch(() => {})
       throw toStoreError(err)
     } finally {
-      // A connection that failed is destroyed, not handed to the next request.
-      client.release(broken)
+      release(broken)
     }
   }
 
