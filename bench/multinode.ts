@@ -15,7 +15,7 @@
 import { type ChildProcess, spawnSync } from 'node:child_process'
 import { randomUUID } from 'node:crypto'
 import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs'
-import { availableParallelism } from 'node:os'
+import { availableParallelism, cpus } from 'node:os'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import WebSocket from 'ws'
@@ -309,6 +309,11 @@ interface RevocationSample {
   closeAfterAckMs: number
   /** From A's 200 to B's first 401 for the key (the end of that response). */
   refusedMs: number
+  /**
+   * From A's 200 to the sending of that first refused request: B admitted nothing sent after it, so this bounds
+   * how long B stayed stale (about 0 when B refused the very first request).
+   */
+  refusedSentMs: number
   /** One `GET /v1/auth/token` on B before the delete (a cache hit), for scale: a 401 cannot come sooner. */
   requestMs: number
   /** 200s B still gave the key after A's 200. */
@@ -364,10 +369,13 @@ async function revokeOnce(
   if (deleted.status !== 200) throw new Error(`DELETE on A answered ${deleted.status}`)
   let staleAdmissions = 0
   let refusedAt = Number.NaN
+  let refusedSentAt = Number.NaN
   while (performance.now() - acked < 5000) {
+    const sentAt = performance.now()
     const status = await onB()
     if (status === 401) {
       refusedAt = performance.now()
+      refusedSentAt = sentAt
       break
     }
     if (status !== 200) throw new Error(`node B answered ${status} for a key being deleted`)
@@ -384,11 +392,18 @@ async function revokeOnce(
     closeMs: close.at - start,
     closeAfterAckMs: close.at - acked,
     refusedMs: refusedAt - acked,
+    refusedSentMs: refusedSentAt - acked,
     requestMs,
     staleAdmissions,
     closeCode: close.code,
     closeReason: close.reason,
   }
+}
+
+/** Gives a pinned child process (every thread) all the machine's CPUs again. */
+function unpin(child: ChildProcess): void {
+  if (child.pid === undefined) return
+  spawnSync('taskset', ['-a', '-p', '-c', `0-${cpus().length - 1}`, String(child.pid)], { stdio: 'ignore' })
 }
 
 async function projectIdOf(url: string, ownerKey: string): Promise<string> {
@@ -456,7 +471,8 @@ export async function runMultinodeBenchmark(only: readonly MultinodePartId[]): P
     if (b) children.push(b)
     // Every node on the last CPU, the load generator on the others (bench/child.ts): only one side is under
     // load at a time, and the server side gets the same CPU whatever it is made of.
-    for (const n of children) pinned = pinServer(n.child) ?? pinned
+    if (only.includes('backends') || only.includes('nginx'))
+      for (const n of children) pinned = pinServer(n.child) ?? pinned
     log(pinned ? `nodes pinned to CPU ${pinned.server}, autocannon to CPU ${pinned.runner}` : 'not pinned')
     const pinning = pinned ? { server: pinned.server, runner: pinned.runner } : null
     out.write(
@@ -465,7 +481,7 @@ export async function runMultinodeBenchmark(only: readonly MultinodePartId[]): P
         `method: ${settings.rounds} rounds x ${settings.seconds} s (+${settings.warmupSeconds} s warm-up) per side, ` +
         `interleaved baseline/scenario, ${settings.connections} connections; one node per child process, ` +
         (pinned
-          ? `every node and nginx pinned to CPU ${pinned.server}, autocannon to CPU ${pinned.runner}; `
+          ? `throughput parts: every node and nginx pinned to CPU ${pinned.server}, autocannon to CPU ${pinned.runner}; `
           : 'not pinned; ') +
         "PostgreSQL and Redis are the machine's services (not pinned)\n" +
         'figures: medians over the rounds; ratio = median req/s of the scenario / median req/s of its baseline\n',
@@ -518,7 +534,11 @@ export async function runMultinodeBenchmark(only: readonly MultinodePartId[]): P
       )
       report.nginx = { pinning, nginxWorkers: 1, accessLog: false, results: results.map(comparedJson) }
     }
-    pinned?.release()
+    if (pinned) {
+      // The revocation part is timed, not loaded: every process back on every CPU, as without the other parts.
+      pinned.release()
+      for (const n of children) unpin(n.child)
+    }
 
     if (only.includes('revocation') && b) {
       const projectId = await projectIdOf(a.earmarkUrl, ownerKey)
@@ -534,6 +554,7 @@ export async function runMultinodeBenchmark(only: readonly MultinodePartId[]): P
       const closeAfterAck = stats(samples.map((s) => s.closeAfterAckMs))
       const refused = stats(samples.map((s) => s.refusedMs))
       const request = stats(samples.map((s) => s.requestMs))
+      const staleWindow = stats(samples.map((s) => s.refusedSentMs))
       const stale = samples.reduce((n, s) => n + s.staleAdmissions, 0)
       const wrongClose = samples.filter((s) => s.closeCode !== 1008 || s.closeReason !== 'AUTH-0001').length
       const closeMet = close.p99 < CLOSE_TARGET_P99_MS && wrongClose === 0
@@ -567,6 +588,13 @@ export async function runMultinodeBenchmark(only: readonly MultinodePartId[]): P
               `p99 < ${REFUSAL_TARGET_P99_MS} ms ${verdict(refusedMet)}`,
             ],
             [
+              "that request sent, from A's 200 (B's stale window)",
+              String(staleWindow.p50),
+              String(staleWindow.p99),
+              String(staleWindow.max),
+              '-',
+            ],
+            [
               'one GET /v1/auth/token on B, cached (for scale)',
               String(request.p50),
               String(request.p99),
@@ -584,6 +612,7 @@ export async function runMultinodeBenchmark(only: readonly MultinodePartId[]): P
         close_after_ack_ms: closeAfterAck,
         refused_after_ack_ms: refused,
         request_on_b_ms: request,
+        first_refused_sent_after_ack_ms: staleWindow,
         stale_admissions: stale,
         wrong_close: wrongClose,
         targets: { close_p99_ms: CLOSE_TARGET_P99_MS, refused_p99_ms: REFUSAL_TARGET_P99_MS },
