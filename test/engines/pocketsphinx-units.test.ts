@@ -101,6 +101,7 @@ function fakeDecoder(closed: PocketsphinxDecoder[]): PocketsphinxDecoder {
       vadStartspeechFrames: 10,
     },
     startStream: async () => {},
+    keepAsBaseline: async () => {},
     startUtterance: async () => {},
     process: async () => false,
     partial: async () => [],

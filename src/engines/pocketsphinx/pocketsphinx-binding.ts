@@ -34,6 +34,23 @@ declare const handleBrand: unique symbol
 export type NativeHandle<Kind extends string> = { readonly [handleBrand]: Kind }
 export type ConfigHandle = NativeHandle<'cmd_ln_t'>
 export type DecoderHandle = NativeHandle<'ps_decoder_t'>
+/** A decoder's live cepstral mean normalisation (CMN) state: `ps_get_feat(ps)->cmn_struct`. */
+export interface CmnHandle {
+  readonly pointer: NativeHandle<'cmn_t'>
+  /** Coefficients in the mean (`-ceplen`, 13). */
+  readonly length: number
+}
+
+/**
+ * Everything live CMN carries from one utterance to the next (sphinxbase `cmn_live.c`): each frame is
+ * normalised by `mean`; `sum` and `frames` accumulate the frames heard since, and at the end of an utterance
+ * (or past 800 frames) the mean becomes `sum / frames`.
+ */
+export interface CmnState {
+  readonly mean: readonly number[]
+  readonly sum: readonly number[]
+  readonly frames: number
+}
 
 /** One entry of the segment iterator, before filtering. */
 export interface RawSegment {
@@ -65,6 +82,16 @@ export interface PocketsphinxBinding {
   inSpeech(decoder: DecoderHandle): boolean
   /** `ps_seg_iter` (async: it may build the lattice and posteriors), then a synchronous walk. */
   segments(decoder: DecoderHandle): Promise<RawSegment[]>
+  /**
+   * The decoder's live CMN state. The library has no accessor for it, so it is read from `feat_t` (whose
+   * layout has not changed since sphinxbase 0.7), and checked: its length must be `-ceplen` and its mean
+   * at load the model's `-cmninit`, else this throws PocketsphinxUnavailableError. Call right after `init`.
+   */
+  cmn(decoder: DecoderHandle): CmnHandle
+  /** The live CMN state now: a copy (microseconds; never while the decoder is decoding). */
+  cmnState(cmn: CmnHandle): CmnState
+  /** Puts back a state `cmnState` returned, exactly (microseconds; never while the decoder is decoding). */
+  setCmnState(cmn: CmnHandle, state: CmnState): void
 }
 
 type Koffi = typeof import('koffi')
@@ -128,9 +155,12 @@ function bind(koffi: Koffi): PocketsphinxBinding {
   const f = {
     cmd_ln_init: sb.func('void *cmd_ln_init(void *inout, void *defn, int strict, ...)'),
     cmd_ln_int_r: sb.func('long cmd_ln_int_r(void *config, const char *name)'),
+    cmd_ln_str_r: sb.func('const char *cmd_ln_str_r(void *config, const char *name)'),
     cmd_ln_free_r: sb.func('int cmd_ln_free_r(void *config)'),
     err_set_logfp: sb.func('void err_set_logfp(void *stream)'),
     logmath_exp: sb.func('double logmath_exp(void *lmath, int logb_p)'),
+    // mfcc_t is float in Debian's build (FIXED_POINT is off); the check in cmn() would catch a fixed-point one.
+    cmn_live_get: sb.func('void cmn_live_get(void *cmn, _Out_ float *vec)'),
     ps_args: ps.func('void *ps_args(void)'),
     ps_init: ps.func('void *ps_init(void *config)'),
     ps_free: ps.func('int ps_free(void *ps)'),
@@ -142,6 +172,8 @@ function bind(koffi: Koffi): PocketsphinxBinding {
     ),
     ps_get_in_speech: ps.func('uint8_t ps_get_in_speech(void *ps)'),
     ps_get_logmath: ps.func('void *ps_get_logmath(void *ps)'),
+    ps_get_config: ps.func('void *ps_get_config(void *ps)'),
+    ps_get_feat: ps.func('void *ps_get_feat(void *ps)'),
     ps_seg_iter: ps.func('void *ps_seg_iter(void *ps)'),
     ps_seg_next: ps.func('void *ps_seg_next(void *seg)'),
     ps_seg_word: ps.func('const char *ps_seg_word(void *seg)'),
@@ -155,6 +187,14 @@ function bind(koffi: Koffi): PocketsphinxBinding {
   f.err_set_logfp(null)
 
   const psArgs: unknown = f.ps_args()
+  const FeatPrefix = featPrefixType(koffi)
+  const Cmn = koffi.struct('earmark_cmn_t', {
+    cmn_mean: 'void *',
+    cmn_var: 'void *',
+    sum: 'void *',
+    nframe: 'int32_t',
+    veclen: 'int32_t',
+  })
 
   return {
     libraries: { sphinxbase: SPHINXBASE_SONAME, pocketsphinx: POCKETSPHINX_SONAME },
@@ -215,7 +255,75 @@ function bind(koffi: Koffi): PocketsphinxBinding {
       }
       return out
     },
+    cmn(decoder) {
+      const layoutError = (what: string) =>
+        new PocketsphinxUnavailableError(
+          `This libsphinxbase build does not have the expected feature layout (${what}); Earmark needs ` +
+            `Debian's 0.8+5prealpha float build to reset its cepstral mean: ${packagesHint()}.`,
+        )
+      const feat: unknown = f.ps_get_feat(decoder)
+      if (!feat) throw layoutError('no feature module')
+      const { cmn_struct: cmn } = koffi.decode(feat, FeatPrefix) as { cmn_struct: unknown }
+      if (!cmn) throw layoutError('no CMN state')
+      const config: unknown = f.ps_get_config(decoder)
+      const ceplen = Number(f.cmd_ln_int_r(config, '-ceplen'))
+      const { veclen } = koffi.decode(cmn, Cmn) as { veclen: number }
+      if (veclen !== ceplen || ceplen < 1 || ceplen > 64) throw layoutError(`length ${veclen}, not ${ceplen}`)
+      const configured = String(f.cmd_ln_str_r(config, '-cmninit') ?? '')
+        .split(',')
+        .map(Number)
+      const mean = new Float32Array(veclen)
+      f.cmn_live_get(cmn, mean)
+      // A fresh decoder's mean is -cmninit (the values past those given stay 0).
+      const matches = Array.from(mean).every(
+        (value, i) => Math.abs(value - (Number.isFinite(configured[i]) ? (configured[i] ?? 0) : 0)) < 1e-3,
+      )
+      if (!matches) throw layoutError('its mean is not -cmninit')
+      return { pointer: cmn as NativeHandle<'cmn_t'>, length: veclen }
+    },
+    cmnState(cmn) {
+      const fields = koffi.decode(cmn.pointer, Cmn) as { cmn_mean: unknown; sum: unknown; nframe: number }
+      return {
+        mean: koffi.decode(fields.cmn_mean, 'float', cmn.length) as number[],
+        sum: koffi.decode(fields.sum, 'float', cmn.length) as number[],
+        frames: fields.nframe,
+      }
+    },
+    setCmnState(cmn, state) {
+      if (state.mean.length !== cmn.length || state.sum.length !== cmn.length) {
+        throw new RangeError('The CMN state has the wrong length.')
+      }
+      const fields = koffi.decode(cmn.pointer, Cmn) as { cmn_mean: unknown; sum: unknown }
+      koffi.encode(fields.cmn_mean, 'float', state.mean, cmn.length)
+      koffi.encode(fields.sum, 'float', state.sum, cmn.length)
+      koffi.encode(cmn.pointer, koffi.offsetof(Cmn, 'nframe'), 'int32_t', state.frames)
+    },
   }
+}
+
+/**
+ * sphinxbase's `feat_t` up to `cmn_struct` (include/sphinxbase/feat.h, unchanged since 0.7): only the
+ * offset of that pointer matters, and koffi computes it with the C alignment rules.
+ */
+function featPrefixType(koffi: Koffi) {
+  return koffi.struct('earmark_feat_t_prefix', {
+    refcount: 'int',
+    name: 'void *',
+    cepsize: 'int32_t',
+    n_stream: 'int32_t',
+    stream_len: 'void *',
+    window_size: 'int32_t',
+    n_sv: 'int32_t',
+    sv_len: 'void *',
+    subvecs: 'void *',
+    sv_buf: 'void *',
+    sv_dim: 'int32_t',
+    cmn: 'int', // cmn_type_t (an enum)
+    varnorm: 'int32_t',
+    agc: 'int', // agc_type_t (an enum)
+    compute_feat: 'void *',
+    cmn_struct: 'void *',
+  })
 }
 
 let loading: Promise<PocketsphinxBinding> | undefined

@@ -1,6 +1,8 @@
 import { existsSync } from 'node:fs'
 import { join } from 'node:path'
 import {
+  type CmnHandle,
+  type CmnState,
   type ConfigHandle,
   type DecoderHandle,
   loadPocketsphinxBinding,
@@ -58,8 +60,19 @@ export interface DecoderSettings {
  */
 export interface PocketsphinxDecoder {
   readonly settings: DecoderSettings
-  /** `ps_start_stream`: word times restart at 0. Call once per client stream, before the first utterance. */
+  /**
+   * `ps_start_stream`, and the decoder back to its baseline: word times restart at 0, the VAD's noise
+   * estimate is reset (by PocketSphinx) and the live cepstral mean is set to the baseline (here: PocketSphinx
+   * keeps adapting it across utterances and streams, so without this a transcript would depend on what the
+   * decoder decoded before). Call once per client stream, before the first utterance.
+   */
   startStream(): Promise<void>
+  /**
+   * The cepstral mean state the decoder has now (e.g. after decoding warm-up speech) becomes the baseline
+   * every later `startStream` restores exactly. Until called, the baseline is the state at load: the
+   * model's `-cmninit`, with no history.
+   */
+  keepAsBaseline(): Promise<void>
   startUtterance(): Promise<void>
   /** Decodes a slice of PCM; resolves with the VAD state afterwards (true: in speech). */
   process(pcm: Int16Array): Promise<boolean>
@@ -137,12 +150,25 @@ export async function createPocketsphinxDecoder(
     // ps_init retains the config, so ours can go either way.
     ps.freeConfig(config)
   }
-  return wrapDecoder(ps, handle, settings)
+  let cmn: CmnHandle
+  try {
+    cmn = ps.cmn(handle)
+  } catch (err) {
+    await ps.free(handle)
+    throw err
+  }
+  return wrapDecoder(ps, handle, cmn, settings)
 }
 
-function wrapDecoder(ps: PocketsphinxBinding, handle: DecoderHandle, settings: DecoderSettings) {
+function wrapDecoder(
+  ps: PocketsphinxBinding,
+  handle: DecoderHandle,
+  cmn: CmnHandle,
+  settings: DecoderSettings,
+) {
   let tail: Promise<unknown> = Promise.resolve()
   let closed = false
+  let baseline: CmnState = ps.cmnState(cmn)
 
   /** The promise queue: one native call at a time per decoder. */
   const run = <T>(op: () => Promise<T>): Promise<T> => {
@@ -154,7 +180,15 @@ function wrapDecoder(ps: PocketsphinxBinding, handle: DecoderHandle, settings: D
 
   const decoder: PocketsphinxDecoder = {
     settings,
-    startStream: () => run(async () => check('ps_start_stream', await ps.startStream(handle))),
+    startStream: () =>
+      run(async () => {
+        check('ps_start_stream', await ps.startStream(handle))
+        ps.setCmnState(cmn, baseline)
+      }),
+    keepAsBaseline: () =>
+      run(async () => {
+        baseline = ps.cmnState(cmn)
+      }),
     startUtterance: () => run(async () => check('ps_start_utt', await ps.startUtt(handle))),
     process: (pcm) =>
       run(async () => {

@@ -37,7 +37,8 @@ export interface PocketsphinxEngineOptions {
    * Speech every new decoder decodes once before it joins the pool (results dropped). PocketSphinx's live
    * cepstral mean starts from the model's training value and adapts while it decodes; a fresh decoder's
    * first utterance is measurably worse (notes §10.3: 37.5 % vs 25 % WER on real read speech). A few seconds
-   * of real speech in the expected channel is enough, e.g. pocketsphinx-testdata's goforward.raw. Default: none.
+   * of real speech in the expected channel is enough, e.g. pocketsphinx-testdata's goforward.raw. The mean it
+   * leaves is the one every stream and one-shot decode then starts from. Default: none (the model's value).
    */
   warmup?: Int16Array
   /** Told when a decoder that failed could not be replaced (the pool then runs one short). */
@@ -102,6 +103,8 @@ export async function createPocketsphinxEngine(options: PocketsphinxEngineOption
     if (warmup && warmup.length > 0) {
       try {
         await transcribeWithDecoder(decoder, warmup, { endpointingMs: 10, maxUtteranceMs, sliceSamples })
+        // Every stream starts from this warm state, not from whatever the previous stream left.
+        await decoder.keepAsBaseline()
       } catch (err) {
         await decoder.close()
         throw err

@@ -76,6 +76,23 @@ export async function openPocketsphinxStream(
   let closing: Promise<void> | undefined
   const closed = deferred()
 
+  /**
+   * Whether a slice can be decoded now: a whole one is queued, or a Finalize or close follows the audio
+   * (which then goes as a shorter slice). Slices therefore fall on a fixed grid of the stream's audio
+   * (a new grid after each Finalize), however the client chunks it and however fast the decoder keeps up:
+   * the VAD is read and utterances are cut at the same samples every time, so the same audio and messages
+   * give the same transcript. The cost: up to one slice (100 ms) of added latency for small chunks.
+   */
+  const sliceReady = (): boolean => {
+    let samples = 0
+    for (const item of items) {
+      if (item.kind !== 'audio') return true
+      samples += item.pcm.length
+      if (samples >= options.sliceSamples) return true
+    }
+    return false
+  }
+
   /** Up to sliceSamples from the audio items at the head of the queue. */
   const takeSlice = (): Int16Array => {
     const parts: Int16Array[] = []
@@ -139,6 +156,7 @@ export async function openPocketsphinxStream(
       }
       try {
         if (item.kind === 'audio') {
+          if (!sliceReady()) break
           const slice = takeSlice()
           queuedSamples -= slice.length
           inFlightSamples = slice.length
