@@ -125,6 +125,8 @@ describe('PostgreSQL restarted under load', { timeout: 300_000 }, () => {
     const grants: string[] = []
     const listened: { requestId: string; duration: number }[] = []
     let keysCreated = 0
+    /** Keys whose deletion got a 503: it may or may not have happened. */
+    const deletedUnsure: string[] = []
 
     let running = true
     const pick = () => Math.floor(Math.random() * nodes.length)
@@ -155,6 +157,7 @@ describe('PostgreSQL restarted under load', { timeout: 300_000 }, () => {
               owner,
             )
             if (res.status === 200) deleted.set(victim, secret)
+            else deletedUnsure.push(victim)
           }
         } else if (roll < 0.7) {
           const res = await call('grant', pick(), 'POST', '/v1/auth/grant', owner, { ttl_seconds: 3600 })
@@ -272,6 +275,22 @@ describe('PostgreSQL restarted under load', { timeout: 300_000 }, () => {
         lost.push(`usage of ${requestId} → ${res.status} ${JSON.stringify(res.body.response)}`)
       }
     }
+    // The audit trail of what was acknowledged (docs/audit.md): written after the answer, retried through an outage.
+    const audited = new Set<string>()
+    for (const type of ['key.created', 'key.deleted']) {
+      const res = await call(
+        'verify',
+        0,
+        'GET',
+        `/v1/projects/${projectId}/audit?type=${type}&limit=1000`,
+        owner,
+      )
+      for (const e of (res.body.events ?? []) as { key_id: string }[]) audited.add(`${type} ${e.key_id}`)
+    }
+    const createdIds = [...created.keys(), ...deleted.keys(), ...deletedUnsure]
+    for (const id of createdIds) if (!audited.has(`key.created ${id}`)) lost.push(`audit key.created ${id}`)
+    for (const id of deleted.keys())
+      if (!audited.has(`key.deleted ${id}`)) lost.push(`audit key.deleted ${id}`)
     const summary = {
       answers: tally(outcomes),
       acknowledged: {
