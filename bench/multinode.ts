@@ -60,10 +60,11 @@ interface Node extends NodeReadyMessage {
   child: ChildProcess
 }
 
-async function startNode(env: Record<string, string>): Promise<Node> {
+async function startNode(env: Record<string, string>, cpuProfDir: string | undefined): Promise<Node> {
   const { child, ready } = await startChild('multinode-server.ts', isNodeReadyMessage, {
     env: { BENCH_NODE_ENV: JSON.stringify(env) },
     startTimeoutMs: 60_000,
+    ...(cpuProfDir ? { cpuProfDir } : {}),
   })
   return { ...ready, child }
 }
@@ -153,16 +154,18 @@ function summarize(samples: Measured[]) {
   }
 }
 
-/** Rounds of baseline then scenario, each after its warm-up; medians; the ratio of the median req/s. */
+/** Rounds of baseline and scenario, each after its warm-up; medians; the ratio of the median req/s. */
 async function compare(c: Comparison, settings: Settings) {
   const load = { seconds: settings.seconds, connections: settings.connections, pipelining: 1 }
   const base: Measured[] = []
   const scen: Measured[] = []
   for (let round = 1; round <= settings.rounds; round++) {
-    for (const [side, into] of [
+    const pair = [
       [c.baseline, base],
       [c.scenario, scen],
-    ] as const) {
+    ] as const
+    // Odd rounds baseline first, even rounds scenario first: neither side always follows the other's load.
+    for (const [side, into] of round % 2 === 1 ? pair : [...pair].reverse()) {
       if (settings.warmupSeconds > 0)
         await runLoad(`${side.label} (warm-up)`, side.target, { ...load, seconds: settings.warmupSeconds })
       const before = await sideCpuUs(side)
@@ -433,7 +436,10 @@ async function dropRedisPrefix(prefix: string): Promise<void> {
  * Runs the multi-node parts `only` (in their table order), prints their tables and writes
  * artifacts/bench-multinode.json. Resolves with whether every target was met.
  */
-export async function runMultinodeBenchmark(only: readonly MultinodePartId[]): Promise<{ allMet: boolean }> {
+export async function runMultinodeBenchmark(
+  only: readonly MultinodePartId[],
+  options: { cpuProfDir?: string } = {},
+): Promise<{ allMet: boolean }> {
   const settings = readSettings()
   const started = Date.now()
   const machine = machineInfo()
@@ -461,13 +467,15 @@ export async function runMultinodeBenchmark(only: readonly MultinodePartId[]): P
     }
     log(`multinode: starting the nodes (PostgreSQL database and Redis prefix of their own)`)
     const [sqlite, a] = await Promise.all([
-      only.includes('backends') ? startNode({ EARMARK_BOOTSTRAP_KEY: ownerKey }) : undefined,
-      startNode(shared),
+      only.includes('backends')
+        ? startNode({ EARMARK_BOOTSTRAP_KEY: ownerKey }, options.cpuProfDir)
+        : undefined,
+      startNode(shared, options.cpuProfDir),
     ])
     for (const n of [sqlite, a]) if (n) children.push(n)
     if (!a) throw new Error('node A did not start')
     // B opens the database A bootstrapped.
-    const b = only.some((p) => p !== 'backends') ? await startNode(shared) : undefined
+    const b = only.some((p) => p !== 'backends') ? await startNode(shared, options.cpuProfDir) : undefined
     if (b) children.push(b)
     // Every node on the last CPU, the load generator on the others (bench/child.ts): only one side is under
     // load at a time, and the server side gets the same CPU whatever it is made of.
@@ -479,7 +487,7 @@ export async function runMultinodeBenchmark(only: readonly MultinodePartId[]): P
       '\nEarmark multi-node benchmark\n' +
         `machine: ${machine.nproc} CPUs (${machine.cpu}), node ${machine.node}, ${machine.os}\n` +
         `method: ${settings.rounds} rounds x ${settings.seconds} s (+${settings.warmupSeconds} s warm-up) per side, ` +
-        `interleaved baseline/scenario, ${settings.connections} connections; one node per child process, ` +
+        `interleaved (each side first in every other round), ${settings.connections} connections; one node per child process, ` +
         (pinned
           ? `throughput parts: every node and nginx pinned to CPU ${pinned.server}, autocannon to CPU ${pinned.runner}; `
           : 'not pinned; ') +

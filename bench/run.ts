@@ -80,7 +80,8 @@ async function main(): Promise<void> {
   if (only.speech.length > 0) allMet = (await runSpeechBenchmark(only.speech, options)).allMet && allMet
   if (only.memory) allMet = (await runMemoryBenchmark(options)).allMet && allMet
   if (only.revocation) allMet = (await runRevocationBenchmark()).allMet && allMet
-  if (only.multinode.length > 0) allMet = (await runMultinodeBenchmark(only.multinode)).allMet && allMet
+  if (only.multinode.length > 0)
+    allMet = (await runMultinodeBenchmark(only.multinode, options)).allMet && allMet
   if (process.env.BENCH_STRICT === '1' && !allMet) process.exitCode = 1
 }
 
