@@ -131,13 +131,17 @@ export function createSuspiciousActivity(options: SuspiciousActivityOptions): Su
 
   // The policy of each project, read again whenever the store's credentials version moves (a settings
   // write is a credentials write), so a threshold changed through the API applies to the next request.
-  const policies = new Map<string, { version: number; policy: SuspiciousPolicy }>()
-  const policyOf = (projectId: string): MaybePromise<SuspiciousPolicy> => {
+  // None for a project that does not exist: a forged token may name any ids, and counting them would let a
+  // stranger fill the windows (in Redis, keys that live for two windows) with subjects no key can match.
+  const policies = new Map<string, { version: number; policy: SuspiciousPolicy | undefined }>()
+  const policyOf = (projectId: string): MaybePromise<SuspiciousPolicy | undefined> => {
     const version = store.credentialsVersion()
     const hit = policies.get(projectId)
     if (hit && hit.version === version) return hit.policy
     return store.getProject(projectId).then((project) => {
-      const policy = effectivePolicy(options.policy, project?.settings.suspiciousActivity)
+      const policy = project
+        ? effectivePolicy(options.policy, project.settings.suspiciousActivity)
+        : undefined
       if (policies.size >= 10_000) policies.clear()
       policies.set(projectId, { version, policy })
       return policy
@@ -395,8 +399,8 @@ export function createSuspiciousActivity(options: SuspiciousActivityOptions): Su
     const { credential } = attribution
     const { projectId, keyId } = credential
     const work = then(policyOf(projectId), (policy) => {
-      const threshold = policy.maxAuthFailuresPerKey
-      if (threshold <= 0) return
+      const threshold = policy?.maxAuthFailuresPerKey ?? 0
+      if (!policy || threshold <= 0) return
       const windowMs = policy.windowSeconds * 1000
       const now = clock.now()
       const subject = `auth_failures|key|${projectId}|${keyId}`
@@ -449,8 +453,8 @@ export function createSuspiciousActivity(options: SuspiciousActivityOptions): Su
       }
       // Never holds the request: a project's policy not yet read is read in the background.
       const policy = policyOf(principal.projectId)
-      if (isPromise(policy)) track(policy.then((p) => observe(principal, plan, access, p, !repeat)))
-      else observe(principal, plan, access, policy, !repeat)
+      if (isPromise(policy)) track(policy.then((p) => p && observe(principal, plan, access, p, !repeat)))
+      else if (policy) observe(principal, plan, access, policy, !repeat)
     },
     authFailed(access, error) {
       const attribution = attributions.get(error)

@@ -252,6 +252,45 @@ for (const windows of WINDOWS)
       }
     })
 
+    it('forged tokens naming a project that does not exist are not counted at all', async () => {
+      // UUIDs, as Earmark writes them: ids of any other shape are not attributed at all.
+      const madeUp = randomUUID()
+      const madeUpKey = randomUUID()
+      const header = Buffer.from(
+        JSON.stringify({ alg: 'HS256', typ: 'JWT', kid: 'not-a-real-kid' }),
+      ).toString('base64url')
+      const now = Math.floor(clock.now() / 1000)
+      for (let i = 0; i < 25; i++) {
+        const payload = Buffer.from(
+          JSON.stringify({
+            iss: 'earmark',
+            sub: madeUpKey,
+            jti: randomUUID(),
+            project_id: madeUp,
+            iat: now,
+            exp: now + 60,
+          }),
+        ).toString('base64url')
+        const signature = createHmac('sha256', 'guessed').update(`${header}.${payload}`).digest('base64url')
+        assert.equal(
+          (await introspect(`Bearer ${header}.${payload}.${signature}`, `100.66.0.${i}`)).status,
+          401,
+        )
+      }
+      await earmark.suspicious.idle()
+      await earmark.services.audit?.flush()
+      assert.deepEqual(await earmark.services.store.listAuditEvents(madeUp, { type: 'suspicious.' }), [])
+      if (windows === 'redis') {
+        // Nothing a stranger can name fills Redis: no window was opened for the made-up ids.
+        const redis = await redisReady(createRedisClient(TEST_REDIS_URL))
+        try {
+          assert.deepEqual(await redis.keys(`${prefix}suspicious:*${madeUp}*`), [])
+        } finally {
+          await closeRedisClient(redis)
+        }
+      }
+    })
+
     /** Opens a live stream and keeps it fed with silence until it closes. */
     const stream = async (credential: { protocols?: string[]; origin?: string }) => {
       const headers: Record<string, string> = credential.origin ? { origin: credential.origin } : {}
