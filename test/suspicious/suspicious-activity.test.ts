@@ -218,28 +218,23 @@ for (const windows of WINDOWS)
       assert.ok(!JSON.stringify(event).includes(key.secret), 'no secret in the event')
     })
 
+    /** A grant token anyone could write: the claims given, an unknown kid, a guessed signing secret. */
+    const forgedToken = (claims: Record<string, unknown>) => {
+      const encode = (part: unknown) => Buffer.from(JSON.stringify(part)).toString('base64url')
+      const now = Math.floor(clock.now() / 1000)
+      const header = encode({ alg: 'HS256', typ: 'JWT', kid: 'not-a-real-kid' })
+      const payload = encode({ iss: 'earmark', iat: now, exp: now + 60, scopes: ['usage:write'], ...claims })
+      const signature = createHmac('sha256', 'guessed').update(`${header}.${payload}`).digest('base64url')
+      return `${header}.${payload}.${signature}`
+    }
+
     it('forged tokens that name a key are counted against it but never disable it, even with auto-disable on', async () => {
       await settings({ auto_disable: true, max_auth_failures_per_key: 5 })
       try {
         const key = await newKey('forgery target')
-        const header = Buffer.from(
-          JSON.stringify({ alg: 'HS256', typ: 'JWT', kid: 'not-a-real-kid' }),
-        ).toString('base64url')
-        const now = Math.floor(clock.now() / 1000)
         for (let i = 0; i < 8; i++) {
-          const payload = Buffer.from(
-            JSON.stringify({
-              iss: 'earmark',
-              sub: key.id,
-              jti: `forged-${i}`,
-              project_id: projectId,
-              iat: now,
-              exp: now + 60,
-              scopes: ['usage:write'],
-            }),
-          ).toString('base64url')
-          const signature = createHmac('sha256', 'guessed').update(`${header}.${payload}`).digest('base64url')
-          const res = await introspect(`Bearer ${header}.${payload}.${signature}`, `100.65.0.${i}`)
+          const forged = forgedToken({ sub: key.id, jti: `forged-${i}`, project_id: projectId })
+          const res = await introspect(`Bearer ${forged}`, `100.65.0.${i}`)
           assert.equal(res.status, 401)
         }
         const [event] = await events('suspicious.auth_failures', key.id)
@@ -256,26 +251,9 @@ for (const windows of WINDOWS)
       // UUIDs, as Earmark writes them: ids of any other shape are not attributed at all.
       const madeUp = randomUUID()
       const madeUpKey = randomUUID()
-      const header = Buffer.from(
-        JSON.stringify({ alg: 'HS256', typ: 'JWT', kid: 'not-a-real-kid' }),
-      ).toString('base64url')
-      const now = Math.floor(clock.now() / 1000)
       for (let i = 0; i < 25; i++) {
-        const payload = Buffer.from(
-          JSON.stringify({
-            iss: 'earmark',
-            sub: madeUpKey,
-            jti: randomUUID(),
-            project_id: madeUp,
-            iat: now,
-            exp: now + 60,
-          }),
-        ).toString('base64url')
-        const signature = createHmac('sha256', 'guessed').update(`${header}.${payload}`).digest('base64url')
-        assert.equal(
-          (await introspect(`Bearer ${header}.${payload}.${signature}`, `100.66.0.${i}`)).status,
-          401,
-        )
+        const forged = forgedToken({ sub: madeUpKey, jti: randomUUID(), project_id: madeUp })
+        assert.equal((await introspect(`Bearer ${forged}`, `100.66.0.${i}`)).status, 401)
       }
       await earmark.suspicious.idle()
       await earmark.services.audit?.flush()
