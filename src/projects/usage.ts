@@ -181,7 +181,7 @@ export async function getRequest(
 
 const DAY = 24 * 3600 * 1000
 
-/** `GET /v1/projects/:id/usage`: per-day totals of audio hours and requests. */
+/** `GET /v1/projects/:id/usage`: per-day totals of audio hours and requests, summed by the store. */
 export async function usageSummary(
   services: Services,
   principal: Principal,
@@ -194,31 +194,17 @@ export async function usageSummary(
   const now = services.clock.now()
   const end = filter.end ?? Math.floor(now / DAY) * DAY + DAY
   const start = filter.start ?? end - 30 * DAY
-  const rows = await services.store.listUsage(projectId, { ...filter, start, end })
-  const days = new Map<number, { seconds: number; requests: number; characters: number; speak: number }>()
-  for (const r of rows) {
-    const day = Math.floor(r.startedAt / DAY) * DAY
-    const d = days.get(day) ?? { seconds: 0, requests: 0, characters: 0, speak: 0 }
-    d.seconds += r.audioSeconds
-    d.requests += 1
-    if (r.endpoint === 'speak') {
-      d.characters += r.characters
-      d.speak += 1
-    }
-    days.set(day, d)
-  }
+  const days = await services.store.summarizeUsage(projectId, { ...filter, start, end }, { bucket: 'day' })
   const hours = (s: number) => Math.round((s / 3600) * 1e6) / 1e6
-  const results = [...days.entries()]
-    .sort(([a], [b]) => a - b)
-    .map(([day, d]) => ({
-      start: isoDate(day).slice(0, 10),
-      end: isoDate(day + DAY).slice(0, 10),
-      hours: hours(d.seconds),
-      total_hours: hours(d.seconds),
-      requests: d.requests,
-      audio_seconds: Math.round(d.seconds * 1000) / 1000,
-      tts: { characters: d.characters, requests: d.speak },
-    }))
+  const results = days.map((d) => ({
+    start: isoDate(d.start).slice(0, 10),
+    end: isoDate(d.start + DAY).slice(0, 10),
+    hours: hours(d.audioSeconds),
+    total_hours: hours(d.audioSeconds),
+    requests: d.requests,
+    audio_seconds: Math.round(d.audioSeconds * 1000) / 1000,
+    tts: { characters: d.speakCharacters, requests: d.speakRequests },
+  }))
   return {
     start: isoDate(start).slice(0, 10),
     end: isoDate(end).slice(0, 10),

@@ -9,6 +9,8 @@ export type {
   RoleChange,
   SigningKey,
   Store,
+  UsageBucket,
+  UsageBucketSize,
   UsageFilter,
   UsageRecord,
 } from './store.js'

@@ -146,6 +146,22 @@ export interface AuditFilter {
   offset?: number
 }
 
+/** How a usage summary is cut: per UTC day. */
+export type UsageBucketSize = 'day'
+
+/** One bucket of a usage summary: sums over the records that started in it. */
+export interface UsageBucket {
+  /** Epoch ms of the bucket's start (a UTC midnight for a day). */
+  start: number
+  audioSeconds: number
+  /** Records of every endpoint. */
+  requests: number
+  /** Characters of `speak` records. */
+  speakCharacters: number
+  /** Records of `speak`. */
+  speakRequests: number
+}
+
 /** Sums of metered audio, for quotas: computed by the store, not by adding rows up in JavaScript. */
 export interface AudioTotalFilter {
   keyId?: string
@@ -248,6 +264,15 @@ export interface Store {
   getUsage(projectId: string, id: string): Promise<UsageRecord | undefined>
   /** Usage records, newest first. */
   listUsage(projectId: string, filter: UsageFilter): Promise<UsageRecord[]>
+  /**
+   * Per-bucket sums of a project's usage records matching `filter` (its limit and offset ignored), open ones
+   * included, oldest bucket first; a bucket without records is absent. Computed by the store in one query.
+   */
+  summarizeUsage(
+    projectId: string,
+    filter: UsageFilter,
+    options: { bucket: UsageBucketSize },
+  ): Promise<UsageBucket[]>
   /** Total audio seconds of a project's usage records matching `filter`, open ones included. */
   sumAudioSeconds(projectId: string, filter: AudioTotalFilter): Promise<number>
 

@@ -1,9 +1,8 @@
 import assert from 'node:assert/strict'
-import { randomBytes, randomUUID } from 'node:crypto'
 import { after, describe, it } from 'node:test'
 import pg from 'pg'
 import { ApiError } from '../../src/errors.js'
-import type { ApiKeyRecord, Member, Project, Store } from '../../src/store/index.js'
+import type { Store } from '../../src/store/index.js'
 import { POSTGRES_MIGRATIONS } from '../../src/store/postgres/postgres-migrations.js'
 import {
   createPostgresStore,
@@ -11,42 +10,12 @@ import {
   openPostgresStore,
 } from '../../src/store/postgres/postgres-store.js'
 import { createTestDatabase, dropTestDatabases } from '../helpers/postgres.js'
+import { ownedProject, T0 } from '../helpers/store-fixtures.js'
 
 // What only the PostgreSQL backend has: the LISTEN/NOTIFY change feed between nodes, migrations under an
 // advisory lock, and a 503 when the database cannot be reached (docs/store.md).
 
 after(() => dropTestDatabases())
-
-const T0 = Date.UTC(2026, 0, 1)
-
-function owned(): { p: Project; o: Member; k: () => ApiKeyRecord } {
-  const p: Project = { id: randomUUID(), name: 'P', company: null, createdAt: T0, settings: {} }
-  const o: Member = {
-    id: randomUUID(),
-    projectId: p.id,
-    email: `${randomUUID()}@example.com`,
-    firstName: null,
-    lastName: null,
-    role: 'owner',
-    createdAt: T0,
-  }
-  const k = (): ApiKeyRecord => ({
-    id: randomUUID(),
-    projectId: p.id,
-    memberId: o.id,
-    hash: randomBytes(32).toString('hex'),
-    comment: 'c',
-    scopes: ['member'],
-    tags: [],
-    createdAt: T0,
-    expiresAt: null,
-    deletedAt: null,
-    options: {},
-    disabledAt: null,
-    disabledReason: null,
-  })
-  return { p, o, k }
-}
 
 /** Resolves with the ms until `store.credentialsVersion()` differs from `from`, checking every turn of the loop. */
 async function versionMoves(store: Store, from: number, started: number, limitMs: number): Promise<number> {
@@ -67,7 +36,7 @@ describe('PostgreSQL store', () => {
     const a = await openPostgresStore({ url })
     const b = await openPostgresStore({ url })
     try {
-      const { p, o, k } = owned()
+      const { p, o, k } = ownedProject()
       const first = k()
       await a.createProjectWithOwner(p, o, first)
       const delays: number[] = []
@@ -146,7 +115,7 @@ describe('PostgreSQL store', () => {
         steady = b.credentialsVersion() === v
       }
       assert.ok(steady, 'B listens again (its version stops moving on every call)')
-      const { p, o, k } = owned()
+      const { p, o, k } = ownedProject()
       const v = b.credentialsVersion()
       await a.createProjectWithOwner(p, o, k())
       assert.notEqual(b.credentialsVersion(), v, "A's write reached B after the reconnect")

@@ -1,59 +1,28 @@
 import assert from 'node:assert/strict'
 import { randomBytes, randomUUID } from 'node:crypto'
-import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
-import type { ApiKeyRecord, AuditEvent, AuditFilter, Member, Project, Store } from '../../src/store/index.js'
-import { createPostgresStore } from '../../src/store/postgres/postgres-store.js'
-import { createSqliteStore } from '../../src/store/sqlite/sqlite-store.js'
-import { dropTestDatabases, testDatabaseFor } from '../helpers/postgres.js'
+import type {
+  AuditEvent,
+  AuditFilter,
+  Member,
+  Project,
+  Store,
+  UsageFilter,
+  UsageRecord,
+} from '../../src/store/index.js'
+import { dropTestDatabases } from '../helpers/postgres.js'
 import { removeDir, tempDataDir } from '../helpers/server-process.js'
+import { key, member, project, STORE_BACKENDS, selectedStores, T0, usage } from '../helpers/store-fixtures.js'
 
 /**
  * One contract, run against every store backend named in STORES (default: both). A backend passes
  * when it behaves exactly like this, whatever it is built on. PostgreSQL: one throwaway database per data
- * directory on the local cluster, dropped at the end (test/helpers/postgres.ts).
+ * directory on the local cluster, dropped at the end (test/helpers/store-fixtures.ts).
  */
-const databases = new Map<string, string>()
-const BACKENDS: Record<string, (dir: string) => Store> = {
-  sqlite: (dir) => createSqliteStore({ path: join(dir, 'contract.sqlite') }),
-  postgres: (dir) => createPostgresStore({ url: testDatabaseFor(dir, databases) }),
-}
-const selected = (process.env.STORES ?? 'sqlite,postgres').split(',').map((s) => s.trim())
 after(() => dropTestDatabases())
 
-const T0 = Date.UTC(2026, 0, 1)
-
-function project(): Project {
-  return { id: randomUUID(), name: 'P', company: null, createdAt: T0, settings: {} }
-}
-function member(
-  projectId: string,
-  role: Member['role'] = 'owner',
-  email = `${randomUUID()}@example.com`,
-): Member {
-  return { id: randomUUID(), projectId, email, firstName: 'Ann', lastName: null, role, createdAt: T0 }
-}
-function key(m: Member, over: Partial<ApiKeyRecord> = {}): ApiKeyRecord {
-  return {
-    id: randomUUID(),
-    projectId: m.projectId,
-    memberId: m.id,
-    hash: randomBytes(32).toString('hex'),
-    comment: 'c',
-    scopes: ['usage:write', 'member'],
-    tags: ['b', 'a'],
-    createdAt: T0,
-    expiresAt: null,
-    deletedAt: null,
-    options: {},
-    disabledAt: null,
-    disabledReason: null,
-    ...over,
-  }
-}
-
-for (const name of selected) {
-  const make = BACKENDS[name]
+for (const name of selectedStores()) {
+  const make = STORE_BACKENDS[name]
   describe(`store contract: ${name}`, () => {
     if (!make) {
       it(`knows the backend ${name}`, () => assert.fail(`no store backend called ${name}`))
@@ -118,7 +87,7 @@ for (const name of selected) {
       const p = project()
       const o = member(p.id)
       await store.createProjectWithOwner(p, o, key(o))
-      const m = member(p.id, 'member')
+      const m = member(p.id, { role: 'member' })
       await store.createMember(m)
       const mk = key(m, { createdAt: T0 + 5 })
       await store.insertKey(mk)
@@ -138,7 +107,7 @@ for (const name of selected) {
       const o = member(p.id)
       await store.createProjectWithOwner(p, o, key(o))
       assert.equal(await store.setMemberRole(p.id, o.id, 'admin'), 'last_owner')
-      const m = member(p.id, 'member')
+      const m = member(p.id, { role: 'member' })
       await store.createMember(m)
       assert.equal(await store.setMemberRole(p.id, m.id, 'owner'), 'updated')
       assert.equal(await store.setMemberRole(p.id, o.id, 'admin'), 'updated')
@@ -195,7 +164,7 @@ for (const name of selected) {
               return store.createProjectWithOwner(q, o, key(o))
             },
           ],
-          ['member', (s) => s.createMember(member(p.id, 'member'))],
+          ['member', (s) => s.createMember(member(p.id, { role: 'member' }))],
           ['key', (s) => s.insertKey(key(owner))],
           ['key deletion', (s, i) => s.deleteKey(p.id, doomed[i]?.id ?? '', T0 + 5)],
           ['project rename', (s, i) => s.updateProject(p.id, { name: `Q${i}` })],
@@ -382,36 +351,25 @@ for (const name of selected) {
         const q = project()
         const qo = member(q.id)
         await s.createProjectWithOwner(q, qo, key(qo))
-        const usage = (
-          i: number,
+        const add = (
           keyId: string,
           endUser: string | null,
           startedAt: number,
           audioSeconds: number,
           open = false,
         ) =>
-          s.insertUsage({
-            id: randomUUID(),
-            projectId: q.id,
-            keyId,
-            endUser,
-            tags: [],
-            endpoint: 'listen',
-            method: 'streaming',
-            path: '/v1/listen',
-            model: null,
-            startedAt,
-            endedAt: open ? null : startedAt + i,
-            audioSeconds,
-            characters: 0,
-            status: open ? null : 1000,
-            detail: null,
-          })
-        await usage(1, 'ka', 'alice', T0 + 100, 1.5)
-        await usage(2, 'ka', 'bob', T0 + 200, 2.25)
-        await usage(3, 'kb', 'alice', T0 + 300, 4)
-        await usage(4, 'kb', null, T0 + 50, 8)
-        await usage(5, 'ka', 'alice', T0 + 400, 0.5, true)
+          s.insertUsage(
+            usage(q.id, keyId, startedAt, {
+              endUser,
+              audioSeconds,
+              ...(open ? { endedAt: null, status: null } : {}),
+            }),
+          )
+        await add('ka', 'alice', T0 + 100, 1.5)
+        await add('ka', 'bob', T0 + 200, 2.25)
+        await add('kb', 'alice', T0 + 300, 4)
+        await add('kb', null, T0 + 50, 8)
+        await add('ka', 'alice', T0 + 400, 0.5, true)
         const sum = (f: { keyId?: string; endUser?: string; start: number }) => s.sumAudioSeconds(q.id, f)
         assert.equal(await sum({ start: T0 }), 16.25)
         assert.equal(await sum({ start: T0 + 100 }), 8.25, 'the start is inclusive')
@@ -420,6 +378,80 @@ for (const name of selected) {
         assert.equal(await sum({ keyId: 'ka', endUser: 'alice', start: T0 }), 2)
         assert.equal(await sum({ keyId: 'nobody', start: T0 }), 0)
         assert.equal(await s.sumAudioSeconds(p.id, { keyId: 'ka', start: T0 }), 0, 'per project')
+      })
+
+      it('sums usage per UTC day in the store: day boundaries, filters, open records, empty ranges', async () => {
+        const q = project()
+        const qo = member(q.id)
+        await s.createProjectWithOwner(q, qo, key(qo))
+        const DAY = 24 * 3600 * 1000
+        const D = T0 + 10 * DAY
+        const add = (startedAt: number, over: Partial<UsageRecord>) =>
+          s.insertUsage(usage(q.id, 'ka', startedAt, over))
+        const speak = { endpoint: 'speak', method: 'sync', path: '/v1/speak', status: 200 } as const
+        await add(D - 1, { audioSeconds: 1.5, endUser: 'alice' }) // the last ms of the day before
+        await add(D, { audioSeconds: 2.25 }) // the first ms of the day
+        await add(D + 5, { ...speak, keyId: 'kb', audioSeconds: 0.5, characters: 40 })
+        await add(D + 6, { ...speak, characters: 2, status: 500, endUser: 'alice' })
+        await add(D + 7, { audioSeconds: 0.25, endedAt: null, status: null }) // still open
+        await add(D + DAY - 1, { method: 'sync', audioSeconds: 4, status: 413, keyId: 'kb' })
+        await add(D + DAY, { audioSeconds: 8, endUser: 'alice' }) // the next day
+        const day = (start: number, audioSeconds: number, requests: number, chars = 0, speaks = 0) => ({
+          start,
+          audioSeconds,
+          requests,
+          speakCharacters: chars,
+          speakRequests: speaks,
+        })
+        const sum = (f: UsageFilter) => s.summarizeUsage(q.id, f, { bucket: 'day' })
+
+        assert.deepEqual(
+          await sum({}),
+          [day(D - DAY, 1.5, 1), day(D, 7, 5, 42, 2), day(D + DAY, 8, 1)],
+          'oldest day first, open records and every endpoint counted, speak apart',
+        )
+        assert.deepEqual(await sum({ start: D, end: D + DAY }), [day(D, 7, 5, 42, 2)], 'start in, end out')
+        assert.deepEqual(await sum({ start: D - 1, end: D + 1 }), [day(D - DAY, 1.5, 1), day(D, 2.25, 1)])
+        assert.deepEqual(await sum({ keyId: 'kb' }), [day(D, 4.5, 2, 40, 1)])
+        assert.deepEqual(await sum({ endUser: 'alice' }), [
+          day(D - DAY, 1.5, 1),
+          day(D, 0, 1, 2, 1),
+          day(D + DAY, 8, 1),
+        ])
+        assert.deepEqual(await sum({ endpoint: 'speak' }), [day(D, 0.5, 2, 42, 2)])
+        assert.deepEqual(await sum({ method: 'sync', endpoint: 'listen' }), [day(D, 4, 1)])
+        assert.deepEqual(
+          await sum({ succeeded: true, start: D, end: D + DAY }),
+          [day(D, 2.75, 2, 40, 1)],
+          'an open record is no success',
+        )
+        assert.deepEqual(
+          await sum({ succeeded: false, start: D, end: D + DAY }),
+          [day(D, 4, 2, 2, 1)],
+          'nor a failure',
+        )
+        assert.deepEqual(
+          await sum({ limit: 1, offset: 5, start: D, end: D + 1 }),
+          [day(D, 2.25, 1)],
+          'no paging',
+        )
+        assert.deepEqual(await sum({ start: D + 2 * DAY }), [], 'an empty range')
+        assert.deepEqual(await sum({ start: D, end: D }), [])
+        assert.deepEqual(await sum({ keyId: 'nobody' }), [])
+        assert.deepEqual(await s.summarizeUsage(p.id, {}, { bucket: 'day' }), [], 'per project')
+
+        // Seconds are added one by one, newest first (as /usage always added them): 0.1 + 0.2 + 0.3 in that
+        // order is 0.6000000000000001, where a compensated sum or another order gives 0.6.
+        await add(D + 3 * DAY + 3, { keyId: 'order', audioSeconds: 0.1 })
+        await add(D + 3 * DAY + 2, { keyId: 'order', audioSeconds: 0.2 })
+        await add(D + 3 * DAY + 1, { keyId: 'order', audioSeconds: 0.3 })
+        const [ordered] = await sum({ keyId: 'order' })
+        assert.equal(ordered?.audioSeconds, 0.1 + 0.2 + 0.3)
+        assert.notEqual(0.1 + 0.2 + 0.3, 0.3 + 0.2 + 0.1, 'the order shows')
+
+        // Days are floored, also before 1970 (never written by Earmark, but the arithmetic is the store's).
+        await add(-1, { keyId: 'old', audioSeconds: 1 })
+        assert.deepEqual(await sum({ keyId: 'old' }), [day(-DAY, 1, 1)])
       })
 
       it('stores audit events as given and lists them newest first, filtered and paged, per project', async () => {

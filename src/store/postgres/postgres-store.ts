@@ -3,18 +3,35 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import pg from 'pg'
 import type { Role } from '../../auth/scopes.js'
 import { ApiError } from '../../errors.js'
-import type {
-  ApiKeyRecord,
-  ApiKeyWithMember,
-  AuditEvent,
-  AuditFilter,
-  Member,
-  Project,
-  RoleChange,
-  Store,
-  UsageFilter,
-  UsageRecord,
-} from '../store.js'
+import type { ApiKeyRecord, Member, RoleChange, Store } from '../store.js'
+import {
+  audioTotalWhere,
+  auditWhere,
+  numberPlaceholders,
+  projectUpdate,
+  type SqlQuery,
+  usageSummaryQuery,
+  usageWhere,
+} from '../store-filters.js'
+import {
+  API_KEYS,
+  AUDIT,
+  columnsAs,
+  insertSql,
+  MEMBERS,
+  PROJECTS,
+  rowValues,
+  SIGNING_KEYS,
+  type Table,
+  toAudit,
+  toKey,
+  toMember,
+  toProject,
+  toSigningKey,
+  toUsage,
+  toUsageBucket,
+  USAGE,
+} from '../store-rows.js'
 import { POSTGRES_MIGRATIONS } from './postgres-migrations.js'
 
 /** The channel every credential-writing transaction notifies (docs/store.md). */
@@ -102,107 +119,21 @@ function toStoreError(err: unknown): unknown {
   })
 }
 
-const KEY_COLUMNS = `k.id, k.project_id, k.member_id, k.hash, k.comment, k.created_at, k.expires_at, k.deleted_at,
-  k.options, k.disabled_at, k.disabled_reason,
+const KEY_COLUMNS = `${columnsAs(API_KEYS, 'k')},
   ARRAY(SELECT scope FROM api_key_scopes WHERE key_id = k.id ORDER BY position) AS scopes,
   ARRAY(SELECT tag FROM api_key_tags WHERE key_id = k.id ORDER BY position) AS tags,
   m.role AS member_role, m.email AS member_email`
 const KEY_FROM = 'api_keys k JOIN members m ON m.id = k.member_id'
 const KEY_SELECT = `SELECT ${KEY_COLUMNS} FROM ${KEY_FROM}`
 
-function toKey(row: Record<string, unknown>): ApiKeyWithMember {
-  // Set only for a secret the key was rerolled away from (Store.findKeyByHash), absent otherwise.
-  const { previous_expires_at: previous, ...rest } = row
-  const key = camelRow<ApiKeyWithMember>(rest, ['options'])
-  if (previous != null) key.previousSecretExpiresAt = previous as number
-  return key
-}
-
-// Every table's columns are its record's fields in snake_case; the JSON columns are named. Rows and records
-// convert by that rule, so a column list is the only place a table's fields are spelled out.
-const fieldOf = (column: string) => column.replace(/_([a-z])/g, (_, c: string) => c.toUpperCase())
-const columnsOf = (list: string) => list.split(',').map((c) => c.trim())
-
-/** Row → record. */
-function camelRow<T>(row: Record<string, unknown>, json: readonly string[] = []): T {
-  const out: Record<string, unknown> = {}
-  for (const [column, value] of Object.entries(row)) {
-    out[fieldOf(column)] = json.includes(column) ? JSON.parse(value as string) : value
-  }
-  return out as T
-}
-
-/** Record → the values of `columns`, in order, JSON columns serialised. */
-function rowValues(record: object, columns: string, json: readonly string[] = []): unknown[] {
-  return columnsOf(columns).map((column) => {
-    const value = (record as Record<string, unknown>)[fieldOf(column)]
-    return json.includes(column) ? JSON.stringify(value) : value
-  })
-}
-
 /** `INSERT INTO table (columns) VALUES ($1, …)`. */
-function insertSql(table: string, columns: string): string {
-  const placeholders = columnsOf(columns).map((_, i) => `$${i + 1}`)
-  return `INSERT INTO ${table} (${columns}) VALUES (${placeholders.join(', ')})`
-}
-const toProject = (row: Record<string, unknown>) => camelRow<Project>(row, ['settings'])
-const toMember = (row: Record<string, unknown>) => camelRow<Member>(row)
-const toUsage = (row: Record<string, unknown>) => camelRow<UsageRecord>(row, ['tags'])
-const toAudit = (row: Record<string, unknown>) => camelRow<AuditEvent>(row, ['detail'])
+const insertRow = (t: Table) => numberPlaceholders(insertSql(t))
 
-const PROJECT_COLUMNS = 'id, name, company, created_at, settings'
-const KEY_ROW_COLUMNS =
-  'id, project_id, member_id, hash, comment, created_at, expires_at, deleted_at, options, disabled_at, disabled_reason'
-const MEMBER_COLUMNS = 'id, project_id, email, first_name, last_name, role, created_at'
-const USAGE_COLUMNS = `id, project_id, key_id, end_user, tags, endpoint, method, path, model, started_at, ended_at,
-  audio_seconds, characters, status, detail`
-const AUDIT_COLUMNS = 'id, project_id, at, type, actor_key_id, key_id, end_user, ip, request_id, detail'
-
-/** Builds `project_id = $1 AND …` with numbered placeholders, one condition at a time. */
-function whereBuilder(projectId: string) {
-  const parts = ['project_id = $1']
-  const values: (string | number | null)[] = [projectId]
-  return {
-    /** `sql` uses `?` for each value; they are numbered here. */
-    add(sql: string, ...more: (string | number)[]) {
-      parts.push(sql.replace(/\?/g, () => `$${values.push(more.shift() as string | number)}`))
-    },
-    /** The next placeholder, for what follows the WHERE clause. */
-    next(value: string | number | null) {
-      return `$${values.push(value)}`
-    },
-    sql: () => parts.join(' AND '),
-    values,
-  }
-}
-
-function usageWhere(projectId: string, f: UsageFilter) {
-  const where = whereBuilder(projectId)
-  if (f.start !== undefined) where.add('started_at >= ?', f.start)
-  if (f.end !== undefined) where.add('started_at < ?', f.end)
-  if (f.keyId !== undefined) where.add('key_id = ?', f.keyId)
-  if (f.endUser !== undefined) where.add('end_user = ?', f.endUser)
-  if (f.endpoint !== undefined) where.add('endpoint = ?', f.endpoint)
-  if (f.method !== undefined) where.add('method = ?', f.method)
-  if (f.succeeded === true) where.add('((status >= 200 AND status < 300) OR status = 1000)')
-  // As on SQLite, a record still open (status null) is neither a success nor a failure.
-  if (f.succeeded === false) where.add('NOT ((status >= 200 AND status < 300) OR status = 1000)')
-  return where
-}
-
-function auditWhere(projectId: string, f: AuditFilter) {
-  const where = whereBuilder(projectId)
-  if (f.start !== undefined) where.add('at >= ?', f.start)
-  if (f.end !== undefined) where.add('at < ?', f.end)
-  if (f.type !== undefined) {
-    // A prefix ends in a dot; LIKE's wildcards in it are escaped.
-    if (f.type.endsWith('.')) where.add("type LIKE ? ESCAPE '\\'", `${f.type.replace(/[\\%_]/g, '\\$&')}%`)
-    else where.add('type = ?', f.type)
-  }
-  if (f.keyId !== undefined) where.add('(key_id = ? OR actor_key_id = ?)', f.keyId, f.keyId)
-  if (f.endUser !== undefined) where.add('end_user = ?', f.endUser)
-  return where
-}
+/** A shared query with `?` placeholders plus what follows it (`?` too), numbered as PostgreSQL wants them. */
+const numbered = (q: SqlQuery, tail = '', more: unknown[] = []) => ({
+  sql: numberPlaceholders(`${q.sql}${tail}`),
+  values: [...q.values, ...more],
+})
 
 const statementNames = new Map<string, string>()
 /** A prepared statement's name: the same for the same text (the dynamic filters make a few dozen at most). */
@@ -453,7 +384,7 @@ export function createPostgresStore(options: PostgresStoreOptions): PostgresStor
   }
 
   const insertKeyRows = async (c: pg.ClientBase, key: ApiKeyRecord) => {
-    await c.query(insertSql('api_keys', KEY_ROW_COLUMNS), rowValues(key, KEY_ROW_COLUMNS, ['options']))
+    await c.query(insertRow(API_KEYS), rowValues(API_KEYS, key))
     // Arrays in one statement each: a key with many scopes is still two round trips.
     await c.query(
       'INSERT INTO api_key_scopes (key_id, position, scope) SELECT $1, p - 1, s FROM unnest($2::text[]) WITH ORDINALITY AS t(s, p)',
@@ -464,8 +395,7 @@ export function createPostgresStore(options: PostgresStoreOptions): PostgresStor
       [key.id, key.tags],
     )
   }
-  const insertMemberRow = (c: pg.ClientBase, m: Member) =>
-    c.query(insertSql('members', MEMBER_COLUMNS), rowValues(m, MEMBER_COLUMNS))
+  const insertMemberRow = (c: pg.ClientBase, m: Member) => c.query(insertRow(MEMBERS), rowValues(MEMBERS, m))
   const changedOne = (r: pg.QueryResult) => r.rowCount === 1
   /** The first row of `sql` as a record, or undefined. */
   const one = async <T>(map: (row: Record<string, unknown>) => T, sql: string, values: unknown[]) => {
@@ -485,10 +415,7 @@ export function createPostgresStore(options: PostgresStoreOptions): PostgresStor
     isEmpty: async () => (await query('SELECT 1 FROM projects LIMIT 1')).rowCount === 0,
     createProjectWithOwner: async (project, owner, key) => {
       await credentialWrite(async (c) => {
-        await c.query(
-          insertSql('projects', PROJECT_COLUMNS),
-          rowValues(project, PROJECT_COLUMNS, ['settings']),
-        )
+        await c.query(insertRow(PROJECTS), rowValues(PROJECTS, project))
         await insertMemberRow(c, owner)
         await insertKeyRows(c, key)
       })
@@ -500,39 +427,30 @@ export function createPostgresStore(options: PostgresStoreOptions): PostgresStor
         ),
       ),
     listProjects: async () =>
-      (await query(`SELECT ${PROJECT_COLUMNS} FROM projects ORDER BY created_at, id`)).rows.map(toProject),
-    getProject: (id) => one(toProject, `SELECT ${PROJECT_COLUMNS} FROM projects WHERE id = $1`, [id]),
+      (await query(`SELECT ${PROJECTS.columns} FROM projects ORDER BY created_at, id`)).rows.map(toProject),
+    getProject: (id) => one(toProject, `SELECT ${PROJECTS.columns} FROM projects WHERE id = $1`, [id]),
     updateProject: async (id, patch) => {
-      const sets: string[] = []
-      const values: (string | null)[] = []
-      if (patch.name !== undefined) sets.push(`name = $${values.push(patch.name)}`)
-      if (patch.company !== undefined) sets.push(`company = $${values.push(patch.company)}`)
-      if (sets.length === 0) return (await query('SELECT 1 FROM projects WHERE id = $1', [id])).rowCount === 1
-      return credentialWrite(async (c) =>
-        changedOne(
-          await c.query(`UPDATE projects SET ${sets.join(', ')} WHERE id = $${values.length + 1}`, [
-            ...values,
-            id,
-          ]),
-        ),
-      )
+      const update = projectUpdate(id, patch)
+      if (!update) return (await query('SELECT 1 FROM projects WHERE id = $1', [id])).rowCount === 1
+      const { sql, values } = numbered(update)
+      return credentialWrite(async (c) => changedOne(await c.query(sql, values)))
     },
     createMember: async (member) => {
       await credentialWrite((c) => insertMemberRow(c, member))
     },
     listMembers: async (projectId) =>
       (
-        await query(`SELECT ${MEMBER_COLUMNS} FROM members WHERE project_id = $1 ORDER BY created_at, id`, [
+        await query(`SELECT ${MEMBERS.columns} FROM members WHERE project_id = $1 ORDER BY created_at, id`, [
           projectId,
         ])
       ).rows.map(toMember),
     getMember: (projectId, memberId) =>
-      one(toMember, `SELECT ${MEMBER_COLUMNS} FROM members WHERE project_id = $1 AND id = $2`, [
+      one(toMember, `SELECT ${MEMBERS.columns} FROM members WHERE project_id = $1 AND id = $2`, [
         projectId,
         memberId,
       ]),
     getMemberByEmail: (projectId, email) =>
-      one(toMember, `SELECT ${MEMBER_COLUMNS} FROM members WHERE project_id = $1 AND email = $2`, [
+      one(toMember, `SELECT ${MEMBERS.columns} FROM members WHERE project_id = $1 AND email = $2`, [
         projectId,
         email,
       ]),
@@ -645,20 +563,11 @@ export function createPostgresStore(options: PostgresStoreOptions): PostgresStor
         ),
       ),
     listSigningKeys: async () =>
-      (
-        await query<{ kid: string; secret: Buffer; created_at: number; retired_at: number | null }>(
-          'SELECT kid, secret, created_at, retired_at FROM signing_keys ORDER BY created_at, seq',
-        )
-      ).rows.map((r) => ({ kid: r.kid, secret: r.secret, createdAt: r.created_at, retiredAt: r.retired_at })),
+      (await query(`SELECT ${SIGNING_KEYS.columns} FROM signing_keys ORDER BY created_at, seq`)).rows.map(
+        toSigningKey,
+      ),
     insertSigningKey: async (key) => {
-      await credentialWrite((c) =>
-        c.query('INSERT INTO signing_keys (kid, secret, created_at, retired_at) VALUES ($1, $2, $3, $4)', [
-          key.kid,
-          key.secret,
-          key.createdAt,
-          key.retiredAt,
-        ]),
-      )
+      await credentialWrite((c) => c.query(insertRow(SIGNING_KEYS), rowValues(SIGNING_KEYS, key)))
     },
     retireSigningKey: (kid, at) =>
       credentialWrite(async (c) =>
@@ -670,7 +579,7 @@ export function createPostgresStore(options: PostgresStoreOptions): PostgresStor
         ),
       ),
     insertUsage: async (r) => {
-      await query(insertSql('usage_requests', USAGE_COLUMNS), rowValues(r, USAGE_COLUMNS, ['tags']))
+      await query(insertRow(USAGE), rowValues(USAGE, r))
     },
     finishUsage: async (projectId, id, e) =>
       changedOne(
@@ -681,46 +590,53 @@ export function createPostgresStore(options: PostgresStoreOptions): PostgresStor
         ),
       ),
     getUsage: (projectId, id) =>
-      one(toUsage, `SELECT ${USAGE_COLUMNS} FROM usage_requests WHERE project_id = $1 AND id = $2`, [
+      one(toUsage, `SELECT ${USAGE.columns} FROM usage_requests WHERE project_id = $1 AND id = $2`, [
         projectId,
         id,
       ]),
     listUsage: async (projectId, filter) => {
-      const where = usageWhere(projectId, filter)
-      const sql = `SELECT ${USAGE_COLUMNS} FROM usage_requests WHERE ${where.sql()}
-        ORDER BY started_at DESC, id LIMIT ${where.next(filter.limit ?? null)} OFFSET ${where.next(filter.offset ?? 0)}`
-      return (await query(sql, where.values)).rows.map(toUsage)
+      const { sql, values } = numbered(
+        usageWhere(projectId, filter),
+        ' ORDER BY started_at DESC, id LIMIT ? OFFSET ?',
+        [filter.limit ?? null, filter.offset ?? 0],
+      )
+      return (await query(`SELECT ${USAGE.columns} FROM usage_requests WHERE ${sql}`, values)).rows.map(
+        toUsage,
+      )
+    },
+    summarizeUsage: async (projectId, filter, { bucket }) => {
+      const { sql, values } = numbered(usageSummaryQuery(projectId, filter, bucket, 'sum'))
+      return (await query(sql, values)).rows.map(toUsageBucket)
     },
     sumAudioSeconds: async (projectId, f) => {
-      const where = whereBuilder(projectId)
-      if (f.keyId !== undefined) where.add('key_id = ?', f.keyId)
-      if (f.endUser !== undefined) where.add('end_user = ?', f.endUser)
-      where.add('started_at >= ?', f.start)
+      const { sql, values } = numbered(audioTotalWhere(projectId, f))
       const { rows } = await query<{ total: number }>(
-        `SELECT coalesce(sum(audio_seconds), 0)::float8 AS total FROM usage_requests WHERE ${where.sql()}`,
-        where.values,
+        `SELECT coalesce(sum(audio_seconds), 0)::float8 AS total FROM usage_requests WHERE ${sql}`,
+        values,
       )
       return rows[0]?.total ?? 0
     },
     insertAuditEvents: async (events) => {
       if (events.length === 0) return
       // One statement: all of the batch or none, in the order given.
-      const perEvent = events.map((e) => rowValues(e, AUDIT_COLUMNS, ['detail']))
-      const arrays = columnsOf(AUDIT_COLUMNS).map((column, i) => ({
+      const perEvent = events.map((e) => rowValues(AUDIT, e))
+      const arrays = AUDIT.columnList.map((column, i) => ({
         values: perEvent.map((v) => v[i]),
         type: column === 'at' ? 'bigint' : 'text',
       }))
       await query(
-        `INSERT INTO audit_events (${AUDIT_COLUMNS})
+        `INSERT INTO audit_events (${AUDIT.columns})
          SELECT * FROM unnest(${arrays.map((a, i) => `$${i + 1}::${a.type}[]`).join(', ')})`,
         arrays.map((a) => a.values),
       )
     },
     listAuditEvents: async (projectId, filter) => {
-      const where = auditWhere(projectId, filter)
-      const sql = `SELECT ${AUDIT_COLUMNS} FROM audit_events WHERE ${where.sql()}
-        ORDER BY at DESC, seq DESC LIMIT ${where.next(filter.limit ?? null)} OFFSET ${where.next(filter.offset ?? 0)}`
-      return (await query(sql, where.values)).rows.map(toAudit)
+      const { sql, values } = numbered(
+        auditWhere(projectId, filter),
+        ' ORDER BY at DESC, seq DESC LIMIT ? OFFSET ?',
+        [filter.limit ?? null, filter.offset ?? 0],
+      )
+      return (await query(`SELECT ${AUDIT.columns} FROM audit_events WHERE ${sql}`, values)).rows.map(toAudit)
     },
     close: async () => {
       if (closed) return
