@@ -3,7 +3,7 @@ import { randomUUID } from 'node:crypto'
 import { after, before, describe, it } from 'node:test'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { closeRedisClient, createRedisClient, type RedisClient } from '../../src/store/redis/index.js'
-import { deleteKeys, redisReady, TEST_REDIS_URL } from '../helpers/redis.js'
+import { CLOSED_REDIS_URL, deleteKeys, redisReady, TEST_REDIS_URL } from '../helpers/redis.js'
 import { removeDir, type ServerProcess, startServerProcess, tempDataDir } from '../helpers/server-process.js'
 import { recordSecrets } from '../helpers/test-logs.js'
 
@@ -128,5 +128,50 @@ describe('suspicious activity counted across two nodes sharing one Redis', { tim
     await from(b, '203.0.113.8')
     await sleep(500)
     assert.equal((await findings(keyId)).length, 1, 'one finding per window across both nodes')
+  })
+})
+
+describe('suspicious activity on a node whose Redis cannot be reached', { timeout: 120_000 }, () => {
+  const ownerKey = `emk_suspicious_down_${randomUUID().replaceAll('-', '')}_owner`
+  let node: ServerProcess
+
+  before(async () => {
+    recordSecrets(ownerKey)
+    node = await startServerProcess({
+      bootstrapKey: ownerKey,
+      env: {
+        EARMARK_REDIS_URL: CLOSED_REDIS_URL,
+        EARMARK_CAPACITY: '4',
+        EARMARK_TRUST_PROXY: '127.0.0.1',
+        EARMARK_SUSPICIOUS_MAX_IPS_PER_CREDENTIAL: '2',
+        EARMARK_LOG_LEVEL: 'info',
+      },
+    })
+  })
+
+  after(async () => {
+    await node?.stop()
+    if (node) removeDir(node.dataDir)
+  })
+
+  it('requests are answered at once, observations are skipped, and the outage is logged once at warn', async () => {
+    const started = Date.now()
+    for (let i = 1; i <= 6; i++) {
+      const res = await fetch(`${node.url}/v1/auth/token`, {
+        headers: { authorization: `Token ${ownerKey}`, 'x-forwarded-for': `198.51.100.${i}` },
+      })
+      assert.equal(res.status, 200)
+    }
+    const ms = Date.now() - started
+    assert.ok(ms < 5000, `six requests took ${ms} ms`)
+    await sleep(300)
+    const lines = node.output
+      .filter((l) => l.startsWith('{'))
+      .map((l) => JSON.parse(l) as { level: number; msg: string; error?: string })
+    const skipped = lines.filter((l) => l.msg.startsWith('suspicious-activity windows unavailable'))
+    assert.equal(skipped.length, 1, 'one warning for the outage, not one per observation')
+    assert.equal(skipped[0]?.level, 40, 'at warn')
+    assert.ok(!JSON.stringify(skipped[0]).includes('redis://'), 'no URL in the log line')
+    assert.ok(!lines.some((l) => l.msg === 'suspicious-activity check failed'), 'no error logged per request')
   })
 })
