@@ -1,27 +1,25 @@
 import assert from 'node:assert/strict'
-import { after, before, describe, it } from 'node:test'
+import { before, describe, it } from 'node:test'
 import { exactly, pieces, wav, webmVariants } from '../helpers/listen-e2e.js'
-import { finals, type LiveServer, openSocket, sendPcm, startLiveServer } from '../helpers/live-server.js'
+import { finals, openSocket, sendPcm } from '../helpers/live-server.js'
 import { concatPcm, silence, speech } from '../helpers/speech.js'
-import { type QuotaApi, quotaApi } from './quota-api.js'
+import { DAY_MS, quotaSuite } from './quota-api.js'
 
 // Audio quotas on the live /v1/listen socket of a real Earmark (real SQLite file, real PocketSphinx): the audio
 // fed to the engine stops exactly at what the quotas leave, the stream is closed 1008 QUOTA-0001 after the
 // finals of what it took, and the usage records add up to the quota (docs/quotas.md).
 
 const RAW = 'encoding=linear16&sample_rate=16000'
-const DAY_MS = 24 * 3600 * 1000
 
 describe('audio quotas on live streams', { timeout: 180_000 }, () => {
-  let srv: LiveServer
-  let api: QuotaApi
+  const { api, server } = quotaSuite({ EARMARK_CAPACITY: '3' })
   /** 0.5 s silence, "good morning", silence up to 4.5 s, then a sentence the quota must cut off. */
   let speechThenMore: Int16Array
   /** 0.5 s silence, then one sentence without a pause, then 1 s of silence. */
   let sentence: Int16Array
 
   const grant = async (key: string, endUser: string) => {
-    const res = await fetch(`${srv.url}/v1/auth/grant`, {
+    const res = await fetch(`${server().url}/v1/auth/grant`, {
       method: 'POST',
       headers: { authorization: `Token ${key}`, 'content-type': 'application/json' },
       body: JSON.stringify({ ttl_seconds: 600, end_user: endUser }),
@@ -30,7 +28,7 @@ describe('audio quotas on live streams', { timeout: 180_000 }, () => {
     return ((await res.json()) as { access_token: string }).access_token
   }
   const listen = (credential: string, scheme: 'token' | 'bearer' = 'token') =>
-    openSocket(`${srv.wsUrl}/v1/listen?${RAW}`, { protocols: [scheme, credential] })
+    openSocket(`${server().wsUrl}/v1/listen?${RAW}`, { protocols: [scheme, credential] })
   /** Streams `pcm` (100 ms frames, paced in real time or not), then CloseStream unless the server closed first. */
   const stream = async (s: Awaited<ReturnType<typeof openSocket>>, pcm: Int16Array, paced: boolean) => {
     await sendPcm(s.ws, pcm, 100, paced)
@@ -38,7 +36,10 @@ describe('audio quotas on live streams', { timeout: 180_000 }, () => {
     return s.closed
   }
   const usageOf = async (keyId: string) => {
-    const res = await api.call('GET', `/v1/projects/${srv.projectId}/requests?accessor=${keyId}&limit=100`)
+    const res = await api.call(
+      'GET',
+      `/v1/projects/${server().projectId}/requests?accessor=${keyId}&limit=100`,
+    )
     assert.equal(res.status, 200)
     return res.body.requests as {
       end_user: string | null
@@ -47,21 +48,15 @@ describe('audio quotas on live streams', { timeout: 180_000 }, () => {
   }
   const total = (records: { response: { details?: { duration: number } } }[]) =>
     records.reduce((sum, r) => sum + (r.response.details?.duration ?? Number.NaN), 0)
-  const auditEvents = async (type: string) => {
-    await srv.earmark.services.audit?.flush()
-    return srv.earmark.services.store.listAuditEvents(srv.projectId, { type })
-  }
+  const auditEvents = (type: string) => api.auditEvents({ type })
   /** Whole seconds to the next UTC midnight, as a Retry-After computed now says it. */
   const toMidnight = () => Math.ceil((Math.floor(Date.now() / DAY_MS) * DAY_MS + DAY_MS - Date.now()) / 1000)
 
   before(async () => {
-    srv = await startLiveServer({ EARMARK_CAPACITY: '3' })
-    api = quotaApi(srv)
     const first = concatPcm(silence(0.5), await speech('good morning'))
     sentence = concatPcm(silence(0.5), await speech('good morning, the weather is lovely today'), silence(1))
     speechThenMore = concatPcm(exactly(first, 4.5), await speech('the weather is lovely today'), silence(0.5))
   })
-  after(() => srv.close())
 
   it('a quota exhausted mid-stream closes it 1008 QUOTA-0001 after the finals of the audio it took', async () => {
     // The quota runs out in the middle of the sentence (speech from about 0.7 s to 2.9 s).
@@ -118,7 +113,7 @@ describe('audio quotas on live streams', { timeout: 180_000 }, () => {
   it("a browser's WebM/Opus stream is cut at the allowance too, to the sample", async () => {
     const { key, id } = await api.createKey({ audio_seconds_per_day: 1.5 })
     const { liveWebm } = await webmVariants(wav(sentence))
-    const s = await openSocket(`${srv.wsUrl}/v1/listen`, { protocols: ['token', key] })
+    const s = await openSocket(`${server().wsUrl}/v1/listen`, { protocols: ['token', key] })
     assert.equal(s.log.status, undefined, JSON.stringify(s.log.body))
     for (const piece of pieces(liveWebm, 4096)) s.ws.send(piece)
     if (s.ws.readyState === s.ws.OPEN) s.ws.send(JSON.stringify({ type: 'CloseStream' }))

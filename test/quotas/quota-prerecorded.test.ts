@@ -1,28 +1,23 @@
 import assert from 'node:assert/strict'
-import { after, before, describe, it } from 'node:test'
-import { createManualClock, type ManualClock } from '../../src/auth/index.js'
+import { before, describe, it } from 'node:test'
+import { createManualClock } from '../../src/auth/index.js'
 import { exactly, wav, webmVariants } from '../helpers/listen-e2e.js'
-import { type LiveServer, startLiveServer } from '../helpers/live-server.js'
 import { concatPcm, silence, speech } from '../helpers/speech.js'
-import { type QuotaApi, quotaApi } from './quota-api.js'
+import { DAY_MS, quotaSuite } from './quota-api.js'
 
 // Audio quotas on pre-recorded `POST /v1/listen`, on a real Earmark (real SQLite file, real PocketSphinx, real
 // ffmpeg) whose clock is a manual one: refusals before the body is read, before decoding when the WAV header
 // tells the length, and at the allowance when it does not; and the UTC day and month rolling over.
 
-const DAY_MS = 24 * 3600 * 1000
-
 describe('audio quotas on pre-recorded requests', { timeout: 180_000 }, () => {
-  let srv: LiveServer
-  let clock: ManualClock
-  let url: string
-  let projectId: string
-  let api: QuotaApi
+  // 30 s before midnight UTC, the day before the last day of January.
+  const clock = createManualClock(Date.UTC(2026, 0, 30, 23, 59, 30))
+  const { api, server } = quotaSuite({}, clock)
   let twoSeconds: Buffer
   let twoSecondsWebm: Buffer
 
   const post = async (key: string, body: Buffer, contentType = 'audio/wav') => {
-    const res = await fetch(`${url}/v1/listen`, {
+    const res = await fetch(`${server().url}/v1/listen`, {
       method: 'POST',
       headers: { authorization: `Token ${key}`, 'content-type': contentType },
       body,
@@ -30,21 +25,14 @@ describe('audio quotas on pre-recorded requests', { timeout: 180_000 }, () => {
     const json = (await res.json()) as Record<string, unknown>
     return { status: res.status, retryAfter: res.headers.get('retry-after'), body: json }
   }
-  const records = (keyId: string) => srv.earmark.services.store.listUsage(projectId, { keyId })
-  const spent = async (keyId: string) => (await records(keyId)).reduce((s, r) => s + r.audioSeconds, 0)
+  const records = (keyId: string) => server().earmark.services.store.listUsage(server().projectId, { keyId })
+  const spent = api.spentSeconds
 
   before(async () => {
-    // 30 s before midnight UTC, the day before the last day of January.
-    clock = createManualClock(Date.UTC(2026, 0, 30, 23, 59, 30))
-    srv = await startLiveServer({}, clock)
-    url = srv.url
-    projectId = srv.projectId
-    api = quotaApi(srv)
     const pcm = exactly(concatPcm(silence(0.3), await speech('good morning')), 2)
     twoSeconds = wav(pcm)
     twoSecondsWebm = (await webmVariants(twoSeconds)).webm
   })
-  after(() => srv?.close())
 
   it('refuses up front, stops decoding at the allowance, and rolls over with the UTC day and month', async () => {
     const { key, id } = await api.createKey({ audio_seconds_per_day: 3, audio_seconds_per_month: 5 })
@@ -91,11 +79,7 @@ describe('audio quotas on pre-recorded requests', { timeout: 180_000 }, () => {
     const nextMonth = await post(key, twoSeconds)
     assert.equal(nextMonth.status, 200, JSON.stringify(nextMonth.body))
 
-    await srv.earmark.services.audit?.flush()
-    const refused = await srv.earmark.services.store.listAuditEvents(projectId, {
-      type: 'quota.refused',
-      keyId: id,
-    })
+    const refused = await api.auditEvents({ type: 'quota.refused', keyId: id })
     assert.deepEqual(refused.map((e) => [e.detail.retry_after_ms, e.detail.transport]).reverse(), [
       [30_000, 'http'],
       [30_000, 'http'],
@@ -123,7 +107,7 @@ describe('audio quotas on pre-recorded requests', { timeout: 180_000 }, () => {
       [{ end_user_audio_seconds_per_month: '60' }, 'quotas.end_user_audio_seconds_per_month'],
       [[60], 'quotas'],
     ] as const) {
-      const res = await api.call('POST', `/v1/projects/${projectId}/keys`, {
+      const res = await api.call('POST', `/v1/projects/${server().projectId}/keys`, {
         comment: 'bad',
         scopes: ['member'],
         quotas,
