@@ -56,6 +56,7 @@ export { grantToken, secondsLeft, tokenDetails } from './tokens.js'
 export {
   END_USER_TAG,
   endUserOf,
+  finishStreamUsage,
   finishUsage,
   getRequest,
   listRequests,

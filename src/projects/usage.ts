@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from 'node:timers/promises'
 import type { Principal } from '../auth/index.js'
 import { ApiError, invalidField } from '../errors.js'
 import type { UsageFilter, UsageRecord } from '../store/index.js'
@@ -49,18 +50,52 @@ export async function startUsage(
   return record
 }
 
-/** Records how it ended. */
+/** Records how it ended. A request answers only once this is stored, so a failure becomes its answer. */
 export async function finishUsage(
   services: Services,
   record: UsageRecord,
-  end: { audioSeconds?: number; characters?: number; status: number; detail?: string | null },
+  end: UsageEnd,
+  retry: { everyMs: number; attempts: number } = { everyMs: 0, attempts: 0 },
 ): Promise<void> {
   record.endedAt = services.clock.now()
   record.audioSeconds = end.audioSeconds ?? 0
   record.characters = end.characters ?? 0
   record.status = end.status
   record.detail = end.detail ?? null
-  await services.store.finishUsage(record.projectId, record.id, record)
+  for (let attempt = 0; ; attempt++) {
+    try {
+      await services.store.finishUsage(record.projectId, record.id, record)
+      return
+    } catch (err) {
+      const away = err instanceof ApiError && err.code === 'SERVICE_UNAVAILABLE'
+      if (!away || attempt >= retry.attempts) throw err
+      await sleep(retry.everyMs)
+    }
+  }
+}
+
+/** How it ended: what was metered, and the status (HTTP, or a socket's close code). */
+export interface UsageEnd {
+  audioSeconds?: number
+  characters?: number
+  status: number
+  detail?: string | null
+}
+
+/**
+ * `finishUsage` for a stream that has ended: it was served already and nobody waits for the answer, so while
+ * the store is away for now (503: PostgreSQL restarting) the write is tried again every second for 30 s, and
+ * the audio a stream was served is still metered after a database restart (docs/store.md). 30 s covers a
+ * restart and stays well inside a shutdown's grace, which waits for it. Past that, or on another error, it
+ * rejects.
+ */
+export function finishStreamUsage(
+  services: Services,
+  record: UsageRecord,
+  end: UsageEnd,
+  retry = { everyMs: 1000, attempts: 30 },
+): Promise<void> {
+  return finishUsage(services, record, end, retry)
 }
 
 /** Deepgram dates: `YYYY-MM-DD[THH:MM:SS[+HH:MM]]` (UTC when no offset). */

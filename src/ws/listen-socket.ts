@@ -3,7 +3,7 @@ import { USAGE_WRITE } from '../auth/index.js'
 import { type Engine, EngineBusyError, EngineOptionError } from '../engines/index.js'
 import { ApiError, invalidField } from '../errors.js'
 import { checkListenConstraints, parseListenOptions } from '../listen/index.js'
-import { finishUsage, type Services, startUsage } from '../projects/index.js'
+import { finishStreamUsage, type Services, startUsage } from '../projects/index.js'
 import { MIN_QUOTA_SECONDS, type QuotaEnforcer } from '../quotas/index.js'
 import { type CapacityShare, createCapacityShare } from './capacity-share.js'
 import { CLOSE } from './close-codes.js'
@@ -95,7 +95,7 @@ export function createListenRoute(o: ListenSocketOptions): SocketRoute {
             quota.exhausted(audioSeconds)
           }
           if (usage) {
-            usageDone = finishUsage(o.services, usage, {
+            usageDone = finishStreamUsage(o.services, usage, {
               audioSeconds,
               status: code,
               detail: reason || null,

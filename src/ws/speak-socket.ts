@@ -1,6 +1,6 @@
 import { USAGE_WRITE } from '../auth/index.js'
 import { invalidField } from '../errors.js'
-import { finishUsage, type Services, startUsage } from '../projects/index.js'
+import { finishStreamUsage, type Services, startUsage } from '../projects/index.js'
 import { parseSpeakQuery, type Speech, type SpeechFormat, type Voice } from '../tts/index.js'
 import { createSpeakSession, DEFAULT_SPEAK_LIMITS, type SpeakSessionLimits } from './speak-session.js'
 import { type SocketRoute, UPGRADE_GONE } from './upgrade.js'
@@ -52,7 +52,7 @@ export function createSpeakRoute(o: SpeakSocketOptions): SocketRoute {
         log,
         synthesize: (text) => o.synthesize(text, voice, format, speed),
         onEnd: ({ code, reason, characters }) => {
-          usageDone = finishUsage(o.services, usage, {
+          usageDone = finishStreamUsage(o.services, usage, {
             characters,
             status: code,
             detail: reason || null,

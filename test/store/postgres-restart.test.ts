@@ -5,7 +5,8 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { runTool } from '../helpers/audio-fixtures.js'
+import { bytesToPcm, runTool } from '../helpers/audio-fixtures.js'
+import { openSocket, type StreamLog, sendPcm } from '../helpers/live-server.js'
 import { type PostgresCluster, startPostgresCluster } from '../helpers/postgres-cluster.js'
 import { removeDir, type ServerProcess, startServerProcess } from '../helpers/server-process.js'
 import { recordSecrets } from '../helpers/test-logs.js'
@@ -221,8 +222,25 @@ describe('PostgreSQL restarted under load', { timeout: 300_000 }, () => {
       }
     }
 
+    // A live stream that ends while PostgreSQL is down: it was served, so its usage record is written once
+    // PostgreSQL is back (docs/store.md, "Restarted under load").
+    const stream = await openSocket(
+      `${urls[0]?.replace('http', 'ws')}/v1/listen?encoding=linear16&sample_rate=16000`,
+      {
+        headers: { authorization: owner },
+      },
+    )
+    assert.equal(stream.log.status, undefined, 'the stream opened')
+    await sendPcm(stream.ws, bytesToPcm(wav.subarray(44)).subarray(0, 16000))
+    let streamed: StreamLog | undefined
     try {
-      await disrupt('pg_ctl restart -m fast', () => pg.restart('fast'))
+      await disrupt('pg_ctl restart -m fast, a live stream ending in the gap', async () => {
+        const restarted = pg.restart('fast')
+        await sleep(500)
+        stream.ws.send(JSON.stringify({ type: 'CloseStream' }))
+        streamed = await stream.closed
+        await restarted
+      })
       await disrupt('pg_ctl restart -m immediate (crash recovery)', () => pg.restart('immediate'))
       await disrupt('pg_terminate_backend on every session', async () => ({
         sessionsEnded: await pg.terminateSessions('earmark'),
@@ -273,6 +291,10 @@ describe('PostgreSQL restarted under load', { timeout: 300_000 }, () => {
         if (res.status !== 200) lost.push(`grant token → ${res.status} on node ${node}`)
       }
     }
+    const streamId = (streamed?.messages.find((m) => m.type === 'Metadata') as { request_id?: string })
+      ?.request_id
+    assert.ok(streamId, 'the stream sent its metadata')
+    listened.push({ requestId: streamId, duration: 1 })
     for (const { requestId, duration } of listened) {
       const res = await call('verify', 0, 'GET', `/v1/projects/${projectId}/requests/${requestId}`, owner)
       const details = (res.body.response as { details?: { duration?: number } } | undefined)?.details
