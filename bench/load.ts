@@ -39,7 +39,8 @@ function statusCodeStats(result: autocannon.Result): Record<string, number> {
 
 /**
  * Runs autocannon against `target` for `options.seconds`. Throws unless every response was a 200 and
- * there was no connection error or timeout: a benchmark of error responses measures the wrong thing.
+ * there was no timeout and at most one connection error in 10 000 requests: a benchmark of error responses
+ * measures the wrong thing.
  */
 export async function runLoad(label: string, target: Target, options: LoadOptions): Promise<Sample> {
   // autocannon's own latency histogram keeps whole milliseconds; these are the exact per-response times.
@@ -63,7 +64,15 @@ export async function runLoad(label: string, target: Target, options: LoadOption
   })
   const codes = statusCodeStats(result)
   const not200 = Object.entries(codes).filter(([code]) => code !== '200')
-  if (result.non2xx !== 0 || not200.length > 0 || result.errors !== 0 || result.timeouts !== 0) {
+  // A stray connection error (a proxy closing a kept-alive connection as the next request goes out, one in
+  // tens of thousands) is reported on stderr, not fatal; more than one in 10 000 requests is.
+  const strayErrors = result.errors <= result.requests.total / 10_000
+  if (result.errors > 0 && strayErrors) {
+    process.stderr.write(
+      `bench: ${label}: ${result.errors} connection error(s) in ${result.requests.total} requests\n`,
+    )
+  }
+  if (result.non2xx !== 0 || not200.length > 0 || !strayErrors || result.timeouts !== 0) {
     throw new Error(
       `${label}: expected only 200s, got status counts ${JSON.stringify(codes)}, ` +
         `non2xx=${result.non2xx}, errors=${result.errors}, timeouts=${result.timeouts}`,
