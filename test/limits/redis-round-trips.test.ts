@@ -94,17 +94,24 @@ describe('Redis and PostgreSQL round trips per request', { timeout: 120_000 }, (
     dropTestDatabases()
   })
 
-  /** What `action` cost: the commands the node sent by kind, and store calls, once the node has gone quiet. */
-  const cost = async (action: () => Promise<unknown>) => {
-    sent.length = 0
-    const calls = storeCalls.length
-    await action()
-    // Failed-authentication counts are sent after the answer: wait until nothing new arrives for 100 ms.
+  /** Waits until the node has sent nothing new for 100 ms. */
+  const quiet = async () => {
     let seen = -1
     while (seen !== sent.length) {
       seen = sent.length
       await sleep(100)
     }
+  }
+
+  /** What `action` cost: the commands the node sent by kind, and store calls, once the node has gone quiet. */
+  const cost = async (action: () => Promise<unknown>) => {
+    // What the previous action sends after its answer (a failed authentication's count) belongs to it.
+    await quiet()
+    sent.length = 0
+    const calls = storeCalls.length
+    await action()
+    // Failed-authentication counts are sent after the answer.
+    await quiet()
     const rl = sent.filter((c) => c.keys.some((k) => k.startsWith(`${prefix}rl:`)))
     return {
       rateLimits: rl.length,
