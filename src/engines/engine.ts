@@ -33,6 +33,14 @@ export interface FinalHypothesis extends Hypothesis {
   fromFinalize: boolean
 }
 
+/** A word or phrase to favour: Deepgram `keywords` (`word:intensifier`) and `keyterm` (docs/speech.md "Keywords"). */
+export interface KeywordBoost {
+  /** One or more words, as the client wrote them. */
+  phrase: string
+  /** Deepgram's intensifier: above 0 favours the phrase (more favours it more); 0 or below is ignored. */
+  boost: number
+}
+
 export interface StreamOptions {
   /** BCP-47-ish language tag, e.g. `en`, `en-US`. Engines refuse what they cannot do. */
   language: string
@@ -40,6 +48,8 @@ export interface StreamOptions {
   interimResults: boolean
   /** Milliseconds of silence that end an utterance, or false to end utterances only on finalize/cuts. */
   endpointingMs: number | false
+  /** Words and phrases to favour; an engine that cannot bias its search ignores them. */
+  keywords?: readonly KeywordBoost[]
 }
 
 /** Where a stream delivers what it recognises. Callbacks are called in audio order, never concurrently. */

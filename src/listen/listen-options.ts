@@ -1,3 +1,4 @@
+import type { KeywordBoost } from '../engines/engine.js'
 import { ApiError, invalidField } from '../errors.js'
 import { isListenModel } from './listen-models.js'
 
@@ -30,6 +31,8 @@ export interface ListenOptions {
   utterances: boolean
   paragraphs: boolean
   tags: string[]
+  /** `keywords` (`word:intensifier`) and `keyterm` (phrases), in the order given (docs/speech.md "Keywords"). */
+  keywords: KeywordBoost[]
   /** Raw audio description, or null for containerised audio (detected from the bytes). */
   encoding: string | null
   sampleRate: number | null
@@ -73,6 +76,50 @@ function list(query: Query, field: string): string[] {
       throw invalidField(field, 'must be strings of at most 128 characters')
     return x
   })
+}
+
+/** Keywords and keyterms one request may give, together, and the longest one (characters). */
+export const KEYWORD_LIMITS = { count: 100, length: 100, maxBoost: 100 } as const
+
+/** The intensifier a keyword gets when it names none, and every keyterm (Deepgram boosts them by default). */
+const DEFAULT_BOOST = 1
+
+/**
+ * `keywords=word[:intensifier]` and `keyterm=phrase`, repeated keys (docs/deepgram-compat.md §6.2). The
+ * intensifier follows the last colon and may be negative or fractional (`kubernetes:2`, `um:-5`, `ok:0.5`).
+ */
+function keywordOptions(query: Query): KeywordBoost[] {
+  const keywords = list(query, 'keywords').filter((v) => v.trim() !== '')
+  const keyterms = list(query, 'keyterm').filter((v) => v.trim() !== '')
+  if (keywords.length + keyterms.length > KEYWORD_LIMITS.count)
+    throw invalidField('keywords', `at most ${KEYWORD_LIMITS.count} keywords and keyterms together`)
+  const phrase = (field: string, value: string) => {
+    const text = value.trim()
+    const control = [...text].some((c) => c.charCodeAt(0) < 0x20 || c.charCodeAt(0) === 0x7f)
+    if (text.length > KEYWORD_LIMITS.length || control)
+      throw invalidField(field, `must be printable and at most ${KEYWORD_LIMITS.length} characters`)
+    return text
+  }
+  const out: KeywordBoost[] = []
+  for (const value of keywords) {
+    const colon = value.lastIndexOf(':')
+    if (colon < 0) {
+      out.push({ phrase: phrase('keywords', value), boost: DEFAULT_BOOST })
+      continue
+    }
+    const raw = value.slice(colon + 1).trim()
+    const boost = Number(raw)
+    if (raw === '' || !Number.isFinite(boost) || Math.abs(boost) > KEYWORD_LIMITS.maxBoost)
+      throw invalidField(
+        'keywords',
+        `the intensifier after ':' must be a number from -${KEYWORD_LIMITS.maxBoost} to ${KEYWORD_LIMITS.maxBoost}`,
+      )
+    const text = phrase('keywords', value.slice(0, colon))
+    if (text === '') throw invalidField('keywords', 'must name a word before the intensifier')
+    out.push({ phrase: text, boost })
+  }
+  for (const value of keyterms) out.push({ phrase: phrase('keyterm', value), boost: DEFAULT_BOOST })
+  return out
 }
 
 /** What Earmark transcribes when a request names no language: its engines speak English. */
@@ -155,6 +202,7 @@ export function parseListenOptions(query: Query): ListenOptions {
     utterances: bool(query, 'utterances', false),
     paragraphs: bool(query, 'paragraphs', false),
     tags: list(query, 'tag'),
+    keywords: keywordOptions(query),
     encoding: single(query, 'encoding') || null,
     sampleRate: int(query, 'sample_rate', 1000, 192_000) ?? null,
     channels: int(query, 'channels', 1, 8) ?? 1,

@@ -332,7 +332,12 @@ export function createListenSession(o: ListenSessionOptions): ListenSession {
   return {
     async open() {
       stream = await engine.openStream(
-        { language: options.language, interimResults: true, endpointingMs: options.endpointing },
+        {
+          language: options.language,
+          interimResults: true,
+          endpointingMs: options.endpointing,
+          keywords: options.keywords,
+        },
         sink,
       )
       const d = o.createDecoder()

@@ -15,7 +15,10 @@ export interface DecoderPool {
   acquire(waitMs: number, options?: AcquireOptions): Promise<PocketsphinxDecoder>
   /** Callers waiting in `acquire` now. */
   waiting(): number
-  /** Gives a decoder back. A `broken` one is freed and replaced by a fresh one in the background. */
+  /**
+   * Gives a decoder back. A `broken` one, or one that reports itself `exhausted`, is freed and replaced by
+   * a fresh one in the background.
+   */
   release(decoder: PocketsphinxDecoder, options?: { broken?: boolean }): void
   /** Rejects waiters, frees idle decoders now and lent ones when they come back. */
   close(): Promise<void>
@@ -123,7 +126,8 @@ export async function createDecoderPool(options: DecoderPoolOptions): Promise<De
     },
     release(decoder, releaseOptions) {
       if (!lent.delete(decoder)) return
-      if (!releaseOptions?.broken) {
+      // An exhausted decoder (its dictionary grew past the bound keyword boosting allows) is replaced too.
+      if (!releaseOptions?.broken && !decoder.exhausted) {
         giveBack(decoder)
         return
       }

@@ -97,7 +97,8 @@ export interface PocketsphinxBinding {
 type Koffi = typeof import('koffi')
 type KoffiFunction = ReturnType<ReturnType<Koffi['load']>['func']>
 
-function callAsync<T>(fn: KoffiFunction, ...args: unknown[]): Promise<T> {
+/** A koffi function run on the libuv threadpool (`fn.async`), as a promise. */
+export function callAsync<T>(fn: KoffiFunction, ...args: unknown[]): Promise<T> {
   return new Promise((resolve, reject) => {
     fn.async(...args, (err: unknown, result: T) => {
       if (err) reject(err instanceof Error ? err : new Error(String(err)))

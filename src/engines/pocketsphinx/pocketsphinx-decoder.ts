@@ -1,5 +1,6 @@
 import { existsSync } from 'node:fs'
 import { join } from 'node:path'
+import type { KeywordBoost } from '../engine.js'
 import {
   type CmnHandle,
   type CmnState,
@@ -11,6 +12,7 @@ import {
   PocketsphinxUnavailableError,
   type RawSegment,
 } from './pocketsphinx-binding.js'
+import { createKeywordSearch, type KeywordSearch } from './pocketsphinx-keywords.js'
 
 /** Where Debian's `pocketsphinx-en-us` puts the US English model. */
 export const DEFAULT_MODEL_DIR = '/usr/share/pocketsphinx/model/en-us'
@@ -64,9 +66,13 @@ export interface PocketsphinxDecoder {
    * `ps_start_stream`, and the decoder back to its baseline: word times restart at 0, the VAD's noise
    * estimate is reset (by PocketSphinx) and the live cepstral mean is set to the baseline (here: PocketSphinx
    * keeps adapting it across utterances and streams, so without this a transcript would depend on what the
-   * decoder decoded before). Call once per client stream, before the first utterance.
+   * decoder decoded before). Call once per client stream, before the first utterance. `keywords` choose
+   * the search: none, the base one; else one biased toward them (pocketsphinx-keywords.ts), so what the
+   * previous stream asked for never carries over.
    */
-  startStream(): Promise<void>
+  startStream(keywords?: readonly KeywordBoost[]): Promise<void>
+  /** True when the decoder should be replaced rather than lent again (its dictionary grew too large). */
+  readonly exhausted?: boolean
   /**
    * The cepstral mean state the decoder has now (e.g. after decoding warm-up speech) becomes the baseline
    * every later `startStream` restores exactly. Until called, the baseline is the state at load: the
@@ -151,19 +157,22 @@ export async function createPocketsphinxDecoder(
     ps.freeConfig(config)
   }
   let cmn: CmnHandle
+  let keywords: KeywordSearch
   try {
     cmn = ps.cmn(handle)
+    keywords = await createKeywordSearch(handle)
   } catch (err) {
     await ps.free(handle)
     throw err
   }
-  return wrapDecoder(ps, handle, cmn, settings)
+  return wrapDecoder(ps, handle, cmn, keywords, settings)
 }
 
 function wrapDecoder(
   ps: PocketsphinxBinding,
   handle: DecoderHandle,
   cmn: CmnHandle,
+  keywords: KeywordSearch,
   settings: DecoderSettings,
 ) {
   let tail: Promise<unknown> = Promise.resolve()
@@ -180,8 +189,12 @@ function wrapDecoder(
 
   const decoder: PocketsphinxDecoder = {
     settings,
-    startStream: () =>
+    get exhausted() {
+      return keywords.exhausted
+    },
+    startStream: (boost = []) =>
       run(async () => {
+        await keywords.use(boost)
         check('ps_start_stream', await ps.startStream(handle))
         ps.setCmnState(cmn, baseline)
       }),

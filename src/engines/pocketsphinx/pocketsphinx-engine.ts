@@ -124,12 +124,14 @@ export async function createPocketsphinxEngine(options: PocketsphinxEngineOption
     decoder: PocketsphinxDecoder,
     pcm: Int16Array | AsyncIterable<Int16Array>,
     endpointingMs: number | false,
+    keywords: StreamOptions['keywords'],
     signal: AbortSignal | undefined,
   ) => {
     const health = { broken: false }
     try {
       return await transcribeWithDecoder(decoder, pcm, {
         endpointingMs,
+        keywords,
         maxUtteranceMs,
         sliceSamples,
         health,
@@ -158,6 +160,7 @@ export async function createPocketsphinxEngine(options: PocketsphinxEngineOption
         {
           interimResults: streamOptions.interimResults,
           endpointingMs: streamOptions.endpointingMs,
+          keywords: streamOptions.keywords,
           maxUtteranceMs,
           sliceSamples,
         },
@@ -189,7 +192,13 @@ export async function createPocketsphinxEngine(options: PocketsphinxEngineOption
           : signal
             ? AbortSignal.any([signal, shutdown.signal])
             : shutdown.signal
-      const job = transcribeOn(decoder, pcm, transcribeOptions.endpointingMs, stop)
+      const job = transcribeOn(
+        decoder,
+        pcm,
+        transcribeOptions.endpointingMs,
+        transcribeOptions.keywords,
+        stop,
+      )
       transcriptions.add(job)
       try {
         return await job

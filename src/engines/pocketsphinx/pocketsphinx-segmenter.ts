@@ -1,4 +1,4 @@
-import type { StreamSink } from '../engine.js'
+import type { KeywordBoost, StreamSink } from '../engine.js'
 import type { RawSegment } from './pocketsphinx-binding.js'
 import type { PocketsphinxDecoder } from './pocketsphinx-decoder.js'
 import { segmentsToWords, toHypothesis } from './pocketsphinx-words.js'
@@ -15,6 +15,8 @@ export interface SegmenterOptions {
   endpointingMs: number | false
   /** Longer utterances are cut (a final with speechFinal false): the final pass grows with length. */
   maxUtteranceMs: number
+  /** Words and phrases to favour in this stream (Deepgram `keywords`, `keyterm`); none: the base search. */
+  keywords?: readonly KeywordBoost[]
 }
 
 /** Drives one decoder through a client stream: VAD edges become SpeechStarted, interims and finals. */
@@ -94,7 +96,7 @@ export function createSegmenter(
       return position
     },
     async begin() {
-      await decoder.startStream()
+      await decoder.startStream(options.keywords)
     },
     async feed(pcm) {
       if (pcm.length === 0) return

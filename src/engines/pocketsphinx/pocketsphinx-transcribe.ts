@@ -1,4 +1,4 @@
-import type { FinalHypothesis, Transcription } from '../engine.js'
+import type { FinalHypothesis, KeywordBoost, Transcription } from '../engine.js'
 import type { PocketsphinxDecoder } from './pocketsphinx-decoder.js'
 import { createSegmenter } from './pocketsphinx-segmenter.js'
 
@@ -6,6 +6,8 @@ export interface TranscribeOptions {
   endpointingMs: number | false
   maxUtteranceMs: number
   sliceSamples: number
+  /** Words and phrases to favour (Deepgram `keywords`, `keyterm`); none: the base search. */
+  keywords?: readonly KeywordBoost[]
   /** Checked between slices: once aborted, decoding stops and the promise rejects with the reason. */
   signal?: AbortSignal
   /** Set to true when a native call failed: the decoder must not be reused. */
@@ -27,7 +29,12 @@ export async function transcribeWithDecoder(
   const utterances: FinalHypothesis[] = []
   const segmenter = createSegmenter(
     decoder,
-    { interimResults: false, endpointingMs: options.endpointingMs, maxUtteranceMs: options.maxUtteranceMs },
+    {
+      interimResults: false,
+      endpointingMs: options.endpointingMs,
+      maxUtteranceMs: options.maxUtteranceMs,
+      ...(options.keywords ? { keywords: options.keywords } : {}),
+    },
     {
       onInterim: () => {},
       onSpeechStarted: () => {},

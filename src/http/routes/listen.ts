@@ -228,7 +228,7 @@ export function listenRoutes(app: FastifyInstance, deps: RouteDeps & ListenRoute
             counted(quota ? withinQuota(pcm, quota, engine.sampleRate) : pcm, (n) => {
               samples += n
             }),
-            { language: options.language, endpointingMs: options.endpointing },
+            { language: options.language, endpointingMs: options.endpointing, keywords: options.keywords },
             { waitMs: deps.capacityWaitMs, maxQueue: limits.maxQueue, signal: ac.signal },
           )
           const body = prerecordedResponse(result.utterances, {

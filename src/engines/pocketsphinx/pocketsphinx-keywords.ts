@@ -1,0 +1,308 @@
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import type { KeywordBoost } from '../engine.js'
+import { pronunciations } from './letter-to-phone.js'
+import { callAsync, type DecoderHandle, PocketsphinxUnavailableError } from './pocketsphinx-binding.js'
+
+/**
+ * Keyword boosting for one PocketSphinx 0.8+5prealpha decoder (Deepgram `keywords` and `keyterm`;
+ * docs/speech.md "Keywords").
+ *
+ * How: the decoder's base search (`_default`) is never changed. A request with keywords gets a second
+ * n-gram search, built with `ps_set_lm` over an interpolated language-model set: the decoder's own model
+ * (shared, not copied) and a small model of the keywords (their unigrams, and a bigram for each next word
+ * of a phrase). A keyword the dictionary lacks is added to it first, with phones from the letter-to-sound
+ * rules; words the dictionary already has keep its pronunciations. Building that search walks the whole
+ * 134k-word dictionary (a few hundred ms), so each decoder keeps the last one it built and reuses it when
+ * the next request brings the same keywords; any other request switches back to `_default` first.
+ *
+ * What stays behind on the decoder, and why it changes no other result: words added to the dictionary
+ * (never removed: the library cannot). The base search was built before they existed, is never
+ * re-initialised, and so never sees them; a keyword search includes only words its own models know.
+ * The additions are bounded: past {@link MAX_ADDED_WORDS} the decoder reports it should be replaced.
+ */
+export interface KeywordSearch {
+  /**
+   * Switches the decoder to a search biased toward `keywords`, or back to the base search when there are
+   * none (or none it can use). Never call while an utterance is open.
+   */
+  use(keywords: readonly KeywordBoost[]): Promise<KeywordUse>
+  /** True once the dictionary holds more added words than allowed: release the decoder as broken. */
+  readonly exhausted: boolean
+}
+
+/** What `use` did, for logs and benchmarks. */
+export interface KeywordUse {
+  /** `base`: no keywords; `cached`: the search of the previous request was reused; `built`: a new one. */
+  search: 'base' | 'cached' | 'built'
+  /** Words added to the dictionary for this request (letter-to-sound). */
+  added: string[]
+  /** Phrases left out: a word with nothing pronounceable in it. */
+  skipped: string[]
+  /** Time spent building the search, ms (0 unless built). */
+  buildMs: number
+}
+
+/** Dictionary words one decoder may gain before it asks to be replaced (a fresh decoder has none). */
+export const MAX_ADDED_WORDS = 20_000
+
+const BASE_SEARCH = '_default'
+const KEYWORD_SEARCH = 'earmark-keywords'
+/** ngram_file_type_t: NGRAM_ARPA. */
+const NGRAM_ARPA = 1
+/** Share of the interpolated probability kept by the base model (the keyword model gets the rest). */
+const BASE_WEIGHT = 0.95
+/**
+ * log10 probability of a keyword in the keyword model at intensifier 1. Each tenfold intensifier adds 1,
+ * up to {@link MAX_LOG10}. Measured on test/engines/keywords.test.ts: -3 recognises the domain words,
+ * and adds none to speech without them.
+ */
+const BASE_LOG10 = -3
+const MAX_LOG10 = -1
+/** log10 P(next word of a phrase | its previous word) in the keyword model. */
+const PHRASE_LOG10 = -0.05
+
+type Koffi = typeof import('koffi')
+
+function bindKeywords(koffi: Koffi) {
+  const sb = koffi.load('libsphinxbase.so.3')
+  const ps = koffi.load('libpocketsphinx.so.3')
+  return {
+    koffi,
+    ps_get_config: ps.func('void *ps_get_config(void *ps)'),
+    ps_get_logmath: ps.func('void *ps_get_logmath(void *ps)'),
+    ps_get_fe: ps.func('void *ps_get_fe(void *ps)'),
+    ps_get_feat: ps.func('void *ps_get_feat(void *ps)'),
+    ps_get_lm: ps.func('void *ps_get_lm(void *ps, const char *name)'),
+    ps_set_lm: ps.func('int ps_set_lm(void *ps, const char *name, void *lm)'),
+    ps_set_search: ps.func('int ps_set_search(void *ps, const char *name)'),
+    ngram_model_set_lookup: sb.func('void *ngram_model_set_lookup(void *set, const char *name)'),
+    ngram_model_read: sb.func(
+      'void *ngram_model_read(void *config, const char *path, int type, void *lmath)',
+    ),
+    ngram_model_set_init: sb.func(
+      'void *ngram_model_set_init(void *config, void **models, const char **names, const float *weights, int n)',
+    ),
+    ngram_model_free: sb.func('int ngram_model_free(void *model)'),
+    dict_add_word: ps.func('int dict_add_word(void *dict, const char *word, const int16_t *phones, int n)'),
+    dict2pid_add_word: ps.func('int dict2pid_add_word(void *d2p, int wid)'),
+    dict_wordid: ps.func('int dict_wordid(void *dict, const char *word)'),
+    bin_mdef_ciphone_id: ps.func('int bin_mdef_ciphone_id(void *mdef, const char *phone)'),
+    // The library exports no accessor for the decoder's dictionary and dict2pid, so they are read from
+    // ps_decoder_t and checked against the fields it does export (pocketsphinx_internal.h, 5prealpha).
+    Decoder: koffi.struct('earmark_ps_decoder_prefix', {
+      config: 'void *',
+      refcount: 'int',
+      acmod: 'void *',
+      dict: 'void *',
+      d2p: 'void *',
+      lmath: 'void *',
+    }),
+    Acmod: koffi.struct('earmark_acmod_prefix', {
+      config: 'void *',
+      lmath: 'void *',
+      strings: 'void *',
+      fe: 'void *',
+      fcb: 'void *',
+      mdef: 'void *',
+    }),
+    Dict: koffi.struct('earmark_dict_prefix', { refcnt: 'int', mdef: 'void *' }),
+  }
+}
+
+type KeywordBinding = ReturnType<typeof bindKeywords>
+
+let binding: Promise<KeywordBinding> | undefined
+let scratchDir: string | undefined
+
+function loadKeywordBinding(): Promise<KeywordBinding> {
+  binding ??= import('koffi').then(bindKeywords).catch((err: unknown) => {
+    binding = undefined
+    throw err
+  })
+  return binding
+}
+
+/** Phrases as the keyword model takes them: lower-case words, positive boosts, duplicates merged. */
+export function normalizeKeywords(keywords: readonly KeywordBoost[]): Map<string, number> {
+  const phrases = new Map<string, number>()
+  for (const { phrase, boost } of keywords) {
+    const words = phrase
+      .toLowerCase()
+      .split(/\s+/)
+      .map((w) => w.replace(/^[^a-z0-9']+|[^a-z0-9']+$/g, ''))
+      .filter((w) => w !== '')
+    if (words.length === 0 || !(boost > 0)) continue
+    const key = words.join(' ')
+    phrases.set(key, Math.max(phrases.get(key) ?? 0, boost))
+  }
+  return phrases
+}
+
+/** log10 P(first word) in the keyword model for an intensifier. */
+export function keywordLog10(boost: number): number {
+  return Math.min(MAX_LOG10, BASE_LOG10 + Math.log10(boost))
+}
+
+/** The keyword model in ARPA format: every word a unigram, each phrase a chain of bigrams. */
+export function keywordArpa(phrases: ReadonlyMap<string, number>): string {
+  const unigrams = new Map<string, number>()
+  const bigrams = new Map<string, number>()
+  for (const [phrase, boost] of phrases) {
+    const words = phrase.split(' ')
+    const log10 = keywordLog10(boost)
+    words.forEach((word, i) => {
+      // Later words of a phrase come mostly through their bigram; alone they get the phrase's unigram too.
+      unigrams.set(word, Math.max(unigrams.get(word) ?? -99, log10))
+      const previous = words[i - 1]
+      if (previous !== undefined) bigrams.set(`${previous} ${word}`, PHRASE_LOG10)
+    })
+  }
+  const lines = ['\\data\\', `ngram 1=${unigrams.size + 2}`]
+  if (bigrams.size > 0) lines.push(`ngram 2=${bigrams.size}`)
+  lines.push('', '\\1-grams:', '-99.0000 <s> 0.0000', '-99.0000 </s> 0.0000')
+  for (const [word, log10] of unigrams) lines.push(`${log10.toFixed(4)} ${word} 0.0000`)
+  if (bigrams.size > 0) {
+    lines.push('', '\\2-grams:')
+    for (const [pair, log10] of bigrams) lines.push(`${log10.toFixed(4)} ${pair}`)
+  }
+  lines.push('', '\\end\\', '')
+  return lines.join('\n')
+}
+
+/** The cache key of a keyword set: the same phrases and boosts in any order give the same key. */
+function keyOf(phrases: ReadonlyMap<string, number>): string {
+  return JSON.stringify([...phrases].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)))
+}
+
+/**
+ * The keyword searches of one decoder. Call once, right after `ps_init`; it checks the decoder's layout
+ * and throws PocketsphinxUnavailableError when this build does not have the expected one.
+ */
+export async function createKeywordSearch(decoder: DecoderHandle): Promise<KeywordSearch> {
+  const f = await loadKeywordBinding()
+  const { koffi } = f
+  const same = (a: unknown, b: unknown) => !!a && !!b && koffi.address(a) === koffi.address(b)
+  const layoutError = (what: string) =>
+    new PocketsphinxUnavailableError(
+      `This libpocketsphinx build does not have the expected decoder layout (${what}); keyword boosting ` +
+        'needs Debian 0.8+5prealpha.',
+    )
+  const fields = koffi.decode(decoder, f.Decoder) as Record<
+    'config' | 'acmod' | 'dict' | 'd2p' | 'lmath',
+    unknown
+  >
+  if (!same(fields.config, f.ps_get_config(decoder)) || !same(fields.lmath, f.ps_get_logmath(decoder)))
+    throw layoutError('config and logmath')
+  const acmod = koffi.decode(fields.acmod, f.Acmod) as Record<'fe' | 'fcb' | 'mdef', unknown>
+  if (!same(acmod.fe, f.ps_get_fe(decoder)) || !same(acmod.fcb, f.ps_get_feat(decoder)))
+    throw layoutError('acoustic model')
+  const dict = koffi.decode(fields.dict, f.Dict) as { mdef: unknown }
+  if (!same(dict.mdef, acmod.mdef) || !fields.d2p) throw layoutError('dictionary')
+  const baseSet: unknown = f.ps_get_lm(decoder, BASE_SEARCH)
+  const baseModel: unknown = baseSet ? f.ngram_model_set_lookup(baseSet, 'default') : null
+  if (!baseModel) throw layoutError('no base language model')
+
+  let cachedKey: string | undefined
+  let added = 0
+  const phoneIds = new Map<string, number>()
+
+  const phoneId = (phone: string) => {
+    let id = phoneIds.get(phone)
+    if (id === undefined) {
+      id = Number(f.bin_mdef_ciphone_id(acmod.mdef, phone))
+      phoneIds.set(phone, id)
+    }
+    return id
+  }
+
+  /** Adds `word` (and a second pronunciation) when the dictionary lacks it; false when it cannot. */
+  const ensureWord = (word: string, addedNow: string[]): boolean => {
+    if (Number(f.dict_wordid(fields.dict, word)) >= 0) return true
+    // The rules spell out letters only: a word with digits or symbols the dictionary lacks is left out.
+    if (!/^[a-z']+$/.test(word)) return false
+    const prons = pronunciations(word)
+    if (prons.length === 0) return false
+    for (const [i, phones] of prons.entries()) {
+      const ids = Int16Array.from(phones.map(phoneId))
+      if (ids.some((id) => id < 0)) return i > 0
+      const wid = Number(f.dict_add_word(fields.dict, i === 0 ? word : `${word}(${i + 1})`, ids, ids.length))
+      if (wid < 0) return i > 0
+      f.dict2pid_add_word(fields.d2p, wid)
+      added += 1
+    }
+    addedNow.push(word)
+    return true
+  }
+
+  const switchTo = (name: string) => {
+    if (Number(f.ps_set_search(decoder, name)) < 0) throw new Error(`ps_set_search(${name}) failed`)
+  }
+
+  const build = async (phrases: ReadonlyMap<string, number>) => {
+    scratchDir ??= mkdtempSync(join(tmpdir(), 'earmark-keywords-'))
+    const path = join(scratchDir, `${process.pid}-${Math.random().toString(36).slice(2)}.arpa`)
+    writeFileSync(path, keywordArpa(phrases), { mode: 0o600 })
+    const config: unknown = f.ps_get_config(decoder)
+    let model: unknown
+    try {
+      model = await callAsync<unknown>(f.ngram_model_read, config, path, NGRAM_ARPA, fields.lmath)
+    } finally {
+      rmSync(path, { force: true })
+    }
+    if (!model) throw new Error('The keyword language model was not accepted.')
+    // The set takes its own reference to both models; ps_set_lm takes one to the set.
+    const set = await callAsync<unknown>(
+      f.ngram_model_set_init,
+      config,
+      [baseModel, model],
+      ['base', 'keywords'],
+      [BASE_WEIGHT, 1 - BASE_WEIGHT],
+      2,
+    )
+    f.ngram_model_free(model)
+    if (!set) throw new Error('The keyword language-model set was not built.')
+    try {
+      // Replaces (and frees) the previous keyword search of this decoder, if any.
+      const rc = await callAsync<number>(f.ps_set_lm, decoder, KEYWORD_SEARCH, set)
+      if (rc < 0) throw new Error('ps_set_lm failed for the keyword search.')
+    } finally {
+      f.ngram_model_free(set)
+    }
+  }
+
+  return {
+    get exhausted() {
+      return added > MAX_ADDED_WORDS
+    },
+    async use(keywords) {
+      const phrases = normalizeKeywords(keywords)
+      const addedNow: string[] = []
+      const skipped: string[] = []
+      for (const phrase of [...phrases.keys()]) {
+        if (!phrase.split(' ').every((word) => ensureWord(word, addedNow))) {
+          skipped.push(phrase)
+          phrases.delete(phrase)
+        }
+      }
+      if (phrases.size === 0) {
+        switchTo(BASE_SEARCH)
+        return { search: 'base', added: addedNow, skipped, buildMs: 0 }
+      }
+      const key = keyOf(phrases)
+      if (key === cachedKey) {
+        switchTo(KEYWORD_SEARCH)
+        return { search: 'cached', added: addedNow, skipped, buildMs: 0 }
+      }
+      // Whatever happens next, the old keyword search is no longer the cached one.
+      cachedKey = undefined
+      switchTo(BASE_SEARCH)
+      const started = performance.now()
+      await build(phrases)
+      switchTo(KEYWORD_SEARCH)
+      cachedKey = key
+      return { search: 'built', added: addedNow, skipped, buildMs: performance.now() - started }
+    },
+  }
+}

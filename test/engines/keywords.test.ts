@@ -1,0 +1,213 @@
+// Keyword boosting (issue 11, item 5): Deepgram's `keywords=word:intensifier` and `keyterm=phrase` make the
+// real PocketSphinx engine recognise domain words (a name, product terms, words its dictionary lacks) that
+// it misses without them, over REST and live, through the real server. Speech is made at test time with
+// flite; the lift (domain words heard with and without boosting) is printed.
+import assert from 'node:assert/strict'
+import { after, before, describe, test } from 'node:test'
+import { letterToPhones, pronunciations } from '../../src/engines/pocketsphinx/letter-to-phone.js'
+import { keywordArpa, normalizeKeywords } from '../../src/engines/pocketsphinx/pocketsphinx-keywords.js'
+import { isApiError } from '../../src/errors.js'
+import { parseListenOptions } from '../../src/listen/listen-options.js'
+import { pcmBytes, postListen, prerecordedTranscript, streamFrames, wav } from '../helpers/listen-e2e.js'
+import { type LiveServer, startLiveServer } from '../helpers/live-server.js'
+import { chunks, concatPcm, type FliteVoice, normalizeWords, silence, speech } from '../helpers/speech.js'
+
+/** The domain words: a name the dictionary has, and product terms it mostly lacks (letter-to-sound). */
+const DOMAIN = ['siobhan', 'kubernetes', 'grafana', 'redis', 'terraform', 'ansible'] as const
+const SENTENCES = [
+  'Please ask Siobhan to restart the kubernetes cluster and check grafana before the rollout.',
+  'Our team moved the billing service to redis, and terraform now manages the ansible jobs.',
+] as const
+const NEUTRAL = 'The weather was cold this morning, so we stayed inside and read the newspaper.'
+const VOICES: readonly FliteVoice[] = ['slt', 'rms']
+/** As a client would send them: intensifiers on some keywords, a phrase as a keyterm. */
+const BOOSTED =
+  'keywords=siobhan:2&keywords=kubernetes:10&keywords=grafana:5&keywords=redis:5' +
+  `&keyterm=terraform&keyterm=${encodeURIComponent('ansible jobs')}`
+/** Another keyword set, to interleave with the one under test. */
+const OTHER = 'keywords=zendesk:5&keyterm=datadog'
+
+function optionError(query: Record<string, string | string[]>): string | undefined {
+  try {
+    parseListenOptions(query)
+    return undefined
+  } catch (err) {
+    assert.ok(isApiError(err), String(err))
+    return err.code
+  }
+}
+
+describe('keywords and keyterm options', () => {
+  test('keywords take an optional intensifier, keyterms are phrases, both in the order given', () => {
+    const options = parseListenOptions({
+      keywords: ['kubernetes:2', 'grafana', 'um:-5', 'ok:0.5'],
+      keyterm: 'ansible jobs',
+    })
+    assert.deepEqual(options.keywords, [
+      { phrase: 'kubernetes', boost: 2 },
+      { phrase: 'grafana', boost: 1 },
+      { phrase: 'um', boost: -5 },
+      { phrase: 'ok', boost: 0.5 },
+      { phrase: 'ansible jobs', boost: 1 },
+    ])
+    assert.deepEqual(parseListenOptions({}).keywords, [])
+  })
+
+  test('a bad intensifier, an empty word, too many or too long keywords are INVALID_FIELD', () => {
+    const many = Array.from({ length: 101 }, (_, i) => `word${i}`)
+    const cases: Array<Record<string, string | string[]>> = [
+      { keywords: 'kubernetes:lots' },
+      { keywords: 'kubernetes:' },
+      { keywords: 'kubernetes:1000' },
+      { keywords: ':3' },
+      { keywords: many },
+      { keywords: many.slice(0, 60), keyterm: many.slice(0, 41) },
+      { keyterm: 'x'.repeat(101) },
+      { keyterm: 'tab\there' },
+    ]
+    for (const query of cases)
+      assert.equal(optionError(query), 'INVALID_FIELD', JSON.stringify(query).slice(0, 80))
+  })
+
+  test('the keyword model favours positive intensifiers only, and chains the words of a phrase', () => {
+    const phrases = normalizeKeywords([
+      { phrase: 'Kubernetes', boost: 2 },
+      { phrase: 'um', boost: -5 },
+      { phrase: 'ansible  jobs', boost: 1 },
+      { phrase: 'kubernetes', boost: 10 },
+    ])
+    assert.deepEqual(
+      [...phrases],
+      [
+        ['kubernetes', 10],
+        ['ansible jobs', 1],
+      ],
+    )
+    const arpa = keywordArpa(phrases)
+    assert.match(arpa, /ngram 1=5\n/)
+    assert.match(arpa, /^-2\.0000 kubernetes /m, 'intensifier 10 is ten times intensifier 1')
+    assert.match(arpa, /^-3\.0000 ansible /m)
+    assert.match(arpa, /^-0\.0500 ansible jobs$/m)
+  })
+
+  test('words the dictionary lacks get CMUdict phones from the letter-to-sound rules', () => {
+    assert.deepEqual(letterToPhones('grafana'), ['G', 'R', 'EY', 'F', 'EY', 'N', 'AH'])
+    assert.deepEqual(letterToPhones('knight'), ['N', 'AY', 'T'])
+    assert.deepEqual(letterToPhones('terraform'), ['T', 'EH', 'R', 'EY', 'F', 'AO', 'R', 'M'])
+    assert.deepEqual(pronunciations('grafana')[1], ['G', 'R', 'AE', 'F', 'AE', 'N', 'AH'])
+    assert.deepEqual(pronunciations('1234'), [])
+  })
+})
+
+interface Clip {
+  text: string
+  voice: FliteVoice
+  pcm: Int16Array
+}
+
+const hits = (transcript: string) => {
+  const words = new Set(normalizeWords(transcript))
+  return DOMAIN.filter((w) => words.has(w))
+}
+const expected = (text: string) => hits(text).length
+
+async function rest(server: LiveServer, pcm: Int16Array, query: string): Promise<string> {
+  const res = await postListen(server.url, `Token ${server.ownerKey}`, wav(pcm), query ? `?${query}` : '')
+  assert.equal(res.status, 200, JSON.stringify(res.body))
+  return prerecordedTranscript(res.body)
+}
+
+async function live(server: LiveServer, pcm: Int16Array, query: string): Promise<string> {
+  const outcome = await streamFrames(
+    server.wsUrl,
+    { headers: { authorization: `Token ${server.ownerKey}` } },
+    `encoding=linear16&sample_rate=16000${query ? `&${query}` : ''}`,
+    chunks(pcm, 100).map(pcmBytes),
+  )
+  assert.equal(outcome.close?.code, 1000)
+  return outcome.transcript
+}
+
+describe('keyword boosting on the real engine', () => {
+  let server: LiveServer
+  let clips: Clip[]
+  let neutral: Int16Array
+  /** The first clip without keywords, decoded before any decoder had met a keyword. */
+  let pristine: string | undefined
+
+  before(async () => {
+    // Two decoders: requests alternate between them, so each meets keywords, other keywords and none.
+    server = await startLiveServer({ EARMARK_CAPACITY: '2' })
+    clips = []
+    for (const voice of VOICES) {
+      for (const text of SENTENCES) {
+        clips.push({ text, voice, pcm: concatPcm(silence(0.3), await speech(text, voice), silence(0.6)) })
+      }
+    }
+    neutral = concatPcm(silence(0.3), await speech(NEUTRAL, 'rms'), silence(0.6))
+  })
+
+  after(async () => {
+    await server?.close()
+  })
+
+  test('domain words missed without boosting are recognised with it, over REST and live', {
+    timeout: 600_000,
+  }, async () => {
+    let total = 0
+    let without = 0
+    let withRest = 0
+    let withLive = 0
+    for (const clip of clips) {
+      const plain = await rest(server, clip.pcm, '')
+      pristine ??= plain
+      const boosted = await rest(server, clip.pcm, BOOSTED)
+      const streamed = await live(server, clip.pcm, BOOSTED)
+      total += expected(clip.text)
+      without += hits(plain).length
+      withRest += hits(boosted).length
+      withLive += hits(streamed).length
+      console.log(`${clip.voice}: without: ${plain}\n  REST with: ${boosted}\n  live with: ${streamed}`)
+    }
+    console.log(
+      `keyword lift: domain words heard without boosting ${without}/${total}, ` +
+        `with it ${withRest}/${total} (REST), ${withLive}/${total} (live)`,
+    )
+    assert.ok(withRest >= without + total / 2, `REST: ${withRest} with against ${without} without`)
+    assert.ok(withLive >= without + total / 2, `live: ${withLive} with against ${without} without`)
+    assert.ok(withRest >= (total * 2) / 3, `REST recognises most domain words (${withRest}/${total})`)
+  })
+
+  test('speech without the keywords gains none of them', { timeout: 300_000 }, async () => {
+    const plain = await rest(server, neutral, '')
+    const boosted = await rest(server, neutral, BOOSTED)
+    console.log(`neutral: without: ${plain}\n  with: ${boosted}`)
+    assert.deepEqual(hits(boosted), [])
+    assert.match(boosted, /newspaper/)
+  })
+
+  test('the same audio and keywords give the same transcript whatever the decoders did before', {
+    timeout: 600_000,
+  }, async () => {
+    const target = clips[0]?.pcm
+    assert.ok(target)
+    const boostedRest: string[] = []
+    const plainRest: string[] = []
+    const boostedLive: string[] = []
+    for (let round = 0; round < 3; round++) {
+      boostedRest.push(await rest(server, target, BOOSTED))
+      plainRest.push(await rest(server, target, ''))
+      await rest(server, clips[3]?.pcm ?? neutral, OTHER)
+      boostedLive.push(await live(server, target, BOOSTED))
+      await live(server, neutral, round % 2 === 0 ? OTHER : '')
+      await rest(server, clips[1]?.pcm ?? neutral, BOOSTED)
+    }
+    for (const runs of [boostedRest, plainRest, boostedLive]) {
+      for (const [i, run] of runs.entries()) assert.equal(run, runs[0], `run ${i + 1}`)
+    }
+    // Words added to the dictionaries and keyword searches built since leave the base search as it was.
+    if (pristine !== undefined) assert.equal(plainRest[0], pristine, 'as before any keyword was used')
+    assert.notEqual(boostedRest[0], plainRest[0], 'the keywords changed the transcript')
+    assert.ok(hits(boostedRest[0] ?? '').length > hits(plainRest[0] ?? '').length)
+  })
+})
