@@ -9,7 +9,7 @@ import { keywordArpa, normalizeKeywords } from '../../src/engines/pocketsphinx/p
 import { isApiError } from '../../src/errors.js'
 import { parseListenOptions } from '../../src/listen/listen-options.js'
 import { pcmBytes, postListen, prerecordedTranscript, streamFrames, wav } from '../helpers/listen-e2e.js'
-import { type LiveServer, startLiveServer } from '../helpers/live-server.js'
+import { type LiveServer, openSocket, startLiveServer } from '../helpers/live-server.js'
 import { chunks, concatPcm, type FliteVoice, normalizeWords, silence, speech } from '../helpers/speech.js'
 
 /** The domain words: a name the dictionary has, and product terms it mostly lacks (letter-to-sound). */
@@ -178,6 +178,26 @@ describe('keyword boosting on the real engine', () => {
     assert.ok(withRest >= without + total / 2, `REST: ${withRest} with against ${without} without`)
     assert.ok(withLive >= without + total / 2, `live: ${withLive} with against ${without} without`)
     assert.ok(withRest >= (total * 2) / 3, `REST recognises most domain words (${withRest}/${total})`)
+  })
+
+  test('bad keywords are refused with a Deepgram-shaped 400 INVALID_FIELD, REST and at the upgrade', async () => {
+    const pcm = silence(0.5)
+    for (const query of ['keywords=kubernetes:lots', `keyterm=${'x'.repeat(101)}`]) {
+      const res = await postListen(server.url, `Token ${server.ownerKey}`, wav(pcm), `?${query}`)
+      assert.equal(res.status, 400, query)
+      const body = res.body as { err_code?: string; err_msg?: string; request_id?: string }
+      assert.equal(body.err_code, 'INVALID_FIELD', query)
+      assert.match(body.err_msg ?? '', /keywords|keyterm/, query)
+      assert.equal(body.request_id, res.requestId)
+      const { log } = await openSocket(
+        `${server.wsUrl}/v1/listen?encoding=linear16&sample_rate=16000&${query}`,
+        {
+          protocols: ['token', server.ownerKey],
+        },
+      )
+      assert.equal(log.status, 400, query)
+      assert.match(log.body?.err_msg ?? '', /keywords|keyterm/, query)
+    }
   })
 
   test('rare words the dictionary has are favoured in place, over REST and live', {
