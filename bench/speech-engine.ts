@@ -1,22 +1,13 @@
 // The engine alone, in this process: the baseline the live socket is compared with. Same engine factory,
 // same warm-up speech and the same 100 ms chunks as the socket clients.
-import { existsSync, readFileSync } from 'node:fs'
 import { performance } from 'node:perf_hooks'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { createEngine, type Engine, type EngineStream, type StreamSink } from '../src/engines/index.js'
+import { WARMUP_SPEECH, warmupSpeech } from '../src/engines/pocketsphinx/warmup-speech.js'
 import { chunksOf } from './speech-audio.js'
 
 /** What src/main.ts warms every decoder up with (Debian's pocketsphinx-testdata). */
-export const WARMUP_SPEECH = '/usr/share/pocketsphinx/test/data/goforward.raw'
-
-/** The warm-up speech as PCM, or undefined when pocketsphinx-testdata is not installed. */
-export function warmupSpeech(): Int16Array | undefined {
-  if (!existsSync(WARMUP_SPEECH)) return undefined
-  const bytes = readFileSync(WARMUP_SPEECH)
-  const pcm = new Int16Array(bytes.length >> 1)
-  new Uint8Array(pcm.buffer).set(bytes.subarray(0, pcm.length * 2))
-  return pcm
-}
+export { WARMUP_SPEECH, warmupSpeech }
 
 /** A one-decoder PocketSphinx engine, built like the server's (createEngine with the same warm-up). */
 export function createBaselineEngine(): Promise<Engine> {

@@ -1,5 +1,3 @@
-import { existsSync, readFileSync } from 'node:fs'
-import { availableParallelism } from 'node:os'
 import type { FastifyBaseLogger, FastifyInstance } from 'fastify'
 import { type DestinationStream, pino } from 'pino'
 import {
@@ -19,12 +17,13 @@ import {
 } from './auth/index.js'
 import type { Config } from './config/index.js'
 import {
-  capacityForRealTimeFactor,
   createEngine,
-  createPocketsphinxDecoder,
+  createEngineRegistry,
   type Engine,
-  measureRealTimeFactor,
+  type EngineRegistry,
+  type RegisteredEngine,
 } from './engines/index.js'
+import { WARMUP_SPEECH, warmupSpeech } from './engines/pocketsphinx/warmup-speech.js'
 import { createApp, createProxyTrust, redactSecrets } from './http/index.js'
 import { createLastResort } from './last-resort.js'
 import {
@@ -61,44 +60,56 @@ import {
   type SocketServer,
 } from './ws/index.js'
 
-/** Real read speech from Debian's pocketsphinx-testdata: warms decoders up and measures capacity. */
-const WARMUP_SPEECH = '/usr/share/pocketsphinx/test/data/goforward.raw'
-
-export function warmupSpeech(): Int16Array | undefined {
-  if (!existsSync(WARMUP_SPEECH)) return undefined
-  const bytes = readFileSync(WARMUP_SPEECH)
-  return new Int16Array(bytes.buffer, bytes.byteOffset, Math.floor(bytes.length / 2))
-}
+export { warmupSpeech }
 
 /**
- * The speech engine, with its capacity configured or, for `auto`, measured here: one decoder decodes real
- * speech, and the pool gets as many decoders as keep this machine's cores at 70 % in real time.
+ * The configured speech engines (`EARMARK_ENGINE`), each with its capacity configured or, for `auto`,
+ * measured by the engine itself (PocketSphinx decodes real speech once; docs/speech.md, "The engine seam").
  */
-export async function createSpeechEngine(
-  config: Pick<Config, 'engine' | 'capacity'>,
+export async function createSpeechEngines(
+  config: Pick<Config, 'engines' | 'capacity'>,
+  log: FastifyBaseLogger,
+): Promise<EngineRegistry> {
+  const entries: RegisteredEngine[] = []
+  try {
+    for (const entry of config.engines) {
+      entries.push({
+        engine: await createNamedEngine(entry.name, config.capacity, log),
+        models: entry.models,
+      })
+    }
+  } catch (err) {
+    await Promise.allSettled(entries.map((e) => e.engine.close()))
+    throw err
+  }
+  return createEngineRegistry(entries)
+}
+
+async function createNamedEngine(
+  name: Config['engines'][number]['name'],
+  capacity: Config['capacity'],
   log: FastifyBaseLogger,
 ): Promise<Engine> {
-  const warmup = warmupSpeech()
-  let capacity = config.capacity
-  if (capacity === 'auto') {
-    if (!warmup) {
-      capacity = 2
-      log.warn(
-        { capacity },
-        `no ${WARMUP_SPEECH} (Debian pocketsphinx-testdata) to measure with; capacity set`,
-      )
-    } else {
-      const probe = await createPocketsphinxDecoder()
-      try {
-        const rtf = await measureRealTimeFactor(probe, warmup)
-        capacity = Math.min(16, capacityForRealTimeFactor(rtf, availableParallelism()))
-        log.info({ real_time_factor: Math.round(rtf * 1000) / 1000, capacity }, 'measured speech capacity')
-      } finally {
-        await probe.close()
-      }
+  switch (name) {
+    case 'pocketsphinx': {
+      const warmup = warmupSpeech()
+      return createEngine('pocketsphinx', {
+        capacity,
+        ...(warmup ? { warmup } : {}),
+        onCapacity: (m) => {
+          if (m.realTimeFactor === undefined) {
+            log.warn(
+              { capacity: m.capacity },
+              `no ${WARMUP_SPEECH} (Debian pocketsphinx-testdata) to measure with; capacity set`,
+            )
+          } else {
+            const rtf = Math.round(m.realTimeFactor * 1000) / 1000
+            log.info({ real_time_factor: rtf, capacity: m.capacity }, 'measured speech capacity')
+          }
+        },
+      })
     }
   }
-  return createEngine(config.engine, { capacity, ...(warmup ? { warmup } : {}) })
 }
 
 /** Secrets must never reach a log line, even through a header a future log call might include. */
@@ -159,7 +170,10 @@ export interface Earmark {
   app: FastifyInstance
   services: Services
   authenticator: Authenticator
+  /** The default speech engine (`engines.default`). */
   engine: Engine
+  /** Every configured speech engine, chosen per request by `model`. */
+  engines: EngineRegistry
   /** The WebSocket routes (`sockets.paths`) and how many upgrades and sockets are live. */
   sockets: SocketServer
   /** Where revocations are announced; live streams of a revoked credential close (docs/revocation.md). */
@@ -282,7 +296,8 @@ export async function createEarmark(
   // Suspicious activity watches first: it refuses nothing, and must see what a later stage refuses.
   accessStages.unshift(suspicious.stage)
   const gate = createAccessGate(accessStages)
-  const engine = await createSpeechEngine(config, logger)
+  const engines = await createSpeechEngines(config, logger)
+  const engine = engines.default
   // One share per key and end user, counted across live streams and pre-recorded requests: in this process,
   // or with Redis across every node (docs/redis.md, "Stream caps").
   const share = (shared ? shared.capacityShare : createCapacityShare)(
@@ -334,6 +349,7 @@ export async function createEarmark(
     gate,
     jsonBodyLimit: config.jsonBodyLimit,
     engine,
+    engines,
     speaker,
     speech: {
       fetch: {
@@ -360,6 +376,7 @@ export async function createEarmark(
       createListenRoute({
         services,
         engine,
+        engines,
         limits: { idleTimeoutMs: config.wsIdleTimeoutMs, keepAliveOnlyMs: config.wsKeepAliveOnlyMs },
         share,
         quotas,
@@ -384,6 +401,7 @@ export async function createEarmark(
     services,
     authenticator,
     engine,
+    engines,
     sockets,
     revocations,
     suspicious,
@@ -394,7 +412,7 @@ export async function createEarmark(
       await app.close()
       guard.close()
       await shared?.close()
-      await engine.close()
+      await engines.close()
       await services.audit?.close()
       await services.store.close()
     },
@@ -428,6 +446,7 @@ export async function serve(config: Config): Promise<Earmark> {
       data_dir: config.dataDir,
       store: earmark.services.store.kind,
       engine: earmark.engine.name,
+      engines: earmark.engines.engines.map((e) => e.name),
       capacity: earmark.engine.capacity,
     },
     'listening',

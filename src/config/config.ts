@@ -1,5 +1,6 @@
 import { resolve } from 'node:path'
 import { z } from 'zod'
+import { type EngineEntry, parseEngineList } from '../engines/engine-names.js'
 import { addressRangeProblem, type ServerLimits } from '../limits/index.js'
 import { type SuspiciousPolicy, suspiciousPolicyFromEnv } from '../suspicious/index.js'
 
@@ -48,8 +49,21 @@ const schema = z.object({
     .min(1024)
     .max(16 * 1024 * 1024)
     .default(64 * 1024),
-  /** The speech engine, by name. */
-  EARMARK_ENGINE: z.enum(['pocketsphinx']).default('pocketsphinx'),
+  /**
+   * The speech engines, comma-separated, each `name` or `name:model|model…` for the `model` values it serves
+   * (`*` at the end matches any rest); the first without a model list serves every other model.
+   */
+  EARMARK_ENGINE: z
+    .string()
+    .default('pocketsphinx')
+    .transform((v, ctx) => {
+      try {
+        return parseEngineList(v)
+      } catch (err) {
+        ctx.addIssue({ code: 'custom', message: (err as Error).message })
+        return z.NEVER
+      }
+    }),
   /** Concurrent real-time streams the engine admits: a number, or `auto` to measure at start. */
   EARMARK_CAPACITY: z.union([z.literal('auto'), z.coerce.number().int().min(1).max(256)]).default('auto'),
   /** How long a pre-recorded request may wait for free capacity before a 429, ms. */
@@ -160,7 +174,8 @@ export interface Config {
   logLevel: z.infer<typeof schema>['EARMARK_LOG_LEVEL']
   accessLog: boolean
   jsonBodyLimit: number
-  engine: 'pocketsphinx'
+  /** The speech engines and the models each serves, in order (docs/speech.md, "Engines"). */
+  engines: EngineEntry[]
   capacity: number | 'auto'
   capacityWaitMs: number
   fetchAllowedHosts: string[]
@@ -221,7 +236,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     logLevel: e.EARMARK_LOG_LEVEL,
     accessLog: e.EARMARK_ACCESS_LOG,
     jsonBodyLimit: e.EARMARK_JSON_BODY_LIMIT,
-    engine: e.EARMARK_ENGINE,
+    engines: e.EARMARK_ENGINE,
     capacity: e.EARMARK_CAPACITY,
     capacityWaitMs: e.EARMARK_CAPACITY_WAIT_MS,
     fetchAllowedHosts: e.EARMARK_FETCH_ALLOWED_HOSTS.split(',')

@@ -11,11 +11,16 @@ export interface Word {
   end: number
   /** 0..1 */
   confidence: number
+  /**
+   * The word as written (cased, with the punctuation that follows it), from an engine whose
+   * `formatting.punctuation` is true; absent otherwise, and the listen layer writes it.
+   */
+  punctuatedWord?: string
 }
 
 /** A hypothesis for a stretch of audio. */
 export interface Hypothesis {
-  /** Lower-case words joined by single spaces; empty when nothing was recognised. */
+  /** The words joined by single spaces (lower case unless `formatting.casing`); empty when nothing was recognised. */
   transcript: string
   words: Word[]
   /** 0..1; the mean word confidence, or 0 when there are no words. */
@@ -93,13 +98,33 @@ export interface Admission {
   signal?: AbortSignal
 }
 
+/**
+ * What an engine writes itself. Deepgram's `punctuate` and `smart_format` want cased, punctuated words; an
+ * engine that gives bare lower-case words (PocketSphinx) leaves that to the listen layer's best-effort
+ * punctuation, one that writes them (a neural model, an upstream service) must not get it added twice.
+ */
+export interface EngineFormatting {
+  /** True when every word carries `punctuatedWord`; false: the listen layer punctuates when asked. */
+  punctuation: boolean
+  /** True when words come cased as written; false: lower case. */
+  casing: boolean
+}
+
 export interface Engine {
   readonly name: string
-  /** The PCM sample rate this engine takes. */
+  /**
+   * The PCM sample rate this engine takes, Hz: the audio decoders resample every client's audio to it
+   * (live and pre-recorded), and quotas and usage count samples at it.
+   */
   readonly sampleRate: number
+  /** What the engine writes itself: the listen layer punctuates only where the engine does not. */
+  readonly formatting: EngineFormatting
   /** Model description for Deepgram's metadata. */
   readonly model: { name: string; version: string; arch: string; uuid: string }
-  /** How many streams may decode at once in real time (admission control uses it). */
+  /**
+   * How many streams may decode at once in real time (admission control uses it): configured, or measured
+   * by the engine itself when it was created with `capacity: 'auto'` (see `EngineCapacity`).
+   */
   readonly capacity: number
   /** Streams and one-shot decodes running now. */
   inUse(): number
@@ -122,6 +147,22 @@ export interface Engine {
   ): Promise<Transcription>
   /** Frees every decoder. */
   close(): Promise<void>
+}
+
+/**
+ * An engine's capacity as its factory takes it: a number of concurrent real-time streams, or `auto`, for the
+ * engine to measure what this machine sustains (each engine knows how: PocketSphinx decodes real speech once
+ * and divides the cores by its real-time factor).
+ */
+export type EngineCapacity = number | 'auto'
+
+/** How an engine settled an `auto` capacity, for the composition root to log. */
+export interface CapacityMeasurement {
+  capacity: number
+  /** Decode time over audio time of the probe, when one ran. */
+  realTimeFactor?: number
+  /** Why nothing was measured (the figure is then a fallback). */
+  fallback?: string
 }
 
 /** Thrown when an engine has no free capacity. */

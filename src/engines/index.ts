@@ -1,6 +1,11 @@
+// The engine seam only: engines' own internals (PocketSphinx's decoder, its capacity probe) are reached
+// by main.ts and tests through their own folders.
 export type {
   Admission,
+  CapacityMeasurement,
   Engine,
+  EngineCapacity,
+  EngineFormatting,
   EngineStream,
   FinalHypothesis,
   Hypothesis,
@@ -11,19 +16,16 @@ export type {
 } from './engine.js'
 export { EngineBusyError, EngineOptionError } from './engine.js'
 export {
-  capacityForRealTimeFactor,
-  measureRealTimeFactor,
-} from './pocketsphinx/measure-real-time-factor.js'
-export { POCKETSPHINX_PACKAGES, PocketsphinxUnavailableError } from './pocketsphinx/pocketsphinx-binding.js'
+  ENGINE_NAMES,
+  type EngineEntry,
+  type EngineName,
+  isEngineName,
+  parseEngineList,
+} from './engine-names.js'
 export {
-  createPocketsphinxDecoder,
-  DEFAULT_MODEL_DIR,
-  type PocketsphinxDecoder,
-  type PocketsphinxDecoderOptions,
-} from './pocketsphinx/pocketsphinx-decoder.js'
-export {
-  createPocketsphinxEngine,
-  POCKETSPHINX_MODEL,
-  type PocketsphinxEngineOptions,
-} from './pocketsphinx/pocketsphinx-engine.js'
-export { createEngine, ENGINE_NAMES, type EngineName, type EngineOptionsByName } from './registry.js'
+  createEngine,
+  createEngineRegistry,
+  type EngineOptionsByName,
+  type EngineRegistry,
+  type RegisteredEngine,
+} from './registry.js'

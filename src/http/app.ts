@@ -6,7 +6,7 @@ import Fastify, {
 } from 'fastify'
 import { type AccessGate, OPEN_GATE } from '../access/index.js'
 import type { Authenticator } from '../auth/index.js'
-import type { Engine } from '../engines/index.js'
+import { createEngineRegistry, type Engine, type EngineRegistry } from '../engines/index.js'
 import type { FetchAudioOptions } from '../listen/index.js'
 import type { Services } from '../projects/index.js'
 import { createSpeaker, type Speaker, type SpeakLimits } from '../tts/index.js'
@@ -42,6 +42,8 @@ export interface AppOptions {
   jsonBodyLimit?: number
   /** The speech engine; without one, `/v1/listen` is not served (management-only tests). */
   engine?: Engine
+  /** Every speech engine, chosen per request by `model`; default: `engine` alone. */
+  engines?: EngineRegistry
   /** Speech API limits (defaults in parentheses). */
   speech?: {
     /** `{"url"}` fetching (no host allowed). */
@@ -180,7 +182,7 @@ export async function createApp(options: AppOptions): Promise<FastifyInstance> {
     const maxUploadBytes = options.speech?.maxUploadBytes ?? 512 * 1024 * 1024
     listenRoutes(app, {
       ...deps,
-      engine: options.engine,
+      engines: options.engines ?? createEngineRegistry([{ engine: options.engine }]),
       maxUploadBytes,
       capacityWaitMs: options.speech?.capacityWaitMs ?? 10_000,
       limits: { ...DEFAULT_PRERECORDED_LIMITS, ...options.speech?.prerecorded },

@@ -3,6 +3,16 @@ export { checkListenConstraints, DEFAULT_LISTEN_MODEL } from './listen-constrain
 export { isListenModel, LISTEN_MODELS } from './listen-models.js'
 export { detectionLanguage, type ListenOptions, parseListenOptions } from './listen-options.js'
 export {
+  type AdmitHooks,
+  createListenUseCase,
+  type ListenClaim,
+  type ListenPlan,
+  type ListenRequest,
+  type ListenTransport,
+  type ListenUseCase,
+  type ListenUseCaseOptions,
+} from './listen-use-case.js'
+export {
   metadataMessage,
   prerecordedResponse,
   punctuatedWords,

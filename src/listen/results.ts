@@ -9,9 +9,10 @@ function modelInfo(engine: Engine) {
 }
 
 /**
- * Best-effort punctuation (`punctuate`, `smart_format`): the engine gives bare lower-case words, so an
- * utterance becomes one sentence: capitalised first word, full stop after the last, and `i` as `I`.
- * No commas, question marks or numerals: PocketSphinx gives nothing to base them on.
+ * Best-effort punctuation (`punctuate`, `smart_format`) for an engine that gives bare lower-case words
+ * (`formatting.punctuation` false, PocketSphinx): an utterance becomes one sentence: capitalised first word,
+ * full stop after the last, and `i` as `I`. No commas, question marks or numerals: such an engine gives
+ * nothing to base them on.
  */
 export function punctuatedWords(words: readonly Word[]): string[] {
   return words.map((w, i) => {
@@ -38,8 +39,13 @@ export type ResultOptions = Pick<
 const SPEAKER = 0
 const SPEAKER_CONFIDENCE = 0
 
-function alternative(h: Hypothesis, options: ResultOptions, live: boolean) {
-  const punctuated = options.punctuate ? punctuatedWords(h.words) : undefined
+/** The words as written: the engine's own when it punctuates, else the best effort above. */
+function writtenWords(engine: Engine, words: readonly Word[]): string[] {
+  return engine.formatting.punctuation ? words.map((w) => w.punctuatedWord ?? w.word) : punctuatedWords(words)
+}
+
+function alternative(h: Hypothesis, engine: Engine, options: ResultOptions, live: boolean) {
+  const punctuated = options.punctuate ? writtenWords(engine, h.words) : undefined
   // Live, Deepgram names languages per alternative and per word (its multilingual shape, §7.3); a
   // pre-recorded answer names the detected one per channel instead (§6.1).
   const languageTagged = live && options.detectLanguage !== null
@@ -83,7 +89,7 @@ export function resultsMessage(
     is_final: final.isFinal,
     speech_final: final.speechFinal,
     from_finalize: final.fromFinalize,
-    channel: { alternatives: [alternative(h, ctx.options, true)] },
+    channel: { alternatives: [alternative(h, ctx.engine, ctx.options, true)] },
     metadata: {
       request_id: ctx.requestId,
       model_info: modelInfo(ctx.engine),
@@ -143,9 +149,9 @@ export function prerecordedResponse(
     options: ResultOptions
   },
 ) {
-  const { options } = ctx
+  const { options, engine } = ctx
   const spoken = utterances.filter((u) => u.words.length > 0)
-  const alternatives = spoken.map((u) => alternative(u, options, false))
+  const alternatives = spoken.map((u) => alternative(u, engine, options, false))
   const words = alternatives.flatMap((a) => a.words)
   const transcript = alternatives.map((a) => a.transcript).join(' ')
   const confidence = words.length ? round(words.reduce((a, w) => a + w.confidence, 0) / words.length) : 0
@@ -159,7 +165,7 @@ export function prerecordedResponse(
       paragraphs: [
         {
           sentences: spoken.map((u) => ({
-            text: alternative(u, { ...options, punctuate: true }, false).transcript,
+            text: alternative(u, engine, { ...options, punctuate: true }, false).transcript,
             start: round(u.start),
             end: round(u.end),
           })),
@@ -181,7 +187,7 @@ export function prerecordedResponse(
       ...(options.utterances
         ? {
             utterances: spoken.map((u, i) => {
-              const a = alternatives[i] ?? alternative(u, options, false)
+              const a = alternatives[i] ?? alternative(u, engine, options, false)
               return {
                 start: round(u.words[0]?.start ?? u.start),
                 end: round(u.words.at(-1)?.end ?? u.end),

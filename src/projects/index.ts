@@ -61,6 +61,7 @@ export {
   getRequest,
   listRequests,
   startUsage,
+  type UsageEnd,
   type UsageStart,
   usageSummary,
 } from './usage.js'

@@ -4,17 +4,17 @@ import assert from 'node:assert/strict'
 import { readFileSync } from 'node:fs'
 import { after, before, describe, test } from 'node:test'
 import {
-  createPocketsphinxDecoder,
-  createPocketsphinxEngine,
   type Engine,
   EngineBusyError,
   type FinalHypothesis,
   type Hypothesis,
-  measureRealTimeFactor,
-  PocketsphinxUnavailableError,
   type StreamOptions,
   type StreamSink,
 } from '../../src/engines/index.js'
+import { measureRealTimeFactor } from '../../src/engines/pocketsphinx/measure-real-time-factor.js'
+import { PocketsphinxUnavailableError } from '../../src/engines/pocketsphinx/pocketsphinx-binding.js'
+import { createPocketsphinxDecoder } from '../../src/engines/pocketsphinx/pocketsphinx-decoder.js'
+import { createPocketsphinxEngine } from '../../src/engines/pocketsphinx/pocketsphinx-engine.js'
 import { chunks, concatPcm, silence, speech, speechBounds, wordErrors } from '../helpers/speech.js'
 
 const FOX = 'the quick brown fox jumps over the lazy dog'

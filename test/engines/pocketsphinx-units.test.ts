@@ -1,8 +1,9 @@
 // The pure parts of the PocketSphinx engine (no native code): words, pool, arguments, the WER helper.
 import assert from 'node:assert/strict'
 import { describe, test } from 'node:test'
-import { capacityForRealTimeFactor, EngineBusyError } from '../../src/engines/index.js'
+import { EngineBusyError } from '../../src/engines/index.js'
 import { createDecoderPool } from '../../src/engines/pocketsphinx/decoder-pool.js'
+import { capacityForRealTimeFactor } from '../../src/engines/pocketsphinx/measure-real-time-factor.js'
 import type { RawSegment } from '../../src/engines/pocketsphinx/pocketsphinx-binding.js'
 import {
   decoderArguments,

@@ -8,6 +8,7 @@ import { MAX_SPEED, MIN_SPEED, parseSpeakQuery } from '../../src/tts/index.js'
 // built from hypotheses, options from query strings. test/sdk/sdk-fields.test.ts checks the same end to end.
 
 const engine = {
+  formatting: { punctuation: false, casing: false },
   model: {
     name: 'general',
     version: '1',
@@ -134,6 +135,49 @@ describe('diarize', () => {
       assert.equal((w as { speaker?: number }).speaker, 0)
       assert.equal('speaker_confidence' in w, false)
     }
+  })
+})
+
+describe('punctuate and the engine that writes its own words', () => {
+  it('an engine that gives bare lower-case words gets the best-effort punctuation', () => {
+    const alt = live({ punctuate: 'true' }, SPOKEN[0] as FinalHypothesis).channel.alternatives[0]
+    assert.equal(alt?.transcript, 'Please open.')
+    assert.deepEqual(
+      alt?.words.map((w) => (w as { punctuated_word?: string }).punctuated_word),
+      ['Please', 'open.'],
+    )
+  })
+
+  it('an engine that punctuates keeps its own written words, nothing added twice', () => {
+    const writer = { ...engine, formatting: { punctuation: true, casing: true } } as Engine
+    const h = utterance([
+      ['please', 0.5, 0.8, 0.9],
+      ['open', 0.8, 1.1, 0.7],
+    ])
+    h.words = h.words.map((w, i) => ({ ...w, punctuatedWord: i === 0 ? 'Please,' : 'open!' }))
+    const msg = resultsMessage(
+      h,
+      { requestId: 'r', engine: writer, options: parseListenOptions({ punctuate: 'true' }) },
+      { isFinal: true, speechFinal: true, fromFinalize: false },
+    )
+    const alt = msg.channel.alternatives[0]
+    assert.equal(alt?.transcript, 'Please, open!')
+    assert.deepEqual(
+      alt?.words.map((w) => [w.word, (w as { punctuated_word?: string }).punctuated_word]),
+      [
+        ['please', 'Please,'],
+        ['open', 'open!'],
+      ],
+    )
+    const body = prerecordedResponse([h], {
+      requestId: 'r',
+      engine: writer,
+      sha256: '',
+      created: '',
+      duration: 2,
+      options: parseListenOptions({ punctuate: 'true' }),
+    })
+    assert.equal(body.results.channels[0]?.alternatives[0]?.transcript, 'Please, open!')
   })
 })
 

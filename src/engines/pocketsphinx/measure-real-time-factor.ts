@@ -1,5 +1,6 @@
+import { availableParallelism } from 'node:os'
 import { performance } from 'node:perf_hooks'
-import type { Engine } from '../engine.js'
+import type { CapacityMeasurement, Engine } from '../engine.js'
 import type { PocketsphinxDecoder } from './pocketsphinx-decoder.js'
 import { transcribeWithDecoder } from './pocketsphinx-transcribe.js'
 
@@ -34,4 +35,32 @@ export async function measureRealTimeFactor(
 export function capacityForRealTimeFactor(rtf: number, cpus: number, targetLoad = 0.7): number {
   if (!(rtf > 0)) return 1
   return Math.max(1, Math.floor((cpus * targetLoad) / rtf + 1e-9))
+}
+
+/** The most decoders `auto` ever loads: each holds about 100 MB. */
+const MAX_AUTO_CAPACITY = 16
+/** `auto` with no speech to measure on. */
+const FALLBACK_CAPACITY = 2
+
+/**
+ * PocketSphinx's `auto` capacity: one probe decoder (made by `create`, closed after) decodes `speech` as
+ * fast as it goes, and the pool gets as many decoders as keep this machine's cores at 70 % in real time
+ * (at most 16). Without speech to measure on, 2.
+ */
+export async function measurePocketsphinxCapacity(
+  speech: Int16Array | undefined,
+  create: () => Promise<PocketsphinxDecoder>,
+  cpus = availableParallelism(),
+): Promise<CapacityMeasurement> {
+  if (!speech || speech.length === 0) {
+    return { capacity: FALLBACK_CAPACITY, fallback: 'no warm-up speech to measure with' }
+  }
+  const probe = await create()
+  try {
+    const realTimeFactor = await measureRealTimeFactor(probe, speech)
+    const capacity = Math.min(MAX_AUTO_CAPACITY, capacityForRealTimeFactor(realTimeFactor, cpus))
+    return { capacity, realTimeFactor }
+  } finally {
+    await probe.close()
+  }
 }

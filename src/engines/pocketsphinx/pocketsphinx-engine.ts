@@ -1,11 +1,14 @@
 import {
+  type CapacityMeasurement,
   type Engine,
   EngineBusyError,
+  type EngineCapacity,
   EngineOptionError,
   type EngineStream,
   type StreamOptions,
 } from '../engine.js'
 import { createDecoderPool } from './decoder-pool.js'
+import { measurePocketsphinxCapacity } from './measure-real-time-factor.js'
 import {
   createPocketsphinxDecoder,
   type PocketsphinxDecoder,
@@ -23,8 +26,14 @@ export const POCKETSPHINX_MODEL = {
 } as const
 
 export interface PocketsphinxEngineOptions {
-  /** Decoders in the warm pool: streams plus one-shot decodes at once. Default 2. About 100 MB and 0.6 s of load each. */
-  capacity?: number
+  /**
+   * Decoders in the warm pool: streams plus one-shot decodes at once. Default 2. About 100 MB and 0.6 s of
+   * load each. `auto`: measured at creation on the `warmup` speech (2 without it), see
+   * `measurePocketsphinxCapacity`; `onCapacity` is told the figures.
+   */
+  capacity?: EngineCapacity
+  /** Told how an `auto` capacity was settled (the real-time factor measured, or why it fell back). */
+  onCapacity?: (measured: CapacityMeasurement) => void
   /** Model paths, search and VAD settings of every decoder (defaults: the tuned settings of the notes). */
   decoder?: PocketsphinxDecoderOptions
   /** Utterances are cut (final with speechFinal false) after this much speech, ms. Default 12000. */
@@ -91,7 +100,15 @@ function positiveInteger(name: string, value: number): number {
  *   give it at least capacity + 4 so decoders never starve fs, dns and crypto work.
  */
 export async function createPocketsphinxEngine(options: PocketsphinxEngineOptions = {}): Promise<Engine> {
-  const capacity = positiveInteger('capacity', options.capacity ?? 2)
+  let configured = options.capacity ?? 2
+  if (configured === 'auto') {
+    const measured = await measurePocketsphinxCapacity(options.warmup, () =>
+      createPocketsphinxDecoder(options.decoder),
+    )
+    options.onCapacity?.(measured)
+    configured = measured.capacity
+  }
+  const capacity = positiveInteger('capacity', configured)
   const maxUtteranceMs = positiveInteger('maxUtteranceMs', options.maxUtteranceMs ?? 12_000)
   const sliceMs = positiveInteger('sliceMs', options.sliceMs ?? 100)
   const transcribeWaitMs = options.transcribeWaitMs ?? 10_000
@@ -145,6 +162,8 @@ export async function createPocketsphinxEngine(options: PocketsphinxEngineOption
   return {
     name: 'pocketsphinx',
     sampleRate,
+    // Bare lower-case words: `punctuate` is the listen layer's best effort (src/listen/results.ts).
+    formatting: { punctuation: false, casing: false },
     model: { ...POCKETSPHINX_MODEL },
     capacity,
     inUse: () => pool.inUse(),

@@ -5,24 +5,22 @@ import type { Readable } from 'node:stream'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import {
   decodeStream,
-  isAudioDecodeError,
   knownDuration,
-  parseAudioOptions,
   type SpooledUpload,
   spoolUpload,
   sweepSpoolDir,
   tooLarge,
 } from '../../audio/index.js'
-import { type Engine, EngineBusyError, EngineOptionError } from '../../engines/index.js'
-import { ApiError, invalidField } from '../../errors.js'
+import type { EngineRegistry } from '../../engines/index.js'
+import { ApiError } from '../../errors.js'
 import {
-  checkListenConstraints,
+  createListenUseCase,
   type FetchAudioOptions,
   fetchAudio,
-  parseListenOptions,
+  type ListenRequest,
   prerecordedResponse,
 } from '../../listen/index.js'
-import { finishUsage, requireScope, startUsage } from '../../projects/index.js'
+import { requireScope } from '../../projects/index.js'
 import { type QuotaEnforcer, withinQuota } from '../../quotas/index.js'
 import type { CapacityShare } from '../../ws/index.js'
 import { bodyObject, principalOf } from '../hooks/auth.js'
@@ -62,7 +60,8 @@ export const DEFAULT_PRERECORDED_LIMITS: PrerecordedLimits = {
 }
 
 export interface ListenRouteOptions {
-  engine: Engine
+  /** The engines, chosen per request by `model`. */
+  engines: EngineRegistry
   fetch: FetchAudioOptions
   /** Largest upload, bytes. */
   maxUploadBytes: number
@@ -112,7 +111,13 @@ function closeUnlessRead(
 
 /** `POST /v1/listen` (docs/deepgram-compat.md §6): raw audio of any content type, or JSON `{"url"}`. */
 export function listenRoutes(app: FastifyInstance, deps: RouteDeps & ListenRouteOptions): void {
-  const { services, engine, limits } = deps
+  const { services, engines, limits } = deps
+  const listen = createListenUseCase({
+    services,
+    engines,
+    ...(limits.share ? { share: limits.share } : {}),
+    ...(limits.quotas ? { quotas: limits.quotas } : {}),
+  })
   const { usage } = authHooks(deps)
   const uploadDir = limits.uploadDir ?? mkdtempSync(join(tmpdir(), 'earmark-uploads-'))
   if (limits.uploadDir) {
@@ -130,7 +135,6 @@ export function listenRoutes(app: FastifyInstance, deps: RouteDeps & ListenRoute
     if (!limits.uploadDir) rmSync(uploadDir, { recursive: true, force: true })
   })
   let uploads = 0
-  const maxSamples = limits.maxAudioSeconds * engine.sampleRate
   const tooLong = () =>
     new ApiError('PAYLOAD_TOO_LARGE', `Audio is longer than the limit of ${limits.maxAudioSeconds} s.`)
 
@@ -152,37 +156,30 @@ export function listenRoutes(app: FastifyInstance, deps: RouteDeps & ListenRoute
       async (req, reply) => {
         const principal = principalOf(req)
         requireScope(principal, 'usage:write')
-        const options = parseListenOptions(req.query)
-        checkListenConstraints(principal, options)
-        if (options.callback) throw invalidField('callback', 'callbacks are not supported by this server')
-        const audio = parseAudioOptions(req.query)
+        const request: ListenRequest = {
+          transport: 'prerecorded',
+          principal,
+          query: req.query,
+          access: req.access ?? undefined,
+          requestId: req.id,
+          path: '/v1/listen',
+        }
+        const plan = listen.plan(request)
+        const { options, audio, engine } = plan
         const isJson = (req.headers['content-type'] ?? '').toLowerCase().startsWith('application/json')
         const url = isJson ? bodyObject(req).url : undefined
-        // Nothing left of a quota: 429 with Retry-After before the body is read (docs/quotas.md).
-        const quota = await limits.quotas?.open(principal, req.access ?? undefined)
-        const tooManyUploads = () =>
-          new ApiError('TOO_MANY_REQUESTS', 'Too many uploads are arriving at once. Please try again later')
-        if (uploads >= limits.maxUploads) {
-          quota?.release()
-          throw tooManyUploads()
-        }
-        // Claimed before the body is read, so a key at its share pays nothing for the refusal.
-        let giveBack: (() => void) | undefined
-        try {
-          // Synchronous in memory (nothing else runs in between); a shared share (Redis) answers later.
-          const claimed = limits.share?.claim(principal)
-          giveBack = claimed instanceof Promise ? await claimed : claimed
-        } catch (err) {
-          quota?.release()
-          throw err
-        }
-        // A shared share (Redis) answers after a wait, in which other requests may have taken the last upload
-        // slot: checked again (in memory nothing ran in between, and this never fires).
-        if (uploads >= limits.maxUploads) {
-          giveBack?.()
-          quota?.release()
-          throw tooManyUploads()
-        }
+        // Quota, then this route's bound on uploads at once, then the key's share, claimed before the body
+        // is read, so a key at its share pays nothing for the refusal.
+        const claim = await listen.admit(request, plan, {
+          refusal: () =>
+            uploads >= limits.maxUploads
+              ? new ApiError(
+                  'TOO_MANY_REQUESTS',
+                  'Too many uploads are arriving at once. Please try again later',
+                )
+              : undefined,
+        })
+        const { quota } = claim
         uploads++
         let uploading = true
         const ac = new AbortController()
@@ -191,20 +188,12 @@ export function listenRoutes(app: FastifyInstance, deps: RouteDeps & ListenRoute
           if (!reply.raw.writableFinished) ac.abort(new ClientGone('The client closed the request.'))
         }
         reply.raw.on('close', onClose)
-        let record: Awaited<ReturnType<typeof startUsage>> | undefined
         let spool: SpooledUpload | undefined
         let samples = 0
         let status = 500
         let detail: string | null = 'INTERNAL_ERROR'
         try {
-          record = await startUsage(services, principal, {
-            requestId: req.id,
-            endpoint: 'listen',
-            method: 'sync',
-            path: '/v1/listen',
-            model: options.model,
-            tags: options.tags,
-          })
+          const record = await claim.startUsage()
           try {
             spool = await spoolUpload(isJson ? fetchAudio(url, deps.fetch, ac.signal) : uploadBody(req), {
               dir: uploadDir,
@@ -222,7 +211,12 @@ export function listenRoutes(app: FastifyInstance, deps: RouteDeps & ListenRoute
           // Longer than what the quotas leave: refused before decoding, nothing billed (docs/quotas.md).
           if (quota && known !== undefined && known > quota.remaining()) throw quota.refuse(known)
           // Lazy: no file is opened and no ffmpeg started before the engine pulls, i.e. holds a decoder.
-          const pcm = decodeStream(spool.chunks(), { ...audio, sampleRate: engine.sampleRate, maxSamples })
+          // Decoded (and resampled) to the rate of the engine that serves the request's model.
+          const pcm = decodeStream(spool.chunks(), {
+            ...audio,
+            sampleRate: engine.sampleRate,
+            maxSamples: limits.maxAudioSeconds * engine.sampleRate,
+          })
           const result = await engine.transcribe(
             // Decoding stops at what the quotas leave; the request is then refused (docs/quotas.md).
             counted(quota ? withinQuota(pcm, quota, engine.sampleRate) : pcm, (n) => {
@@ -257,33 +251,19 @@ export function listenRoutes(app: FastifyInstance, deps: RouteDeps & ListenRoute
           if (ac.signal.aborted) reply.header('connection', 'close')
           throw mapped
         } finally {
-          giveBack?.()
+          claim.releaseShare()
           reply.raw.off('close', onClose)
           inFlight.delete(ac)
           if (uploading) uploads--
           await spool?.remove()
-          try {
-            if (record) {
-              await finishUsage(services, record, {
-                audioSeconds: samples / engine.sampleRate,
-                status,
-                detail,
-              })
-            }
-          } finally {
-            // Only now is what it decoded in the store, so the reservation can go.
-            quota?.release()
-          }
+          await claim.finish({ audioSeconds: samples / engine.sampleRate, status, detail })
         }
       },
     )
   })
 
   function mapError(err: unknown): unknown {
-    if (isAudioDecodeError(err)) return err.code === 'TOO_LONG' ? tooLong() : new ApiError('BAD_AUDIO')
-    if (err instanceof EngineBusyError) return new ApiError('TOO_MANY_REQUESTS', err.message)
-    if (err instanceof EngineOptionError) return invalidField(err.field, err.message)
     if (err instanceof ClientGone) return new ApiError('BAD_REQUEST', err.message)
-    return err
+    return listen.toApiError(err, tooLong)
   }
 }

@@ -1,0 +1,77 @@
+import assert from 'node:assert/strict'
+import { describe, it } from 'node:test'
+import { loadConfig } from '../../src/config/index.js'
+import { createEngineRegistry, type Engine, parseEngineList } from '../../src/engines/index.js'
+
+// Engines chosen by name (EARMARK_ENGINE) and per request by model (docs/speech.md, "Choosing an engine").
+
+function named(name: string): Engine {
+  let closed = false
+  return {
+    name,
+    sampleRate: 16_000,
+    formatting: { punctuation: false, casing: false },
+    model: { name, version: '1', arch: name, uuid: name },
+    capacity: 1,
+    inUse: () => (closed ? -1 : 0),
+    openStream: () => Promise.reject(new Error('not used')),
+    transcribe: () => Promise.reject(new Error('not used')),
+    close: async () => {
+      closed = true
+    },
+  }
+}
+
+describe('engine list and registry', () => {
+  it('parses EARMARK_ENGINE: names, model lists, case and spaces', () => {
+    assert.deepEqual(parseEngineList('pocketsphinx'), [{ name: 'pocketsphinx', models: [] }])
+    assert.deepEqual(parseEngineList(' PocketSphinx : Nova-* | base ,'), [
+      { name: 'pocketsphinx', models: ['nova-*', 'base'] },
+    ])
+  })
+
+  it('refuses an unknown engine, one listed twice, an empty model list and an empty list', () => {
+    for (const bad of ['whisper', 'pocketsphinx,pocketsphinx', 'pocketsphinx:', '', ' , ']) {
+      assert.throws(() => parseEngineList(bad), RangeError, bad)
+    }
+  })
+
+  it('the config lists engines, the default pocketsphinx, and names EARMARK_ENGINE when it is wrong', () => {
+    assert.deepEqual(loadConfig({}).engines, [{ name: 'pocketsphinx', models: [] }])
+    assert.throws(() => loadConfig({ EARMARK_ENGINE: 'nonsense' }), /EARMARK_ENGINE/)
+  })
+
+  it('routes a model to the first engine listing it, anything else to the first engine without a list', async () => {
+    const a = named('a')
+    const b = named('b')
+    const c = named('c')
+    const registry = createEngineRegistry([
+      { engine: a, models: ['nova-*', 'enhanced'] },
+      { engine: b },
+      { engine: c, models: ['nova-3', 'whisper'] },
+    ])
+    assert.equal(registry.default, b)
+    assert.equal(registry.forModel('nova-3'), a, 'the first listing wins')
+    assert.equal(registry.forModel('Nova-2-Meeting'), a, 'a trailing * matches any rest, any case')
+    assert.equal(registry.forModel('enhanced'), a)
+    assert.equal(registry.forModel('enhanced-general'), b, 'without * a name matches exactly')
+    assert.equal(registry.forModel('whisper'), c)
+    assert.equal(registry.forModel(null), b)
+    assert.deepEqual(
+      registry.engines.map((e) => e.name),
+      ['a', 'b', 'c'],
+    )
+    await registry.close()
+    assert.deepEqual(
+      registry.engines.map((e) => e.inUse()),
+      [-1, -1, -1],
+      'close closes every engine',
+    )
+  })
+
+  it('with model lists only, the first engine is the default; an empty registry is refused', () => {
+    const a = named('a')
+    assert.equal(createEngineRegistry([{ engine: a, models: ['nova-*'] }]).forModel('base'), a)
+    assert.throws(() => createEngineRegistry([]), RangeError)
+  })
+})
