@@ -1,7 +1,9 @@
 import { randomUUID } from 'node:crypto'
-import { type IncomingMessage, STATUS_CODES } from 'node:http'
+import type { IncomingMessage } from 'node:http'
 import type { Duplex } from 'node:stream'
 import { type RawData, WebSocket, WebSocketServer } from 'ws'
+import { checkHandshake } from '../ws/handshake.js'
+import { refuseUpgrade } from '../ws/upgrade-refusal.js'
 import { type Credentials, END_USER_TAG_PREFIX, fromUpstream } from './credentials.js'
 import { AppKitError, headerText, toAppKitError } from './errors.js'
 import { type UpstreamClient, UpstreamRefusal } from './upstream-client.js'
@@ -65,42 +67,6 @@ function closeReason(text: string): string {
   let out = text
   while (Buffer.byteLength(out) > MAX_REASON_BYTES) out = out.slice(0, -1)
   return out
-}
-
-/** The parts of an RFC 6455 opening handshake ws insists on (method, Upgrade, key, version). */
-function isWebSocketHandshake(req: IncomingMessage): boolean {
-  const key = req.headers['sec-websocket-key']
-  const version = req.headers['sec-websocket-version']
-  return (
-    req.method === 'GET' &&
-    req.headers.upgrade?.toLowerCase() === 'websocket' &&
-    typeof key === 'string' &&
-    /^[+/0-9A-Za-z]{22}==$/.test(key) &&
-    (version === '13' || version === '8')
-  )
-}
-
-/**
- * Writes an HTTP answer in place of the 101 and ends the socket (docs/deepgram-compat.md §7.1, "Upgrade
- * outcome").
- */
-function rejectUpgrade(
-  socket: Duplex,
-  status: number,
-  body: { err_code: string; err_msg: string; request_id: string },
-): void {
-  if (socket.destroyed) return
-  const text = JSON.stringify(body)
-  const head = [
-    `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? 'Error'}`,
-    'content-type: application/json',
-    `content-length: ${Buffer.byteLength(text)}`,
-    'cache-control: no-store',
-    `dg-request-id: ${headerText(body.request_id)}`,
-    `dg-error: ${headerText(body.err_msg)}`,
-    'connection: close',
-  ].join('\r\n')
-  socket.end(`${head}\r\n\r\n${text}`)
 }
 
 function readBody(res: IncomingMessage): Promise<string> {
@@ -274,7 +240,8 @@ export function createListenProxy(o: ListenProxyOptions): ListenProxy {
     } catch (err) {
       socket.off('close', onEarlyClose)
       const e = toAppKitError(err)
-      rejectUpgrade(socket, e.status, {
+      refuseUpgrade(socket, {
+        status: e.status,
         err_code: e.code,
         err_msg: scrub(e.message),
         request_id: upstreamRequestId ?? requestId,
@@ -286,7 +253,7 @@ export function createListenProxy(o: ListenProxyOptions): ListenProxy {
     if (browserGone || socket.destroyed || closing) {
       upstream.terminate()
       const e = new AppKitError('SERVICE_UNAVAILABLE')
-      rejectUpgrade(socket, e.status, { err_code: e.code, err_msg: e.message, request_id: requestId })
+      refuseUpgrade(socket, { status: e.status, err_code: e.code, err_msg: e.message, request_id: requestId })
       return finish()
     }
     wss.handleUpgrade(req, socket, head, (browser) => {
@@ -394,17 +361,23 @@ export function createListenProxy(o: ListenProxyOptions): ListenProxy {
       const url = new URL(req.url ?? '/', 'http://localhost')
       if (url.pathname !== o.path) return false
       socket.on('error', () => socket.destroy())
-      if (!isWebSocketHandshake(req)) {
-        // Checked before anything is minted or opened upstream (ws would refuse it later anyway).
-        const e = new AppKitError('INVALID_FIELD', 'Not a valid WebSocket handshake.', {
-          errCode: 'BAD_REQUEST',
-        })
-        rejectUpgrade(socket, e.status, { err_code: e.code, err_msg: e.message, request_id: randomUUID() })
+      // Checked as the server checks its own upgrades, before anything is minted or opened upstream (ws
+      // would refuse it later anyway).
+      const refusal = checkHandshake(req)
+      if (refusal) {
+        const e = refusal.error
+        const body = { err_code: e.code, err_msg: e.message, request_id: randomUUID() }
+        refuseUpgrade(socket, { status: e.status, ...body }, refusal.headers)
         return true
       }
       if (closing) {
         const e = new AppKitError('SERVICE_UNAVAILABLE')
-        rejectUpgrade(socket, e.status, { err_code: e.code, err_msg: e.message, request_id: randomUUID() })
+        refuseUpgrade(socket, {
+          status: e.status,
+          err_code: e.code,
+          err_msg: e.message,
+          request_id: randomUUID(),
+        })
         return true
       }
       void run(req, socket, head, url).catch(() => socket.destroy())

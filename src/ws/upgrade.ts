@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto'
-import { type IncomingMessage, STATUS_CODES } from 'node:http'
+import type { IncomingMessage } from 'node:http'
 import type { Duplex } from 'node:stream'
 import type { FastifyBaseLogger, FastifyInstance } from 'fastify'
 import { type WebSocket, WebSocketServer } from 'ws'
@@ -14,12 +14,12 @@ import { type AuditLog, auditContext } from '../audit/index.js'
 import type { Authenticator, Principal, Scheme } from '../auth/index.js'
 import { parseAuthorization } from '../auth/index.js'
 import { ApiError, isApiError } from '../errors.js'
-import { headerSafe } from '../http/header-value.js'
 import type { ProxyTrust } from '../http/trusted-proxies.js'
 import { requestScope } from '../last-resort.js'
 import { requireScope } from '../projects/index.js'
 import type { StreamGuard } from '../revocation/index.js'
 import { checkHandshake, offeredProtocols } from './handshake.js'
+import { refuseUpgrade } from './upgrade-refusal.js'
 
 /** What a socket route is told about an upgrade that passed the handshake, path, credential and scope checks. */
 export interface UpgradeContext {
@@ -131,33 +131,13 @@ function gone(socket: Duplex): boolean {
   return socket.destroyed || !socket.readable || !socket.writable
 }
 
-/** How long a refused client gets to read the answer before its socket is destroyed, ms. */
-const REFUSAL_LINGER_MS = 2000
-
-/**
- * Writes a Deepgram-shaped HTTP error in place of the 101 (docs/deepgram-compat.md §7.1, "Upgrade outcome"):
- * the body `{err_code, err_msg, request_id}`, `dg-request-id`, `x-request-id` and a header-safe `dg-error`.
- */
+/** A refusal in place of the 101, in Deepgram's shape (see `refuseUpgrade`). */
 function refuse(socket: Duplex, err: ApiError, requestId: string, extra: Record<string, string> = {}): void {
-  if (socket.destroyed) return
-  const body = JSON.stringify({ err_code: err.code, err_msg: err.message, request_id: requestId })
-  const headers: Record<string, string> = {
-    'content-type': 'application/json',
-    'content-length': String(Buffer.byteLength(body)),
-    'dg-request-id': requestId,
-    'x-request-id': requestId,
-    'dg-error': headerSafe(err.message),
-    connection: 'close',
-    ...extra,
-  }
-  const head = Object.entries(headers)
-    .map(([k, v]) => `${k}: ${v}`)
-    .join('\r\n')
-  // Whatever the client sends after its request is read and dropped, so the close is a FIN, not a reset
-  // that could destroy the answer before the client reads it; a client that never closes is cut.
-  socket.resume()
-  socket.end(`HTTP/1.1 ${err.status} ${STATUS_CODES[err.status] ?? 'Error'}\r\n${head}\r\n\r\n${body}`)
-  setTimeout(() => socket.destroy(), REFUSAL_LINGER_MS).unref()
+  refuseUpgrade(
+    socket,
+    { status: err.status, err_code: err.code, err_msg: err.message, request_id: requestId },
+    extra,
+  )
 }
 
 /** Why the server closed a socket from outside its session (a revocation, a fault): what its usage says. */
