@@ -54,7 +54,8 @@ export interface AudioDecoder {
 export interface StreamDecoderOptions extends AudioDecoderOptions {
   /**
    * Fail with `UNDECODABLE` once more bytes than this were written and no PCM came out (a live stream of
-   * bytes that only look like a container). Default: no bound (an upload may start with a large tag).
+   * bytes that only look like a container). Never applied to raw PCM (`encoding`). Default: no bound (an
+   * upload may start with a large tag).
    */
   maxBytesBeforeAudio?: number
   /**
@@ -159,7 +160,9 @@ export function createAudioDecoder(options: StreamDecoderOptions): AudioDecoder 
     write(chunk) {
       if (events.state !== 'open' || chunk.length === 0) return true
       inputBytes += chunk.length
-      if (!sawPcm && inputBytes > maxBytesBeforeAudio) {
+      // Raw PCM (linear16, mulaw, alaw) is audio whatever its bytes: a client that sends it faster than
+      // ffmpeg starts (a file replayed at 8 kHz) passes the limit before the first PCM comes out.
+      if (!sawPcm && format.kind !== 'raw' && inputBytes > maxBytesBeforeAudio) {
         undecodable(`no audio in the first ${maxBytesBeforeAudio} bytes`)
         return true
       }

@@ -346,6 +346,22 @@ describe('audio decoding', () => {
     assert.ok(pid !== undefined && !isAlive(pid), 'ffmpeg was stopped')
   })
 
+  it('decodes raw PCM sent in one burst far past maxBytesBeforeAudio (the bound is for containers)', async () => {
+    // A live client replaying a file at 8 kHz or 48 kHz sends faster than ffmpeg starts: before the fix the
+    // stream was closed as undecodable before its first PCM came out.
+    const bytes = await fx.read('speech-48k-stereo.raw')
+    const decoder = createAudioDecoder({ ...raw48kStereo, maxBytesBeforeAudio: 1024 })
+    let samples = 0
+    decoder.onPcm((pcm) => {
+      samples += pcm.length
+    })
+    const done = outcome(decoder)
+    decoder.write(bytes)
+    decoder.end()
+    await done
+    assert.ok(Math.abs(samples / 16000 - fx.seconds) <= TOLERANCE_SECONDS, `${samples} samples decoded`)
+  })
+
   it('fails with TOO_LONG past maxSamples', async () => {
     await assert.rejects(
       decodeAll(await fx.read('speech.flac'), { format: AUTODETECT, maxSamples: 16000 }),
