@@ -276,6 +276,41 @@ describe('app kit proxy against a fake upstream', () => {
     }
   })
 
+  it('refuses a broken browser handshake the way Earmark refuses its own, before anything is minted', async () => {
+    const key = `Sec-WebSocket-Key: ${randomBytes(16).toString('base64')}\r\n`
+    const upgrade = `Upgrade: websocket\r\nConnection: Upgrade\r\n${END_USER_HEADER}: lee\r\n`
+    const cases = [
+      { name: 'no key', head: `GET /earmark/listen HTTP/1.1\r\nHost: x\r\n${upgrade}`, status: 400 },
+      {
+        name: 'version 8',
+        head: `GET /earmark/listen HTTP/1.1\r\nHost: x\r\n${upgrade}${key}Sec-WebSocket-Version: 8\r\n`,
+        status: 426,
+        header: 'sec-websocket-version: 13',
+      },
+    ]
+    const tokens = fake.tokens.length
+    for (const c of cases) {
+      const raw = connect(port, '127.0.0.1')
+      raw.write(`${c.head}\r\n`)
+      const answer = await new Promise<string>((resolve) => {
+        let text = ''
+        raw.on('data', (d: Buffer) => {
+          text += d.toString()
+        })
+        raw.on('close', () => resolve(text))
+      })
+      const [head = '', body = ''] = answer.split('\r\n\r\n')
+      assert.match(head, new RegExp(`^HTTP/1\\.1 ${c.status} `), c.name)
+      if (c.header) assert.ok(head.toLowerCase().includes(c.header), `${c.name}: ${c.header}`)
+      const parsed = JSON.parse(body) as { err_code: string; request_id: string }
+      assert.equal(typeof parsed.err_code, 'string', c.name)
+      assert.ok(head.includes(`dg-request-id: ${parsed.request_id}`), `${c.name}: dg-request-id`)
+      assert.ok(head.includes(`x-request-id: ${parsed.request_id}`), `${c.name}: x-request-id`)
+    }
+    assert.equal(fake.tokens.length, tokens, 'nothing minted')
+    assert.equal(app.kit.stats.openProxies, 0)
+  })
+
   it('connects with the server key and an end_user tag when the upstream grants carry no end user', async () => {
     fake.plainGrants = true
     const plain = await startAppServer({ upstream: { url: fake.url, apiKey: SERVER_KEY, projectId: 'p' } })
