@@ -32,6 +32,7 @@ import {
   createRateLimits,
   createRefusalAudit,
 } from './limits/index.js'
+import { createCapacityShare, defaultShare } from './listen/index.js'
 import {
   type BootstrapResult,
   bootstrapIfEmpty,
@@ -51,14 +52,7 @@ import {
   type SuspiciousActivity,
 } from './suspicious/index.js'
 import { createSpeaker } from './tts/index.js'
-import {
-  attachSocketRoutes,
-  createCapacityShare,
-  createListenRoute,
-  createSpeakRoute,
-  defaultShare,
-  type SocketServer,
-} from './ws/index.js'
+import { attachSocketRoutes, createListenRoute, createSpeakRoute, type SocketServer } from './ws/index.js'
 
 export { warmupSpeech }
 

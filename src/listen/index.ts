@@ -1,3 +1,14 @@
+export {
+  type CapacityShare,
+  type CapacityShareLimits,
+  type CapacityShareOptions,
+  createCapacityShare,
+  defaultShare,
+  type ShareHolder,
+  type ShareSubject,
+  shareRefusal,
+  shareSubject,
+} from './capacity-share.js'
 export { type FetchAudioOptions, fetchAudio } from './fetch-audio.js'
 export { checkListenConstraints, DEFAULT_LISTEN_MODEL } from './listen-constraints.js'
 export { isListenModel, LISTEN_MODELS } from './listen-models.js'

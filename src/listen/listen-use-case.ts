@@ -12,7 +12,7 @@ import {
 } from '../projects/index.js'
 import type { QuotaEnforcer, QuotaLease } from '../quotas/index.js'
 import type { UsageRecord } from '../store/index.js'
-import type { CapacityShare } from '../ws/capacity-share.js'
+import type { CapacityShare } from './capacity-share.js'
 import { checkListenConstraints } from './listen-constraints.js'
 import { type ListenOptions, parseListenOptions } from './listen-options.js'
 

@@ -1,14 +1,3 @@
-export {
-  type CapacityShare,
-  type CapacityShareLimits,
-  type CapacityShareOptions,
-  createCapacityShare,
-  defaultShare,
-  type ShareHolder,
-  type ShareSubject,
-  shareRefusal,
-  shareSubject,
-} from './capacity-share.js'
 export { CLOSE, type CloseKind } from './close-codes.js'
 export { checkHandshake, type HandshakeRefusal, WEBSOCKET_VERSION } from './handshake.js'
 export { DEFAULT_SESSION_LIMITS, type SessionLimits } from './listen-session.js'

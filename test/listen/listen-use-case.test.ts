@@ -9,9 +9,13 @@ import {
   EngineOptionError,
 } from '../../src/engines/index.js'
 import { ApiError, isApiError } from '../../src/errors.js'
-import { createListenUseCase, type ListenRequest, type ListenTransport } from '../../src/listen/index.js'
+import {
+  createCapacityShare,
+  createListenUseCase,
+  type ListenRequest,
+  type ListenTransport,
+} from '../../src/listen/index.js'
 import type { Services } from '../../src/projects/index.js'
-import { createCapacityShare } from '../../src/ws/index.js'
 
 // The listen use case both transports call (src/listen/listen-use-case.ts): the plan, the admission order
 // and the give-backs, without a server. Usage records are covered end to end by the REST and live tests.

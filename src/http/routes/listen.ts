@@ -14,6 +14,7 @@ import {
 import type { EngineRegistry } from '../../engines/index.js'
 import { ApiError } from '../../errors.js'
 import {
+  type CapacityShare,
   createListenUseCase,
   type FetchAudioOptions,
   fetchAudio,
@@ -22,7 +23,6 @@ import {
 } from '../../listen/index.js'
 import { requireScope } from '../../projects/index.js'
 import { type QuotaEnforcer, withinQuota } from '../../quotas/index.js'
-import type { CapacityShare } from '../../ws/index.js'
 import { bodyObject, principalOf } from '../hooks/auth.js'
 import { authHooks, type RouteDeps } from './route-deps.js'
 

@@ -7,7 +7,7 @@ import {
   type ShareHolder,
   shareRefusal,
   shareSubject,
-} from '../../ws/index.js'
+} from '../../listen/index.js'
 import { type RedisClient, redisUnavailable } from './redis-client.js'
 import { defineMultiKeyScript } from './redis-scripts.js'
 
