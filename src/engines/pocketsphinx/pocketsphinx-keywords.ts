@@ -13,18 +13,20 @@ import { callAsync, type DecoderHandle, PocketsphinxUnavailableError } from './p
  * keyword model (each word a unigram whose probability grows with its intensifier, each next word of a
  * phrase a bigram). It is used in one of two ways:
  * - in place, when every word is one the base search (`_default`) already has: the set becomes a second,
- *   selectable model of that search's own model set. Only scores change (about 0.25 s to build, a few MB);
- *   selecting `default` again makes the base search score exactly as before;
+ *   selectable model of that search's own model set. Only scores change; selecting `default` again makes
+ *   the base search score exactly as before. The set is built once per decoder (0.3 to 0.9 s, a few MB);
+ *   a later keyword set only replaces its keyword model (20 to 60 ms);
  * - a separate n-gram search (`ps_set_lm`), when some word had to be added to the dictionary (with phones
  *   from the letter-to-sound rules): only a search built after the word was added has it in its lexical
- *   tree. Building one walks the whole 134k-word dictionary (about 0.3 to 0.9 s, some 45 MB).
+ *   tree. Building one walks the whole 134k-word dictionary (0.5 to 2 s, some 45 MB), for every new set.
  * Each decoder keeps the last keyword model of each kind and reuses it for a request with the same
  * keywords. Every stream first goes back to the base search scoring with its own model.
  *
  * What stays behind on the decoder, and why it changes no other result: words added to the dictionary
  * (never removed: the library cannot). The base search was built before they existed, is never
- * re-initialised, and so never sees them; a keyword search includes only words its own models know.
- * The additions are bounded: past {@link MAX_ADDED_WORDS} the decoder reports it should be replaced.
+ * re-initialised, and so never sees them; a keyword search includes only words its own models know. And
+ * the in-place set, left attached but unselected: with `default` selected, the base search's model set
+ * scores with that model alone through its own, untouched column of the word map. The additions are bounded: past {@link MAX_ADDED_WORDS} the decoder reports it should be replaced.
  */
 export interface KeywordSearch {
   /**
@@ -60,10 +62,13 @@ const BASE_SEARCH = '_default'
 const KEYWORD_SEARCH = 'earmark-keywords'
 /** The name of the keyword set inside the base search's model set. */
 const INLINE_MODEL = 'earmark-keywords'
+/** The models of the interpolated set, and their weights. */
+const SET_NAMES = ['base', 'keywords'] as const
 /** ngram_file_type_t: NGRAM_ARPA. */
 const NGRAM_ARPA = 1
 /** Share of the interpolated probability kept by the base model (the keyword model gets the rest). */
 const BASE_WEIGHT = 0.95
+const SET_WEIGHTS = [BASE_WEIGHT, 1 - BASE_WEIGHT]
 /**
  * log10 probability of a keyword in the keyword model at intensifier 1. Each tenfold intensifier adds 1,
  * up to {@link MAX_LOG10}. Measured on test/engines/keywords.test.ts: -3 recognises the domain words,
@@ -103,6 +108,9 @@ function bindKeywords(koffi: Koffi) {
       'void *ngram_model_set_remove(void *set, const char *name, int reuse_widmap)',
     ),
     ngram_model_set_select: sb.func('void *ngram_model_set_select(void *set, const char *name)'),
+    ngram_model_set_interp: sb.func(
+      'void *ngram_model_set_interp(void *set, const char **names, const float *weights)',
+    ),
     ngram_wid: sb.func('int ngram_wid(void *model, const char *word)'),
     ngram_unknown_wid: sb.func('int ngram_unknown_wid(void *model)'),
     dict_add_word: ps.func('int dict_add_word(void *dict, const char *word, const int16_t *phones, int n)'),
@@ -273,26 +281,37 @@ export async function createKeywordSearch(decoder: DecoderHandle): Promise<Keywo
     if (!f.ngram_model_set_select(baseSet, 'default')) throw new Error('The base language model is gone.')
   }
 
-  /** The keyword model interpolated with the decoder's own, as a new set (the caller owns a reference). */
-  const interpolated = async (phrases: ReadonlyMap<string, number>): Promise<unknown> => {
+  /** The keyword model, read from ARPA text (the caller owns the reference). */
+  const keywordModel = async (phrases: ReadonlyMap<string, number>): Promise<unknown> => {
     scratchDir ??= mkdtempSync(join(tmpdir(), 'earmark-keywords-'))
     const path = join(scratchDir, `${process.pid}-${Math.random().toString(36).slice(2)}.arpa`)
     writeFileSync(path, keywordArpa(phrases), { mode: 0o600 })
-    const config: unknown = f.ps_get_config(decoder)
     let model: unknown
     try {
-      model = await callAsync<unknown>(f.ngram_model_read, config, path, NGRAM_ARPA, fields.lmath)
+      model = await callAsync<unknown>(
+        f.ngram_model_read,
+        f.ps_get_config(decoder),
+        path,
+        NGRAM_ARPA,
+        fields.lmath,
+      )
     } finally {
       rmSync(path, { force: true })
     }
     if (!model) throw new Error('The keyword language model was not accepted.')
+    return model
+  }
+
+  /** The keyword model interpolated with the decoder's own, as a new set (the caller owns a reference). */
+  const interpolated = async (phrases: ReadonlyMap<string, number>): Promise<unknown> => {
+    const model = await keywordModel(phrases)
     // The set takes its own reference to both models.
     const set = await callAsync<unknown>(
       f.ngram_model_set_init,
-      config,
+      f.ps_get_config(decoder),
       [baseModel, model],
-      ['base', 'keywords'],
-      [BASE_WEIGHT, 1 - BASE_WEIGHT],
+      SET_NAMES,
+      SET_WEIGHTS,
       2,
     )
     f.ngram_model_free(model)
@@ -300,22 +319,33 @@ export async function createKeywordSearch(decoder: DecoderHandle): Promise<Keywo
     return set
   }
 
+  /** The interpolated set attached to the base search's model set, once built (it stays, unselected). */
+  let inline: unknown
   /**
-   * In place: the interpolated set becomes a second model of the base search's own set, selected by name.
-   * Only the scores change, so this serves words the base search already has in its lexical tree; going
-   * back is selecting `default` again, after which the base search scores exactly as before.
+   * In place: the interpolated set is a second model of the base search's own set, selected by name. Only
+   * the scores change, so this serves words the base search already has in its lexical tree; going back is
+   * selecting `default` again, after which the base search scores exactly as before. The set is built once
+   * (its word map over the 134k words is most of the cost); a new keyword set only replaces its keyword
+   * model, whose words the map already has (they are all in the decoder's own model).
    */
   const attachInline = async (phrases: ReadonlyMap<string, number>) => {
     selectBaseModel()
-    if (inlineKey !== undefined) {
-      inlineKey = undefined
-      // ngram_model_set_remove hands back the reference ngram_model_set_add took over.
-      const old: unknown = f.ngram_model_set_remove(baseSet, INLINE_MODEL, 1)
-      if (old) f.ngram_model_free(old)
+    inlineKey = undefined
+    if (!inline) {
+      const set = await interpolated(phrases)
+      // Takes over our reference; the new column of the word map is filled by name (reuse_widmap).
+      await callAsync<unknown>(f.ngram_model_set_add, baseSet, set, INLINE_MODEL, 1, 1)
+      inline = set
+      return
     }
-    const set = await interpolated(phrases)
-    // Takes over our reference; the new column of the word map is filled by name (reuse_widmap).
-    await callAsync<unknown>(f.ngram_model_set_add, baseSet, set, INLINE_MODEL, 1, 1)
+    // ngram_model_set_remove hands back the reference the set held; ngram_model_set_add takes over ours.
+    const old: unknown = f.ngram_model_set_remove(inline, SET_NAMES[1], 1)
+    if (old) f.ngram_model_free(old)
+    const model = await keywordModel(phrases)
+    await callAsync<unknown>(f.ngram_model_set_add, inline, model, SET_NAMES[1], 1 - BASE_WEIGHT, 1)
+    // Adding renormalises the weights its own way: set them exactly, as a fresh set has them.
+    if (!f.ngram_model_set_interp(inline, SET_NAMES, SET_WEIGHTS))
+      throw new Error('The keyword weights were refused.')
   }
 
   /** A separate search over the interpolated set: its lexical tree includes the words added to the dictionary. */
