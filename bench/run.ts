@@ -3,7 +3,8 @@
 //
 // BENCH_ONLY selects, as a comma list:
 // - auth scenarios: token, bearer, grant, health (`health` is not run by default); `auth` = the defaults;
-// - speech parts: `speech` = all, or speech:rtf, speech:sweep, speech:finalize, speech:connect, speech:auto;
+// - speech parts: `speech` = all but wer, or speech:rtf, speech:sweep, speech:finalize, speech:connect,
+//   speech:auto, speech:wer (word error rate, REST against live, and decoder settings: bench/speech-wer.ts);
 // - `memory`: server RSS during big and concurrent pre-recorded uploads (bench/memory.ts);
 // - `revocation`: revocation-to-close latency of live streams, p50/p99 (bench/revocation.ts);
 // - multi-node parts (bench/multinode.ts; PostgreSQL, Redis and nginx): `multinode` = all, or
@@ -17,7 +18,7 @@ import { AUTH_SCENARIOS, type AuthScenarioId, DEFAULT_AUTH_SCENARIOS, runAuthBen
 import { runMemoryBenchmark } from './memory.js'
 import { MULTINODE_PARTS, type MultinodePartId, runMultinodeBenchmark } from './multinode.js'
 import { runRevocationBenchmark } from './revocation.js'
-import { runSpeechBenchmark, SPEECH_PARTS, type SpeechPartId } from './speech.js'
+import { DEFAULT_SPEECH_PARTS, runSpeechBenchmark, SPEECH_PARTS, type SpeechPartId } from './speech.js'
 
 function selection(raw: string | undefined): {
   auth: AuthScenarioId[]
@@ -29,7 +30,7 @@ function selection(raw: string | undefined): {
   if (raw === undefined || raw.trim() === '')
     return {
       auth: [...DEFAULT_AUTH_SCENARIOS],
-      speech: [...SPEECH_PARTS],
+      speech: [...DEFAULT_SPEECH_PARTS],
       memory: true,
       revocation: true,
       multinode: [...MULTINODE_PARTS],
@@ -44,7 +45,7 @@ function selection(raw: string | undefined): {
     if (name === 'memory') memory = true
     else if (name === 'revocation') revocation = true
     else if (name === 'auth') for (const id of DEFAULT_AUTH_SCENARIOS) auth.add(id)
-    else if (name === 'speech') for (const id of SPEECH_PARTS) speech.add(id)
+    else if (name === 'speech') for (const id of DEFAULT_SPEECH_PARTS) speech.add(id)
     else if (name === 'multinode') for (const id of MULTINODE_PARTS) multinode.add(id)
     else if (name.startsWith('multinode:') && (MULTINODE_PARTS as readonly string[]).includes(name.slice(10)))
       multinode.add(name.slice(10) as MultinodePartId)

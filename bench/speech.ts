@@ -12,6 +12,8 @@
 // - finalize: Finalize a third and two thirds into every utterance of a paced stream → from_finalize Results.
 // - connect: new WebSocket → 'open' with a Token key and a Bearer grant, against a bare ws upgrade.
 // - auto: what admission control would admit here (EARMARK_CAPACITY=auto, measured by a real server start).
+// - wer: word error rate of the held-apart set over REST, live paced and live as fast as possible, and of
+//   decoder settings against their CPU cost (bench/speech-wer.ts; not in the default run: about 25 minutes).
 //
 // Env: BENCH_SPEECH_ROUNDS (3), BENCH_SPEECH_SWEEP (1,2,3,4,6,8), BENCH_SPEECH_SWEEP_SECONDS (15),
 // BENCH_SPEECH_FINALIZE_ROUNDS (1), BENCH_SPEECH_CONNECTS (20), BENCH_SPEECH_CAPACITY (8, at least the
@@ -45,12 +47,15 @@ import {
   engineFinalizeTimes,
   WARMUP_SPEECH,
 } from './speech-engine.js'
+import { runWerPart, type WerReport } from './speech-wer.js'
 import { median, percentile } from './stats.js'
 
 const OUTPUT = join(ROOT, 'artifacts', 'bench-speech.json')
 
-export type SpeechPartId = 'rtf' | 'sweep' | 'finalize' | 'connect' | 'auto'
-export const SPEECH_PARTS: readonly SpeechPartId[] = ['rtf', 'sweep', 'finalize', 'connect', 'auto']
+export type SpeechPartId = 'rtf' | 'sweep' | 'finalize' | 'connect' | 'auto' | 'wer'
+export const SPEECH_PARTS: readonly SpeechPartId[] = ['rtf', 'sweep', 'finalize', 'connect', 'auto', 'wer']
+/** What `npm run bench` and BENCH_ONLY=speech run: all but `wer` (about 25 minutes on its own). */
+export const DEFAULT_SPEECH_PARTS: readonly SpeechPartId[] = SPEECH_PARTS.filter((p) => p !== 'wer')
 
 /** The targets; a miss is reported (and fails the run only with BENCH_STRICT=1). */
 const TARGETS = {
@@ -544,6 +549,21 @@ export async function runSpeechBenchmark(
       await stopChild(pool.child)
     }
   }
+  // Word error rate, REST against live, on the held-apart set: a pool of two, two requests at a time.
+  let wer: WerReport | undefined
+  if (has('wer')) {
+    const pair = await startServer(2)
+    try {
+      servers.push({ role: 'wer', ready: pair.ready })
+      wer = await runWerPart({
+        url: pair.ready.earmarkUrl,
+        wsUrl: pair.ready.earmarkWsUrl,
+        key: pair.ready.apiKey,
+      })
+    } finally {
+      await stopChild(pair.child)
+    }
+  }
   load.push(loadavg())
 
   // ---- figures
@@ -769,6 +789,7 @@ export async function runSpeechBenchmark(
     finalize: fin ? { ...fin, socket_ms: finalize?.socketMs, engine_ms: finalize?.engineMs } : null,
     connect: conn ? { ...conn, samples: connects } : null,
     auto_capacity: auto ?? null,
+    wer: wer ?? null,
     checks,
     seconds_total: (Date.now() - started) / 1000,
   }

@@ -103,6 +103,8 @@ function fakeDecoder(closed: PocketsphinxDecoder[]): PocketsphinxDecoder {
     },
     startStream: async () => {},
     keepAsBaseline: async () => {},
+    cmnState: async () => ({ mean: [], sum: [], frames: 0 }),
+    setBaseline: async () => {},
     startUtterance: async () => {},
     process: async () => false,
     partial: async () => [],

@@ -17,8 +17,8 @@ export function pcmBytes(pcm: Int16Array): Buffer {
   return Buffer.from(pcm.buffer, pcm.byteOffset, pcm.byteLength)
 }
 
-/** A 16 kHz mono 16-bit WAV of `pcm` (44-byte canonical header). */
-export function wav(pcm: Int16Array): Buffer {
+/** A mono 16-bit WAV of `pcm` at `sampleRate` (default 16 kHz; 44-byte canonical header). */
+export function wav(pcm: Int16Array, sampleRate = SAMPLE_RATE): Buffer {
   const data = pcmBytes(pcm)
   const h = Buffer.alloc(44)
   h.write('RIFF', 0)
@@ -27,8 +27,8 @@ export function wav(pcm: Int16Array): Buffer {
   h.writeUInt32LE(16, 16)
   h.writeUInt16LE(1, 20)
   h.writeUInt16LE(1, 22)
-  h.writeUInt32LE(SAMPLE_RATE, 24)
-  h.writeUInt32LE(SAMPLE_RATE * 2, 28)
+  h.writeUInt32LE(sampleRate, 24)
+  h.writeUInt32LE(sampleRate * 2, 28)
   h.writeUInt16LE(2, 32)
   h.writeUInt16LE(16, 34)
   h.write('data', 36)
