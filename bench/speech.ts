@@ -13,7 +13,7 @@
 // - connect: new WebSocket → 'open' with a Token key and a Bearer grant, against a bare ws upgrade.
 // - auto: what admission control would admit here (EARMARK_CAPACITY=auto, measured by a real server start).
 // - wer: word error rate of the held-apart set over REST, live paced and live as fast as possible, and of
-//   decoder settings against their CPU cost (bench/speech-wer.ts; not in the default run: about 25 minutes).
+//   decoder settings against their CPU cost (bench/speech-wer.ts; not in the default run: about 20 minutes).
 //
 // Env: BENCH_SPEECH_ROUNDS (3), BENCH_SPEECH_SWEEP (1,2,3,4,6,8), BENCH_SPEECH_SWEEP_SECONDS (15),
 // BENCH_SPEECH_FINALIZE_ROUNDS (1), BENCH_SPEECH_CONNECTS (20), BENCH_SPEECH_CAPACITY (8, at least the
@@ -54,7 +54,7 @@ const OUTPUT = join(ROOT, 'artifacts', 'bench-speech.json')
 
 export type SpeechPartId = 'rtf' | 'sweep' | 'finalize' | 'connect' | 'auto' | 'wer'
 export const SPEECH_PARTS: readonly SpeechPartId[] = ['rtf', 'sweep', 'finalize', 'connect', 'auto', 'wer']
-/** What `npm run bench` and BENCH_ONLY=speech run: all but `wer` (about 25 minutes on its own). */
+/** What `npm run bench` and BENCH_ONLY=speech run: all but `wer` (about 20 minutes on its own). */
 export const DEFAULT_SPEECH_PARTS: readonly SpeechPartId[] = SPEECH_PARTS.filter((p) => p !== 'wer')
 
 /** The targets; a miss is reported (and fails the run only with BENCH_STRICT=1). */
