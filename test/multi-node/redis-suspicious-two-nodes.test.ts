@@ -87,22 +87,23 @@ describe('suspicious activity counted across two nodes sharing one Redis', { tim
       const res = await call(node, '/v1/auth/token', `Token ${key}`, { headers: { 'x-forwarded-for': ip } })
       assert.equal(res.status, 200, JSON.stringify(res.body))
     }
-    // One after the other: each node hands its observation to Redis before it answers, so the fifth is the
-    // one that tips the count over, whichever node saw it.
-    for (const [node, ip] of [
+    // One after the other, each observation in Redis before the next request: a node observes after it
+    // answers (the observer never holds a request), so without the wait B's fourth could land after A's
+    // fifth. So the fifth is the one that tips the count over, whichever node saw it.
+    const window = `${prefix}suspicious:distinct:distinct_ips|key|${projectId}|${keyId}`
+    const sent = [
       [a, '203.0.113.1'],
       [b, '203.0.113.2'],
       [a, '203.0.113.3'],
       [b, '203.0.113.4'],
       [a, '203.0.113.5'],
-    ] as const) {
+    ] as const
+    for (const [i, [node, ip]] of sent.entries()) {
       await from(node, ip)
+      const until = Date.now() + 5_000
+      while ((await redis.zcard(window)) < i + 1 && Date.now() < until) await sleep(5)
     }
-    const members = await redis.zrange(
-      `${prefix}suspicious:distinct:distinct_ips|key|${projectId}|${keyId}`,
-      0,
-      -1,
-    )
+    const members = await redis.zrange(window, 0, -1)
     assert.deepEqual(
       members.sort(),
       ['203.0.113.1', '203.0.113.2', '203.0.113.3', '203.0.113.4', '203.0.113.5'],
