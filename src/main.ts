@@ -1,3 +1,4 @@
+import { join } from 'node:path'
 import type { FastifyBaseLogger, FastifyInstance } from 'fastify'
 import { type DestinationStream, pino } from 'pino'
 import {
@@ -24,6 +25,8 @@ import {
   type SpeechEngine,
 } from './engines/index.js'
 import { WARMUP_SPEECH, warmupSpeech } from './engines/pocketsphinx/warmup-speech.js'
+import { createSecretBox, loadSecretsKey } from './engines/upstream/secret-box.js'
+import { createUpstreamEngine } from './engines/upstream/upstream-engine.js'
 import { createApp, createProxyTrust, redactSecrets } from './http/index.js'
 import { createLastResort } from './last-resort.js'
 import {
@@ -32,7 +35,12 @@ import {
   createRateLimits,
   createRefusalAudit,
 } from './limits/index.js'
-import { createCapacityShare, defaultShare } from './listen/index.js'
+import {
+  createCapacityShare,
+  createProjectEngines,
+  defaultShare,
+  type ProjectEngines,
+} from './listen/index.js'
 import {
   type BootstrapResult,
   bootstrapIfEmpty,
@@ -40,6 +48,7 @@ import {
   createProjectSettingsCache,
   endUserOf,
   type KeySweeper,
+  type ProjectSettingsCache,
   type Services,
 } from './projects/index.js'
 import { createQuotaEnforcer } from './quotas/index.js'
@@ -110,6 +119,25 @@ async function createNamedEngine(
       })
     }
   }
+}
+
+/**
+ * Projects' own upstreams (docs/gateway.md "Per project"), when `EARMARK_UPSTREAM_ALLOWED_HOSTS` names any:
+ * their keys are sealed for the store under the secrets key, and each project's relay is built on first use.
+ */
+function projectUpstreams(
+  config: Pick<Config, 'upstreamAllowedHosts' | 'upstreamCapacity' | 'secretsKey' | 'dataDir'>,
+  services: Services,
+  settings: ProjectSettingsCache,
+): ProjectEngines | undefined {
+  if (config.upstreamAllowedHosts.length === 0) return undefined
+  const box = createSecretBox(loadSecretsKey(config.secretsKey, join(config.dataDir, 'secrets.key')))
+  services.upstreams = { allowedHosts: config.upstreamAllowedHosts, seal: box.seal }
+  return createProjectEngines({
+    settings,
+    openKey: box.open,
+    createRelay: (u) => createUpstreamEngine({ ...u, capacity: config.upstreamCapacity }),
+  })
 }
 
 /** Secrets must never reach a log line, even through a header a future log call might include. */
@@ -298,6 +326,7 @@ export async function createEarmark(
   const gate = createAccessGate(accessStages)
   const engines = await createSpeechEngines(config, logger)
   const engine = engines.default
+  const projectEngines = projectUpstreams(config, services, projectSettings)
   // One share per key and end user, counted across live streams and pre-recorded requests: in this process,
   // or with Redis across every node (docs/redis.md, "Stream caps").
   const share = (shared ? shared.capacityShare : createCapacityShare)(
@@ -367,6 +396,7 @@ export async function createEarmark(
         uploadDir: config.uploadDir,
         share,
         quotas,
+        ...(projectEngines ? { projectEngines } : {}),
       },
     },
   })
@@ -380,6 +410,7 @@ export async function createEarmark(
         limits: { idleTimeoutMs: config.wsIdleTimeoutMs, keepAliveOnlyMs: config.wsKeepAliveOnlyMs },
         share,
         quotas,
+        ...(projectEngines ? { projectEngines } : {}),
       }),
       createSpeakRoute({ services, synthesize: speaker.synthesize }),
     ],
@@ -413,6 +444,7 @@ export async function createEarmark(
       guard.close()
       await shared?.close()
       await engines.close()
+      await projectEngines?.close()
       await services.audit?.close()
       await services.store.close()
     },

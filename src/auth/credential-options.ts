@@ -72,4 +72,16 @@ export interface ProjectSettings {
   quotas?: KeyQuotas
   /** Suspicious-activity thresholds and whether a key that trips one is disabled. */
   suspiciousActivity?: Record<string, number | boolean>
+  /** The project's own upstream service for `/v1/listen` (docs/gateway.md "Per project"). */
+  upstream?: ProjectUpstream
+}
+
+/** A project's upstream: its URL, its key sealed by the server's secrets key, and the models it serves. */
+export interface ProjectUpstream {
+  url: string
+  /** The key as `SecretBox.seal` wrote it: never the key itself. */
+  sealedKey: string
+  scheme: 'token' | 'bearer'
+  /** Model names or `prefix*` patterns it serves; empty: every model. */
+  models: string[]
 }

@@ -20,6 +20,7 @@ export type {
   KeyQuotas,
   ListenConstraints,
   ProjectSettings,
+  ProjectUpstream,
 } from './credential-options.js'
 export {
   createGrants,

@@ -70,6 +70,10 @@ const schema = z.object({
   EARMARK_UPSTREAM_KEY: z.string().min(1).optional(),
   /** `token` (an API key, the default) or `bearer` (a JWT) for the upstream key. */
   EARMARK_UPSTREAM_SCHEME: z.enum(['token', 'bearer']).default('token'),
+  /** Hosts (`name` or `name:port`) a project's own upstream may name; empty: per-project upstreams are off. */
+  EARMARK_UPSTREAM_ALLOWED_HOSTS: z.string().default(''),
+  /** 32 bytes, base64: seals stored secrets (projects' upstream keys); default a key file in the data dir. */
+  EARMARK_SECRETS_KEY: z.string().optional(),
   /** Relayed streams and pre-recorded requests at once. */
   EARMARK_UPSTREAM_CAPACITY: z.coerce.number().int().min(1).max(100_000).default(1000),
   /** Concurrent real-time streams the engine admits: a number, or `auto` to measure at start. */
@@ -186,6 +190,12 @@ export interface Config {
   engines: EngineEntry[]
   /** The upstream engine's service, when `engines` lists it (docs/gateway.md); the key is never logged. */
   upstream?: { url: string; key: string; scheme: 'token' | 'bearer'; capacity: number }
+  /** Hosts projects' own upstreams may name (docs/gateway.md "Per project"); empty: off. */
+  upstreamAllowedHosts: string[]
+  /** Relays at once, per upstream. */
+  upstreamCapacity: number
+  /** The secrets key (base64), when set; else `<dataDir>/secrets.key`. Never logged. */
+  secretsKey: string | undefined
   capacity: number | 'auto'
   capacityWaitMs: number
   fetchAllowedHosts: string[]
@@ -222,6 +232,14 @@ export interface Config {
   expiredKeyRetentionSeconds: number
   /** Redis shared by several nodes (docs/redis.md); undefined: rate limits, the token ledger and revocations stay in-process. */
   redis?: { url: string; prefix: string; failOpen: 'none' | 'rate-limits' }
+}
+
+/** A comma-separated host list, lower case, blanks dropped. */
+function hostList(text: string): string[] {
+  return text
+    .split(',')
+    .map((h) => h.trim().toLowerCase())
+    .filter((h) => h.length > 0)
 }
 
 /** Reads the config from `env` (default `process.env`); throws with every problem listed. */
@@ -263,11 +281,12 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
           },
         }
       : {}),
+    upstreamAllowedHosts: hostList(e.EARMARK_UPSTREAM_ALLOWED_HOSTS),
+    upstreamCapacity: e.EARMARK_UPSTREAM_CAPACITY,
+    secretsKey: e.EARMARK_SECRETS_KEY,
     capacity: e.EARMARK_CAPACITY,
     capacityWaitMs: e.EARMARK_CAPACITY_WAIT_MS,
-    fetchAllowedHosts: e.EARMARK_FETCH_ALLOWED_HOSTS.split(',')
-      .map((h) => h.trim().toLowerCase())
-      .filter((h) => h.length > 0),
+    fetchAllowedHosts: hostList(e.EARMARK_FETCH_ALLOWED_HOSTS),
     maxUploadBytes: e.EARMARK_MAX_UPLOAD_BYTES,
     wsIdleTimeoutMs: e.EARMARK_WS_IDLE_TIMEOUT_MS,
     wsKeepAliveOnlyMs: e.EARMARK_WS_KEEPALIVE_ONLY_MS,

@@ -54,8 +54,6 @@ export interface EngineRegistry {
   readonly default: SpeechEngine
   /** The engine serving `model` (case-insensitive): the first entry listing it, else the default. */
   forModel(model: string | null): SpeechEngine
-  /** True when an entry lists `model` by name or pattern (a relay may serve models Earmark does not know). */
-  claims(model: string): boolean
   /** Closes every engine. */
   close(): Promise<void>
 }
@@ -77,10 +75,6 @@ export function createEngineRegistry(entries: readonly RegisteredEngine[]): Engi
       if (model === null) return fallback.engine
       const m = model.toLowerCase()
       return routed.find((e) => e.models?.some((p) => matches(p, m)))?.engine ?? fallback.engine
-    },
-    claims(model) {
-      const m = model.toLowerCase()
-      return routed.some((e) => e.models?.some((p) => matches(p, m)))
     },
     async close() {
       await Promise.all(entries.map((e) => e.engine.close()))

@@ -23,6 +23,7 @@ export {
   type ListenUseCase,
   type ListenUseCaseOptions,
 } from './listen-use-case.js'
+export { createProjectEngines, type ProjectEngines, type ProjectEnginesOptions } from './project-engines.js'
 export {
   metadataMessage,
   prerecordedResponse,

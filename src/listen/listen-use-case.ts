@@ -5,6 +5,7 @@ import {
   EngineBusyError,
   EngineOptionError,
   type EngineRegistry,
+  isRelayEngine,
   RelayError,
   type SpeechEngine,
 } from '../engines/index.js'
@@ -21,6 +22,7 @@ import type { UsageRecord } from '../store/index.js'
 import type { CapacityShare } from './capacity-share.js'
 import { checkListenConstraints } from './listen-constraints.js'
 import { type ListenOptions, parseListenOptions } from './listen-options.js'
+import type { ProjectEngines } from './project-engines.js'
 
 /** The two ways audio reaches `/v1/listen`: a pre-recorded request, or a live stream. */
 export type ListenTransport = 'prerecorded' | 'live'
@@ -79,7 +81,7 @@ export interface AdmitHooks {
  */
 export interface ListenUseCase {
   /** Parses and checks the request; throws ApiError (400, 403) before anything is claimed. */
-  plan(request: ListenRequest): ListenPlan
+  plan(request: ListenRequest): Promise<ListenPlan>
   /** Admits the request: throws 429 (capacity, quota, share) having given back whatever it took. */
   admit(request: ListenRequest, plan: ListenPlan, hooks?: AdmitHooks): Promise<ListenClaim>
   /** What an engine or audio decoder threw, as the ApiError the client gets; anything else as is. */
@@ -93,6 +95,15 @@ export interface ListenUseCaseOptions {
   share?: CapacityShare
   /** Audio quotas (docs/quotas.md), live and pre-recorded together; default none. */
   quotas?: QuotaEnforcer
+  /** Projects' own upstream relays, which take precedence over `engines` (docs/gateway.md "Per project"). */
+  projectEngines?: ProjectEngines
+}
+
+/** The `model` a query names (the last one, when repeated), before it is checked. */
+function namedModel(query: Record<string, string | string[]>): string | null {
+  const v = query.model
+  const last = Array.isArray(v) ? v.at(-1) : v
+  return typeof last === 'string' && last !== '' ? last : null
 }
 
 const CALLBACK_REFUSAL: Record<ListenTransport, string> = {
@@ -127,13 +138,15 @@ function relayApiError(err: RelayError): ApiError {
 /** Creates the listen use case both transports share. */
 export function createListenUseCase(o: ListenUseCaseOptions): ListenUseCase {
   return {
-    plan(request) {
-      // A model a relay's patterns claim is the far end's to accept or refuse (docs/gateway.md).
-      const options = parseListenOptions(request.query, (m) => o.engines.claims(m))
+    async plan(request) {
+      const own = await o.projectEngines?.forRequest(request.principal.projectId, namedModel(request.query))
+      // A model a relay claims is the far end's to accept or refuse (docs/gateway.md).
+      const relayed = (m: string) => own !== undefined || isRelayEngine(o.engines.forModel(m))
+      const options = parseListenOptions(request.query, relayed)
       checkListenConstraints(request.principal, options)
       if (options.callback) throw invalidField('callback', CALLBACK_REFUSAL[request.transport])
       const audio = parseAudioOptions(request.query)
-      return { options, audio, engine: o.engines.forModel(options.model) }
+      return { options, audio, engine: own ?? o.engines.forModel(options.model) }
     },
 
     async admit(request, { options, engine }, hooks = {}) {

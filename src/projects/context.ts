@@ -3,6 +3,7 @@ import type { Clock, Grants, Principal } from '../auth/index.js'
 import { ApiError } from '../errors.js'
 import type { RevocationBus } from '../revocation/index.js'
 import type { Project, Store } from '../store/index.js'
+import type { UpstreamPolicy } from './upstream-settings.js'
 
 /** What every use case needs, passed in (never imported as a singleton). */
 export interface Services {
@@ -16,6 +17,8 @@ export interface Services {
   revocations?: RevocationBus
   /** The audit trail (docs/audit.md); absent only in tests that build services by hand. */
   audit?: AuditLog
+  /** What per-project upstreams may name (docs/gateway.md "Per project"); absent: they are off. */
+  upstreams?: UpstreamPolicy
 }
 
 /** Throws `FORBIDDEN` unless the caller holds `scope`. */

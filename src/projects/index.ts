@@ -53,6 +53,7 @@ export {
   signingKeyView,
 } from './signing-keys.js'
 export { grantToken, secondsLeft, tokenDetails } from './tokens.js'
+export { type UpstreamPolicy, upstreamSettingsSection } from './upstream-settings.js'
 export {
   END_USER_TAG,
   endUserOf,

@@ -8,13 +8,14 @@ import { quotaSettingsSection } from '../quotas/quota-options.js'
 import type { Store } from '../store/index.js'
 import { suspiciousSettingsSection } from '../suspicious/suspicious-settings.js'
 import { requireProject, requireScope, type Services } from './context.js'
+import { upstreamSettingsSection } from './upstream-settings.js'
 
 /**
  * One section of `/v1/projects/:id/settings` (docs/limits.md, "Per project"): how a PATCH of it changes the
  * stored settings (a 400 naming the field for anything invalid), and how GET shows it (snake_case).
  */
 export interface SettingsSection {
-  apply(settings: ProjectSettings, value: unknown): ProjectSettings
+  apply(settings: ProjectSettings, value: unknown, services: Services): ProjectSettings
   view(settings: ProjectSettings): Record<string, unknown>
 }
 
@@ -32,6 +33,7 @@ const SECTIONS: Readonly<Record<string, SettingsSection>> = {
   limits: limitsSection,
   quotas: quotaSettingsSection, // docs/quotas.md, "Where quotas are set"
   suspicious_activity: suspiciousSettingsSection, // docs/suspicious-activity.md, "Settings"
+  upstream: upstreamSettingsSection, // docs/gateway.md, "Per project"
 }
 
 /** The settings as `GET` shows them: every section, each with only what is set. */
@@ -68,7 +70,7 @@ export async function updateProjectSettings(
     if (!section) {
       throw invalidField(name, `is not a settings section (known: ${Object.keys(SECTIONS).join(', ')})`)
     }
-    next = section.apply(next, value)
+    next = section.apply(next, value, services)
   }
   await services.store.setProjectSettings(projectId, next)
   // Loosening a limit or turning a policy off is a security decision: who did it, and to what (docs/audit.md).

@@ -11,6 +11,7 @@ import {
   createListenUseCase,
   type ListenOptions,
   type ListenRequest,
+  type ProjectEngines,
 } from '../listen/index.js'
 import type { Services } from '../projects/index.js'
 import { MIN_QUOTA_SECONDS, type QuotaEnforcer } from '../quotas/index.js'
@@ -37,6 +38,8 @@ export interface ListenSocketOptions {
   share?: CapacityShare
   /** Audio quotas (docs/quotas.md); default: none. */
   quotas?: QuotaEnforcer
+  /** Projects' own upstream relays (docs/gateway.md "Per project"); default none. */
+  projectEngines?: ProjectEngines
 }
 
 /**
@@ -79,6 +82,7 @@ export function createListenRoute(o: ListenSocketOptions): SocketRoute {
     engines: o.engines ?? createEngineRegistry([{ engine: o.engine }]),
     ...(o.share ? { share: o.share } : {}),
     ...(o.quotas ? { quotas: o.quotas } : {}),
+    ...(o.projectEngines ? { projectEngines: o.projectEngines } : {}),
   })
   return {
     path: '/v1/listen',
@@ -92,7 +96,7 @@ export function createListenRoute(o: ListenSocketOptions): SocketRoute {
         requestId,
         path: url.pathname,
       }
-      const plan = listen.plan(request)
+      const plan = await listen.plan(request)
       const { options, audio, engine } = plan
       // Capacity, quota and the credential's share, in that order; all given back if one refuses. The quota
       // allowance is given back (in onEnd) only once the usage record holds what the stream took.

@@ -3,6 +3,7 @@ import type { FastifyBaseLogger } from 'fastify'
 import { WebSocket } from 'ws'
 import type { RelayEngine, RelayStream } from '../engines/index.js'
 import { CLOSE } from './close-codes.js'
+import { controlType } from './control-message.js'
 import type { ListenSession, SessionLimits, SessionOutcome } from './listen-session.js'
 import { closeReasonText, pipeFrames, sendableCloseCode } from './relay-pipe.js'
 import { serverCloseReason } from './upgrade.js'
@@ -65,6 +66,8 @@ export function createRelaySession(o: RelaySessionOptions): ListenSession {
   let quotaSpent = false
   let quotaSeconds = 0
   let gotAudio = false
+  /** The client sent CloseStream: what remains is the far end's flush. */
+  let ending = false
   let idleTimer: NodeJS.Timeout | undefined
   let audioTimer: NodeJS.Timeout | undefined
   /** How the stream ended, from whichever side closed first. */
@@ -141,11 +144,30 @@ export function createRelaySession(o: RelaySessionOptions): ListenSession {
     audioTimer = setTimeout(() => stop('NO_AUDIO'), limits.keepAliveOnlyMs)
   }
 
+  /**
+   * The client ended its audio (CloseStream, or the legacy empty frame): the far end now flushes its finals,
+   * which can take as long as its backlog. No idle clock runs meanwhile, only a bound on the whole flush.
+   */
+  const draining = () => {
+    if (ending) return
+    ending = true
+    clearTimeout(idleTimer)
+    clearTimeout(audioTimer)
+    idleTimer = setTimeout(() => stop('NO_AUDIO'), limits.maxBacklogMs + limits.idleTimeoutMs)
+  }
+
   /** A frame from the client, on its way upstream: counted, cut at the quota, otherwise unchanged. */
   const fromClient = (data: Buffer, isBinary: boolean): Buffer | undefined => {
     if (quotaSpent) return undefined
+    if (ending) return data
     if (!isBinary) {
-      if (gotAudio) armIdle()
+      // Only a text frame that names it can be CloseStream: the parse runs for those alone.
+      if (data.includes('CloseStream') && controlType(data.toString('utf8')) === 'CloseStream') draining()
+      else if (gotAudio) armIdle()
+      return data
+    }
+    if (data.length === 0) {
+      draining()
       return data
     }
     gotAudio = true

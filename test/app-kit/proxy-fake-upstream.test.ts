@@ -3,6 +3,7 @@ import { randomBytes } from 'node:crypto'
 import { connect, type Socket } from 'node:net'
 import { after, before, describe, it } from 'node:test'
 import WebSocket from 'ws'
+import { type FakeUpstream, startFakeUpstream } from '../helpers/fake-upstream.js'
 import {
   type AppServer,
   END_USER_HEADER,
@@ -12,10 +13,9 @@ import {
   startAppServer,
   waitFor,
 } from './app-kit-fixtures.js'
-import { type FakeUpstream, startFakeUpstream } from './fake-upstream.js'
 
 // These tests are about the proxy itself (back-pressure, frame relay, close codes, latency), so the upstream
-// is a fake Deepgram-compatible server (test/app-kit/fake-upstream.ts), not Earmark.
+// is a fake Deepgram-compatible server (test/helpers/fake-upstream.ts), not Earmark.
 
 const SERVER_KEY = `server-held-${randomBytes(16).toString('hex')}`
 const MAX = 256 * 1024

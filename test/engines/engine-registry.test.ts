@@ -70,15 +70,6 @@ describe('engine list and registry', () => {
     )
   })
 
-  it('claims a model only where an entry lists it by name or pattern', () => {
-    const registry = createEngineRegistry([
-      { engine: named('a'), models: ['nova-*'] },
-      { engine: named('b') },
-    ])
-    assert.equal(registry.claims('Nova-9-Future'), true)
-    assert.equal(registry.claims('base'), false, 'the default serves it, but claims nothing')
-  })
-
   it('the upstream engine needs its URL and key, and takes only a plain http(s) or ws(s) base URL', () => {
     const env = { EARMARK_ENGINE: 'upstream:nova-*,pocketsphinx' }
     assert.throws(() => loadConfig(env), /EARMARK_UPSTREAM_URL and EARMARK_UPSTREAM_KEY/)

@@ -1,5 +1,7 @@
 import assert from 'node:assert/strict'
 import { randomBytes } from 'node:crypto'
+import { readFileSync } from 'node:fs'
+import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
 import { DeepgramClient } from 'dg5'
 import {
@@ -15,6 +17,7 @@ import {
 import { finals, openHeldStream, openSocket } from '../helpers/live-server.js'
 import { finalTranscript, liveThroughSdkV5 } from '../helpers/sdk-v5-live.js'
 import { removeDir, type ServerProcess, startServerProcess } from '../helpers/server-process.js'
+import { chunks } from '../helpers/speech.js'
 import { recordSecrets } from '../helpers/test-logs.js'
 
 // Issue 11, item 2 (docs/gateway.md): Earmark A relays `/v1/listen` to Earmark B, a second real process, as it
@@ -80,6 +83,7 @@ describe('Earmark as a gateway to another Deepgram-compatible service', { timeou
         EARMARK_ENGINE: 'upstream:nova-*|enhanced*,pocketsphinx',
         EARMARK_UPSTREAM_URL: b.url,
         EARMARK_UPSTREAM_KEY: upstreamKey.key,
+        EARMARK_UPSTREAM_ALLOWED_HOSTS: new URL(b.url).host,
       },
     })
     aApi = await ownerApi(a.url, aOwner)
@@ -194,6 +198,40 @@ describe('Earmark as a gateway to another Deepgram-compatible service', { timeou
     }
   })
 
+  it('cuts a relayed raw stream at its quota to the sample, and B meters exactly what was relayed', async () => {
+    const res = await fetch(`${a.url}/v1/projects/${aApi.projectId}/keys`, {
+      method: 'POST',
+      headers: { authorization: `Token ${aOwner}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ comment: 'metered', scopes: ['member'], quotas: { audio_seconds_per_day: 2 } }),
+    })
+    const { key } = (await res.json()) as { key: string }
+    clientSecrets.push(key)
+    const { ws, log, closed } = await openSocket(
+      `${wsUrlOf(a.url)}/v1/listen?model=nova-3&encoding=linear16&sample_rate=16000`,
+      { protocols: ['token', key] },
+    )
+    for (const part of chunks(pcm, 100)) ws.send(Buffer.from(part.buffer, part.byteOffset, part.byteLength))
+    await closed
+    assert.deepEqual(log.close, { code: 1008, reason: 'QUOTA-0001' })
+    const id = String(log.headers?.['dg-request-id'] ?? '')
+    const onA = await eventually(
+      async () => (await requests(aApi)).find((r) => r.request_id === id && r.response.code !== undefined),
+      10_000,
+      "A's record",
+    )
+    assert.equal(onA.response.details?.duration, 2)
+    assert.equal(onA.response.message, 'QUOTA-0001')
+    const onB = await eventually(
+      async () => {
+        const newest = (await requests(bApi)).find((r) => r.api_key_id === upstreamKey.id)
+        return newest?.response.code !== undefined ? newest : undefined
+      },
+      10_000,
+      "B's record",
+    )
+    assert.equal(onB.response.details?.duration, 2, 'B received exactly the allowance')
+  })
+
   it('passes the far end’s refusal on in Deepgram’s shape, under A’s request id', async () => {
     const res = await postListen(a.url, `Token ${client.key}`, randomBytes(4096), RELAYED)
     assert.equal(res.status, 400)
@@ -241,12 +279,71 @@ describe('Earmark as a gateway to another Deepgram-compatible service', { timeou
     assert.ok(Math.abs(metered - pcm.length / 16000) < 0.05, `metered ${metered} s of ${pcm.length / 16000}`)
   })
 
+  it("relays a project's models to its own upstream under its own key, sealed in A's store", async () => {
+    const projectKey = await bApi.createKey("A's project", ['member'])
+    recordSecrets(projectKey.key)
+    const settings = `${a.url}/v1/projects/${aApi.projectId}/settings`
+    const patch = (body: unknown) =>
+      fetch(settings, {
+        method: 'PATCH',
+        headers: { authorization: `Token ${aOwner}`, 'content-type': 'application/json' },
+        body: JSON.stringify(body),
+      })
+    const set = await patch({ upstream: { url: b.url, key: projectKey.key, models: ['whisper*'] } })
+    assert.equal(set.status, 200)
+    const view = (await set.json()) as { upstream: Record<string, unknown> }
+    assert.deepEqual(view.upstream, { url: b.url, scheme: 'token', models: ['whisper*'], key_set: true })
+    const byProjectKey = async () =>
+      (await requests(bApi)).filter((r) => r.api_key_id === projectKey.id).length
+    const res = await postListen(a.url, `Token ${client.key}`, wavBytes, '?model=whisper-large')
+    assert.equal(res.status, 200)
+    assert.match(prerecordedTranscript(res.body), /meeting starts at nine/i)
+    assert.equal(await byProjectKey(), 1, "B served it under the project's key")
+    // nova-3 still goes to the server's upstream, under the server's key.
+    const before = (await requests(bApi)).filter((r) => r.api_key_id === upstreamKey.id).length
+    assert.equal((await postListen(a.url, `Token ${client.key}`, wavBytes, RELAYED)).status, 200)
+    assert.equal((await requests(bApi)).filter((r) => r.api_key_id === upstreamKey.id).length, before + 1)
+    // The key is write-only, and the store holds it sealed.
+    const stored = readFileSync(join(a.dataDir, 'earmark.sqlite')).toString('latin1')
+    assert.ok(!stored.includes(projectKey.key), 'the key is not in the store as written')
+    assert.ok(
+      !JSON.stringify(await aApi.get(`/v1/projects/${aApi.projectId}/settings`)).includes(projectKey.key),
+    )
+    // A host the server does not allow, and a new URL without its key, are refused and change nothing.
+    for (const body of [
+      { upstream: { url: 'http://10.0.0.1:8080', key: 'k' } },
+      { upstream: { url: b.url.replace('127.0.0.1', 'localhost') } },
+    ]) {
+      const refused = await patch(body)
+      assert.equal(refused.status, 400)
+      assert.equal(((await refused.json()) as { err_code: string }).err_code, 'INVALID_FIELD')
+    }
+    // Removed: the model is Earmark's own again (whisper names are served locally).
+    assert.equal((await patch({ upstream: null })).status, 200)
+    assert.equal(
+      (await postListen(a.url, `Token ${client.key}`, wavBytes, '?model=whisper-large')).status,
+      200,
+    )
+    assert.equal(await byProjectKey(), 1, 'B saw no more under that key')
+  })
+
   it('shows B none of A’s client credentials, and A’s logs and answers never hold the upstream key', async () => {
     const bText = b.output.join('\n')
     for (const secret of clientSecrets) assert.ok(!bText.includes(secret), 'a client secret reached B')
-    const keysOnB = new Set((await requests(bApi)).map((r) => r.api_key_id))
-    const bOwnerId = (await requests(bApi)).find((r) => r.api_key_id !== upstreamKey.id)?.api_key_id
-    for (const id of keysOnB) assert.ok(id === upstreamKey.id || id === bOwnerId, `B saw key ${id}`)
+    // Every request B served was made with one of B's own keys; none with one of A's.
+    const keyIds = async (api: OwnerApi) =>
+      new Set(
+        (
+          await api.get<{ api_keys: { api_key: { api_key_id: string } }[] }>(
+            `/v1/projects/${api.projectId}/keys`,
+          )
+        ).api_keys.map((k) => k.api_key.api_key_id),
+      )
+    const [ownOfB, ownOfA] = await Promise.all([keyIds(bApi), keyIds(aApi)])
+    for (const r of await requests(bApi)) {
+      assert.ok(ownOfB.has(r.api_key_id), `B served key ${r.api_key_id}, not one of its own`)
+      assert.ok(!ownOfA.has(r.api_key_id))
+    }
     assert.ok(!a.output.join('\n').includes(upstreamKey.key), 'the upstream key reached A’s log')
     assert.ok(
       a.output.some((l) => l.includes('upstream_request_id')),
@@ -272,6 +369,19 @@ describe('Earmark as a gateway to another Deepgram-compatible service', { timeou
     after(async () => {
       await broken?.stop()
       if (broken) removeDir(broken.dataDir)
+    })
+
+    it('refuses a per-project upstream where the server allows no upstream host', async () => {
+      const res = await fetch(
+        `${broken.url}/v1/projects/${(await ownerApi(broken.url, aOwner)).projectId}/settings`,
+        {
+          method: 'PATCH',
+          headers: { authorization: `Token ${aOwner}`, 'content-type': 'application/json' },
+          body: JSON.stringify({ upstream: { url: b.url, key: 'k' } }),
+        },
+      )
+      assert.equal(res.status, 400)
+      assert.match(((await res.json()) as { err_msg: string }).err_msg, /EARMARK_UPSTREAM_ALLOWED_HOSTS/)
     })
 
     it('answers 502 UPSTREAM_ERROR, over REST and at the upgrade, naming no key', async () => {

@@ -1,8 +1,10 @@
 import { after, before, describe, it } from 'node:test'
 import fc from 'fast-check'
 import { createFuzzTarget, type FuzzServer, type FuzzTarget } from '../helpers/fuzz-target.js'
+import { type LiveServer, startLiveServer } from '../helpers/live-server.js'
 import type { RawHeader } from '../helpers/raw-http.js'
 import { closePayload, OP, openRawWs, type RawWs } from '../helpers/raw-ws.js'
+import { recordSecrets } from '../helpers/test-logs.js'
 import {
   deepgramErrorProblem,
   LISTEN_KEYS,
@@ -520,5 +522,56 @@ describe('undecodable audio on a live socket', () => {
       }
     })
     await runProperty(t, 'undecodable audio', 4, property, tally)
+  })
+})
+
+describe('live sockets relayed to an upstream under hostile clients', () => {
+  // docs/gateway.md: the same hostile cases against Earmark A relaying every stream to Earmark B. After each
+  // case A's relay slots and B's speech slots are back to zero: nothing a relayed stream claims outlives it.
+  let upstream: LiveServer
+  let relay: FuzzTarget
+
+  before(async () => {
+    // The target first (it watches the process from its creation on); the upstream's address fills its env
+    // before the first case starts a server.
+    const env: Record<string, string> = {
+      EARMARK_ENGINE: 'upstream',
+      EARMARK_WS_IDLE_TIMEOUT_MS: String(IDLE_MS),
+    }
+    relay = createFuzzTarget(env)
+    upstream = await startLiveServer({ EARMARK_CAPACITY: '4', EARMARK_WS_IDLE_TIMEOUT_MS: String(IDLE_MS) })
+    const res = await fetch(`${upstream.url}/v1/projects/${upstream.projectId}/keys`, {
+      method: 'POST',
+      headers: { authorization: `Token ${upstream.ownerKey}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ comment: 'relay', scopes: ['member'] }),
+    })
+    const { key } = (await res.json()) as { key: string }
+    recordSecrets(key)
+    env.EARMARK_UPSTREAM_URL = upstream.url
+    env.EARMARK_UPSTREAM_KEY = key
+  })
+  after(async () => {
+    await relay?.close()
+    await upstream?.close()
+  })
+
+  it('no sequence of frames, closes or handshakes crashes either server, leaks a slot on either, or answers a 5xx', async (t) => {
+    const tally = createTally()
+    const property = fc.asyncProperty(liveCase, async (c) => {
+      tally.cases++
+      const s = await relay.ready()
+      const problems = await runCase(s, c, tally.add)
+      problems.push(...(await relay.settle()))
+      // B's side of the stream ends with A's: its speech slot is free again.
+      const until = Date.now() + 8000
+      while (upstream.earmark.engine.inUse() > 0 && Date.now() < until) await sleep(20)
+      const held = upstream.earmark.engine.inUse()
+      if (held > 0) problems.push(`the upstream still holds ${held} speech slots 8 s after the case`)
+      if (problems.length > 0) {
+        tally.add('FAILED')
+        throw new Error(problems.join('\n'))
+      }
+    })
+    await runProperty(t, 'relayed live sockets', 60, property, tally)
   })
 })

@@ -77,19 +77,19 @@ describe('the listen use case', () => {
   const remote = fakeEngine('remote', 4)
   const engines = createEngineRegistry([{ engine: remote, models: ['nova-*'] }, { engine: local }])
 
-  it('chooses the engine the model is routed to, and the default for any other model or none', () => {
+  it('chooses the engine the model is routed to, and the default for any other model or none', async () => {
     const listen = createListenUseCase({ services, engines })
-    assert.equal(listen.plan(request('live', { model: 'nova-3' })).engine, remote)
-    assert.equal(listen.plan(request('prerecorded', { model: 'NOVA-2-meeting' })).engine, remote)
-    assert.equal(listen.plan(request('live', { model: 'base' })).engine, local)
-    assert.equal(listen.plan(request('prerecorded')).engine, local)
+    assert.equal((await listen.plan(request('live', { model: 'nova-3' }))).engine, remote)
+    assert.equal((await listen.plan(request('prerecorded', { model: 'NOVA-2-meeting' }))).engine, remote)
+    assert.equal((await listen.plan(request('live', { model: 'base' }))).engine, local)
+    assert.equal((await listen.plan(request('prerecorded'))).engine, local)
   })
 
-  it('refuses a callback on both transports with INVALID_FIELD before anything is claimed', () => {
+  it('refuses a callback on both transports with INVALID_FIELD before anything is claimed', async () => {
     const listen = createListenUseCase({ services, engines })
     for (const transport of ['live', 'prerecorded'] as const) {
-      assert.throws(
-        () => listen.plan(request(transport, { callback: 'https://example.com/hook' })),
+      await assert.rejects(
+        listen.plan(request(transport, { callback: 'https://example.com/hook' })),
         (err: unknown) => isApiError(err) && err.code === 'INVALID_FIELD',
       )
     }
@@ -100,12 +100,12 @@ describe('the listen use case', () => {
     const { share, counts } = countingShare()
     const listen = createListenUseCase({ services, engines: createEngineRegistry([{ engine: full }]), share })
     const live = request('live')
-    await assert.rejects(listen.admit(live, listen.plan(live)), (err: unknown) => {
+    await assert.rejects(listen.admit(live, await listen.plan(live)), (err: unknown) => {
       return isApiError(err) && err.code === 'TOO_MANY_REQUESTS'
     })
     assert.equal(counts.claimed, 0)
     const rest = request('prerecorded')
-    const claim = await listen.admit(rest, listen.plan(rest))
+    const claim = await listen.admit(rest, await listen.plan(rest))
     assert.equal(counts.claimed, 1)
     claim.releaseShare()
     claim.releaseShare()
@@ -118,7 +118,7 @@ describe('the listen use case', () => {
     const rest = request('prerecorded')
     let asked = 0
     await assert.rejects(
-      listen.admit(rest, listen.plan(rest), {
+      listen.admit(rest, await listen.plan(rest), {
         // Free before the claim, full after it (another request took the last upload slot meanwhile).
         refusal: () => (asked++ === 0 ? undefined : new ApiError('TOO_MANY_REQUESTS', 'full')),
       }),
@@ -127,7 +127,7 @@ describe('the listen use case', () => {
     assert.equal(asked, 2)
     assert.deepEqual(counts, { claimed: 1, returned: 1 })
     // The slot is free again: the credential's one-slot share admits the next request.
-    const claim = await listen.admit(rest, listen.plan(rest))
+    const claim = await listen.admit(rest, await listen.plan(rest))
     claim.releaseShare()
   })
 

@@ -89,6 +89,23 @@ function errorFields(body: Buffer): { errCode?: string; errMsg?: string } {
   }
 }
 
+/**
+ * The far end's request id as its own messages state it (`metadata.request_id` of an answer or a `Results`,
+ * `request_id` of `Metadata`): for a service that sends no `dg-request-id` header.
+ */
+function statedRequestId(body: Buffer): string | undefined {
+  try {
+    const m = JSON.parse(body.toString('utf8')) as {
+      request_id?: unknown
+      metadata?: { request_id?: unknown }
+    }
+    const id = m?.metadata?.request_id ?? m?.request_id
+    return typeof id === 'string' && id.length > 0 ? id : undefined
+  } catch {
+    return undefined
+  }
+}
+
 /** `metadata.duration` of a pre-recorded answer (docs/deepgram-compat.md §6), if it states one. */
 function reportedDuration(body: Buffer): number | undefined {
   try {
@@ -218,8 +235,9 @@ export function createUpstreamEngine(o: UpstreamEngineOptions): RelayEngine {
             reject(ac.signal.aborted ? ac.signal.reason : err)
           })
         })
-        const upstreamRequestId = header(res, 'dg-request-id')
-        const body = mapId(await readAll(res, maxResponseBytes), upstreamRequestId, r.requestId)
+        const raw = await readAll(res, maxResponseBytes)
+        const upstreamRequestId = header(res, 'dg-request-id') ?? statedRequestId(raw)
+        const body = mapId(raw, upstreamRequestId, r.requestId)
         const status = res.statusCode ?? 502
         const retryAfter = header(res, 'retry-after')
         if (status !== 200) throw refusal(status, body, retryAfter, scrub)
@@ -300,11 +318,18 @@ export function createUpstreamEngine(o: UpstreamEngineOptions): RelayEngine {
       socket.on('error', () => {
         // 'close' follows; the relay reads the code there.
       })
-      const id = upstreamRequestId
+      let id = upstreamRequestId
       const stream: RelayStream = {
-        upstreamRequestId: id,
+        get upstreamRequestId() {
+          return id
+        },
         socket,
-        mapFrame: (data, isBinary) => (isBinary ? data : mapId(data, id, r.requestId)),
+        mapFrame(data, isBinary) {
+          if (isBinary) return data
+          // No header named it: the first message that states it does.
+          id ??= statedRequestId(data)
+          return mapId(data, id, r.requestId)
+        },
         close(code, reason) {
           if (socket.readyState === WebSocket.CLOSED) return
           if (socket.readyState === WebSocket.OPEN) {

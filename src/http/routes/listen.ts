@@ -19,6 +19,7 @@ import {
   type FetchAudioOptions,
   fetchAudio,
   type ListenRequest,
+  type ProjectEngines,
   prerecordedResponse,
 } from '../../listen/index.js'
 import { requireScope } from '../../projects/index.js'
@@ -50,6 +51,8 @@ export interface PrerecordedLimits {
   share?: CapacityShare
   /** Audio quotas, shared with live streams (docs/quotas.md); default none. */
   quotas?: QuotaEnforcer
+  /** Projects' own upstream relays (docs/gateway.md "Per project"); default none. */
+  projectEngines?: ProjectEngines
 }
 
 export const DEFAULT_PRERECORDED_LIMITS: PrerecordedLimits = {
@@ -129,6 +132,7 @@ export function listenRoutes(app: FastifyInstance, deps: RouteDeps & ListenRoute
     engines,
     ...(limits.share ? { share: limits.share } : {}),
     ...(limits.quotas ? { quotas: limits.quotas } : {}),
+    ...(limits.projectEngines ? { projectEngines: limits.projectEngines } : {}),
   })
   const { usage } = authHooks(deps)
   const uploadDir = limits.uploadDir ?? mkdtempSync(join(tmpdir(), 'earmark-uploads-'))
@@ -176,7 +180,7 @@ export function listenRoutes(app: FastifyInstance, deps: RouteDeps & ListenRoute
           requestId: req.id,
           path: '/v1/listen',
         }
-        const plan = listen.plan(request)
+        const plan = await listen.plan(request)
         const { options, audio, engine } = plan
         const isJson = (req.headers['content-type'] ?? '').toLowerCase().startsWith('application/json')
         const url = isJson ? bodyObject(req).url : undefined
@@ -242,7 +246,9 @@ export function listenRoutes(app: FastifyInstance, deps: RouteDeps & ListenRoute
             if (quota && quota.take(seconds) < seconds) quota.exhausted(seconds)
             status = 200
             detail = null
-            return reply.type(relayed.contentType).send(relayed.body)
+            // Returned, not sent: the answer goes once the usage record is written (the `finally` below).
+            reply.type(relayed.contentType)
+            return relayed.body
           }
           const pcmRate = engine.sampleRate
           // Lazy: no file is opened and no ffmpeg started before the engine pulls, i.e. holds a decoder.

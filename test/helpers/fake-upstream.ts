@@ -18,7 +18,9 @@ export interface FakeConnection {
  * A fake Deepgram-compatible upstream for the proxy's own tests (this tests the proxy, not Earmark):
  * `POST /v1/auth/grant` answers a JWT-shaped token carrying `end_user`; `/v1/listen` behaves by its `mode`
  * query parameter: `flood` (sends 16 KiB text frames as fast as its socket takes them), `stall` (never
- * reads), `echo` (sends every frame back), or `reject=<status>` (refuses the handshake).
+ * reads), `echo` (sends every frame back), or `reject=<status>` (refuses the handshake). `POST /v1/listen`
+ * answers 200 with a body stating its request id (and no `dg-request-id` header), `status=<n>` a Deepgram-shaped
+ * error with `Retry-After: 7`, or with `mode=hang` nothing at all (the gateway's tests, docs/gateway.md).
  */
 export interface FakeUpstream {
   url: string
@@ -28,6 +30,8 @@ export interface FakeUpstream {
   tokens: string[]
   /** When set, grants do not carry `end_user` (as an upstream that is not Earmark). */
   plainGrants: boolean
+  /** Every `POST /v1/listen` and its body length. */
+  requests: { req: IncomingMessage; bytes: number }[]
   close(): Promise<void>
 }
 
@@ -46,7 +50,7 @@ export async function startFakeUpstream(): Promise<FakeUpstream> {
   const server = createServer((req, res) => {
     let text = ''
     req.on('data', (d: Buffer) => {
-      text += d.toString()
+      text += d.toString('latin1')
     })
     req.on('end', () => {
       if (req.method === 'POST' && req.url === '/v1/auth/grant') {
@@ -56,6 +60,38 @@ export async function startFakeUpstream(): Promise<FakeUpstream> {
         tokens.push(token)
         res.writeHead(200, { 'content-type': 'application/json' })
         res.end(JSON.stringify({ access_token: token, expires_in: body.ttl_seconds ?? 30 }))
+        return
+      }
+      const url = new URL(req.url ?? '/', 'http://fake')
+      if (req.method === 'POST' && url.pathname === '/v1/listen') {
+        fake.requests.push({ req, bytes: Buffer.byteLength(text, 'latin1') })
+        const status = Number(url.searchParams.get('status') ?? 200)
+        if (url.searchParams.get('mode') === 'hang') return
+        if (status !== 200) {
+          // `echo_auth`: a careless service that quotes the credential it was sent.
+          const quoted = url.searchParams.get('echo_auth') ? ` (${req.headers.authorization})` : ''
+          res.writeHead(status, {
+            'content-type': 'application/json',
+            'retry-after': '7',
+            'dg-request-id': 'fake-rest-id',
+          })
+          res.end(
+            JSON.stringify({
+              err_code: 'FAKE_REFUSAL',
+              err_msg: `The fake said ${status}${quoted}.`,
+              request_id: 'fake-rest-id',
+            }),
+          )
+          return
+        }
+        // No dg-request-id header: the id is only in the body, as a service might state it.
+        res.writeHead(200, { 'content-type': 'application/json' })
+        res.end(
+          JSON.stringify({
+            metadata: { request_id: 'fake-rest-id', duration: 1.5 },
+            results: { channels: [] },
+          }),
+        )
         return
       }
       res.writeHead(404, { 'content-type': 'application/json' })
@@ -120,6 +156,7 @@ export async function startFakeUpstream(): Promise<FakeUpstream> {
     connections,
     tokens,
     plainGrants: false,
+    requests: [],
     close: async () => {
       for (const c of wss.clients) c.terminate()
       wss.close()
