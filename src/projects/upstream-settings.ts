@@ -80,7 +80,12 @@ function parseUpstream(
     sealedKey = old.sealedKey
   } else {
     const key = body.key
-    if (typeof key !== 'string' || key.length === 0 || key.length > MAX_KEY || ![...key].every((c) => c > ' ' && c !== '\u007f'))
+    if (
+      typeof key !== 'string' ||
+      key.length === 0 ||
+      key.length > MAX_KEY ||
+      ![...key].every((c) => c > ' ' && c !== '\u007f')
+    )
       throw field('key', `must be a printable string of at most ${MAX_KEY} characters`)
     sealedKey = policy.seal(key)
   }
