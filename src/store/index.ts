@@ -11,6 +11,7 @@ export type {
   Store,
   UsageBucket,
   UsageBucketSize,
+  UsageGroupBy,
   UsageFilter,
   UsageRecord,
 } from './store.js'
