@@ -43,7 +43,13 @@ import {
   type Services,
 } from './projects/index.js'
 import { createQuotaEnforcer } from './quotas/index.js'
-import { createRevocationBus, createStreamGuard, type RevocationBus } from './revocation/index.js'
+import {
+  createGrantDenylist,
+  createLiveStreams,
+  createRevocationBus,
+  createStreamGuard,
+  type RevocationBus,
+} from './revocation/index.js'
 import { widePermissions } from './store/sqlite/sqlite-file-modes.js'
 import { createSqliteStore } from './store/sqlite/sqlite-store.js'
 import {
@@ -287,6 +293,9 @@ export async function createEarmark(
   )
   // `max_uses` is redeemed last, so only a request every other stage admitted spends a use.
   accessStages.push(createRedeemStage({ ledger: shared?.jtiLedger ?? createMemoryJtiLedger({ clock }) }))
+  // A grant token revoked by its jti (docs/live-streams.md) is refused before anything else is counted for it.
+  const denylist = createGrantDenylist({ bus: revocations, clock })
+  accessStages.unshift(denylist.stage)
   // Suspicious activity watches first: it refuses nothing, and must see what a later stage refuses.
   accessStages.unshift(suspicious.stage)
   const gate = createAccessGate(accessStages)
@@ -334,9 +343,12 @@ export async function createEarmark(
   })
   // One rule for who the client is behind a reverse proxy, HTTP and upgrades alike (docs/limits.md).
   const trustProxy = config.trustProxy.length > 0 ? createProxyTrust(config.trustProxy) : undefined
+  // Open live streams, listed (and closed by revoking their credential) through the API.
+  const streams = createLiveStreams({ clock })
   const app = await createApp({
     services,
     authenticator,
+    streams,
     logger,
     ...(trustProxy ? { trustProxy } : {}),
     accessLog: config.accessLog,
@@ -378,6 +390,7 @@ export async function createEarmark(
       createSpeakRoute({ services, synthesize: speaker.synthesize }),
     ],
     guard,
+    streams,
     ...(services.audit ? { audit: services.audit } : {}),
     ...(trustProxy ? { trustProxy } : {}),
     gate,
@@ -405,6 +418,7 @@ export async function createEarmark(
       await sweeper.close()
       await app.close()
       guard.close()
+      denylist.close()
       await shared?.close()
       await engines.close()
       await services.audit?.close()

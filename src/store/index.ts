@@ -11,7 +11,7 @@ export type {
   Store,
   UsageBucket,
   UsageBucketSize,
-  UsageGroupBy,
   UsageFilter,
+  UsageGroupBy,
   UsageRecord,
 } from './store.js'
