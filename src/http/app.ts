@@ -20,6 +20,7 @@ import { lazyChildLogger } from './request-logger.js'
 import { auditRoutes } from './routes/audit.js'
 import { authGrantRoutes } from './routes/auth-grant.js'
 import { authTokenRoutes } from './routes/auth-token.js'
+import { consoleRoutes } from './routes/console.js'
 import { grantRoutes } from './routes/grants.js'
 import { healthRoutes } from './routes/health.js'
 import { keyStateRoutes } from './routes/key-state.js'
@@ -175,6 +176,7 @@ export async function createApp(options: AppOptions): Promise<FastifyInstance> {
     gate: options.gate ?? OPEN_GATE,
   }
   healthRoutes(app, deps)
+  consoleRoutes(app)
   projectRoutes(app, deps)
   projectSettingsRoutes(app, deps)
   keyRoutes(app, deps)

@@ -54,6 +54,19 @@ interface RouteCase {
 const DENIED = [401, 401, 401, 401, 401]
 const ROUTES: RouteCase[] = [
   { method: 'GET', url: '/healthz', expect: [200, 200, 200, 200, 200, 200, 200, 200, 200, 200, 200, 200] },
+  // The console's page and assets (docs/console.md) are public: the page signs in with a key of its own.
+  ...(
+    [
+      ['/', 'text/html; charset=utf-8'],
+      ['/console/console.js', 'text/javascript; charset=utf-8'],
+      ['/console/console.css', 'text/css; charset=utf-8'],
+    ] as const
+  ).map(([url, produces]) => ({
+    method: 'GET',
+    url,
+    produces,
+    expect: [200, 200, 200, 200, 200, 200, 200, 200, 200, 200, 200, 200],
+  })),
   {
     method: 'OPTIONS',
     url: '*',
