@@ -229,7 +229,7 @@ type Resolution = keyof typeof RESOLUTIONS
 
 /**
  * `GET /v1/projects/:id/usage`: per-bucket totals of audio hours and requests, summed by the store. Earmark
- * extensions (docs/usage-over-time.md): `resolution=minute|hour|day` (default day) and
+ * extensions (docs/usage.md): `resolution=minute|hour|day` (default day) and
  * `group_by=key|end_user`, which splits each bucket per key or end user and counts its failed requests.
  */
 export async function usageSummary(

@@ -84,6 +84,36 @@ function button(label: string, accessibleName: string, onClick: () => void): HTM
   return b
 }
 
+/**
+ * Gives each cell its column's name (`data-label`): at phone width the rows are shown as cards, each cell
+ * prefixed with its column's name (console.css).
+ */
+function labelCells(table: HTMLTableElement): void {
+  const names = [...(table.tHead?.rows[0]?.cells ?? [])].map((th) => th.textContent ?? '')
+  for (const row of table.tBodies[0]?.rows ?? []) {
+    for (const [i, td] of [...row.cells].entries()) if (td.colSpan === 1) td.dataset.label = names[i] ?? ''
+  }
+  scrollersFocusable()
+}
+
+/**
+ * A table wider than its box scrolls sideways: the box then takes keyboard focus (so it can be scrolled
+ * without a mouse) and is named after its table's caption; otherwise it is a plain box.
+ */
+function scrollersFocusable(): void {
+  for (const box of document.querySelectorAll<HTMLElement>('.scroll')) {
+    if (box.scrollWidth > box.clientWidth + 1) {
+      box.tabIndex = 0
+      box.setAttribute('role', 'region')
+      box.setAttribute('aria-label', box.querySelector('caption')?.textContent ?? 'Table')
+    } else {
+      box.removeAttribute('tabindex')
+      box.removeAttribute('role')
+      box.removeAttribute('aria-label')
+    }
+  }
+}
+
 function emptyRow(body: HTMLTableSectionElement, columns: number, text: string): void {
   const row = body.insertRow()
   const td = cell(row, text, 'empty')
@@ -156,6 +186,7 @@ async function loadKeys(): Promise<void> {
       button('Delete', `Delete key ${name}`, () => void remove(k)),
     )
   }
+  labelCells($('keys-table') as HTMLTableElement)
 }
 
 function showSecret(forWhat: string, secret: string): void {
@@ -285,6 +316,8 @@ async function loadLive(): Promise<void> {
     actions.className = 'actions'
     actions.append(button('Revoke', `Revoke grant token ${g.jti}`, () => void revokeGrant(g)))
   }
+  labelCells($('streams-table') as HTMLTableElement)
+  labelCells($('grants-table') as HTMLTableElement)
 }
 
 async function closeStream(s: StreamView): Promise<void> {
@@ -450,6 +483,7 @@ function renderUsageTable(names: string[], data: uPlot.AlignedData, label: strin
     }
   })
   if (body.rows.length === 0) emptyRow(body, names.length + 1, 'Nothing recorded in this range.')
+  scrollersFocusable()
 }
 
 // ---- events
@@ -471,6 +505,7 @@ async function loadEvents(): Promise<void> {
     cell(row, e.ip ?? '—')
     cell(row, JSON.stringify(e.detail), 'detail')
   }
+  labelCells($('events-table') as HTMLTableElement)
 }
 
 // ---- session
@@ -525,8 +560,9 @@ async function signIn(event: SubmitEvent): Promise<void> {
   } catch (err) {
     failed(err)
   }
+  // Streams, grants and events change without this page: read again every 2 s while signed in.
   liveTimer = setInterval(() => {
-    if (session) void loadLive().catch(failed)
+    if (session) void Promise.all([loadLive(), loadEvents()]).catch(failed)
   }, 2000)
 }
 
@@ -577,10 +613,13 @@ function main(): void {
     void loadEvents().catch(failed)
   })
   $('events-type').addEventListener('change', () => void loadEvents().catch(failed))
+  // A closed <details> hides its table's width: measured again when opened.
+  document.querySelector('details')?.addEventListener('toggle', scrollersFocusable)
   // Headings that focus moves to must take focus.
   for (const h of document.querySelectorAll('h2')) h.tabIndex = -1
   let width = window.innerWidth
   window.addEventListener('resize', () => {
+    scrollersFocusable()
     if (Math.abs(window.innerWidth - width) > 40 && session && chart) {
       width = window.innerWidth
       chart.setSize({ width: Math.max(280, $('usage-chart').clientWidth), height: 260 })
