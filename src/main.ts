@@ -270,13 +270,20 @@ export async function createEarmark(
       : {}),
     onError: (err) => logger.error({ err }, 'suspicious-activity check failed'),
   })
-  const authenticator = createAuthenticator({ ...services, onRefused: suspicious.onRefused })
+  // Refusals recorded in the audit trail, a flood counted rather than written (docs/limits.md, docs/audit.md).
+  const refusals = createRefusalAudit({ audit: services.audit, clock })
+  const authenticator = createAuthenticator({
+    ...services,
+    onRefused: (reason, credential, error) => {
+      suspicious.onRefused(reason, credential, error)
+      refusals.authRefused(reason, credential)
+    },
+  })
   // The access checks of every authenticated request and upgrade, cheapest refusals first
   // (docs/credential-options.md, docs/limits.md, docs/audit.md).
   const accessStages: AccessStage[] = [createBindingStage()]
   // Rate limits and failed-authentication back-off (docs/limits.md): counted in this process's memory, or in Redis.
   const projectSettings = createProjectSettingsCache(services.store)
-  const refusals = createRefusalAudit({ audit: services.audit, clock })
   accessStages.push(
     createLimitStage({
       limits: config.limits,

@@ -260,6 +260,27 @@ describe('the console in headless Chromium', { timeout: 240_000 }, () => {
     await page.selectOption('#usage-metric', 'requests')
     await page.locator('#usage-caption', { hasText: 'Requests per end user' }).waitFor()
     await shot('5-usage-chart')
+    // Authentication failures per key: a deleted key tried twice is one auth.refused event in its minute.
+    const made = await api('POST', `/v1/projects/${srv.projectId}/keys`, {
+      comment: 'gone',
+      scopes: ['member'],
+    })
+    recordSecrets(made.key as string)
+    await api('DELETE', `/v1/projects/${srv.projectId}/keys/${made.api_key_id}`)
+    const refused = await fetch(`${srv.url}/v1/auth/token`, {
+      headers: { authorization: `Token ${made.key}` },
+    })
+    assert.equal(refused.status, 401)
+    await page.selectOption('#usage-group', 'key')
+    await page.selectOption('#usage-metric', 'auth_failures')
+    await page
+      .locator('#usage-table thead th', { hasText: String(made.api_key_id) })
+      .waitFor({ state: 'attached', timeout: 10_000 })
+    assert.match(
+      (await page.textContent('#usage-caption')) ?? '',
+      /Authentication failures per key.*1 series, 1 in total/,
+    )
+    await shot('5b-auth-failures-chart')
   })
 
   test('has no serious or critical axe-core violation, signed in, at desktop and phone widths', async () => {

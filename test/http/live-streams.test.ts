@@ -143,6 +143,28 @@ describe('live streams and grants through the API', { timeout: 120_000 }, () => 
     assert.equal(none.body.err_code, 'STREAM_NOT_FOUND')
   })
 
+  it('records a refused, recognised credential as auth.refused, a flood as one event', async () => {
+    const made = await api('POST', `${project()}/keys`, srv.ownerKey, {
+      comment: 'doomed',
+      scopes: ['member'],
+    })
+    const key = made.body.key as string
+    recordSecrets(key)
+    assert.equal((await api('DELETE', `${project()}/keys/${made.body.api_key_id}`)).status, 200)
+    for (let i = 0; i < 3; i++) {
+      const res = await fetch(`${srv.url}/v1/auth/token`, { headers: { authorization: `Token ${key}` } })
+      assert.equal(res.status, 401)
+    }
+    const audit = await api('GET', `${project()}/audit?type=auth.refused&key_id=${made.body.api_key_id}`)
+    const events = audit.body.events as { key_id: string; detail: Record<string, unknown> }[]
+    assert.deepEqual(
+      events.map((e) => [e.key_id, e.detail.reason]),
+      [[made.body.api_key_id, 'key_deleted']],
+      'one event in the minute, the others counted for the next',
+    )
+    assert.doesNotMatch(JSON.stringify(audit.body), new RegExp(key), 'never the secret')
+  })
+
   it('reports usage per minute, per key and per end user, from real streams', async () => {
     const { token } = await grant('dave')
     const pcm = concatPcm(silence(0.3), await speech('the quick brown fox'), silence(0.5))

@@ -400,10 +400,12 @@ async function loadUsage(): Promise<void> {
   const groupOf = (r: { accessor?: string | null; end_user?: string | null }) =>
     (groupBy === 'key' ? r.accessor : r.end_user) ?? '(none)'
   if (metric === 'refusals' || metric === 'auth_failures') {
-    const types = metric === 'refusals' ? ['limit.refused', 'quota.refused'] : ['suspicious.auth_failures']
+    const types = metric === 'refusals' ? ['limit.refused', 'quota.refused'] : ['auth.refused']
     for (const type of types) {
       for (const e of await events(type, from)) {
-        add((groupBy === 'key' ? e.key_id : e.end_user) ?? '(none)', Date.parse(e.time), 1)
+        // A flood is recorded as one event, and the refusals it did not record ride on the next one.
+        const suppressed = typeof e.detail.suppressed === 'number' ? e.detail.suppressed : 0
+        add((groupBy === 'key' ? e.key_id : e.end_user) ?? '(none)', Date.parse(e.time), 1 + suppressed)
       }
     }
   } else {
