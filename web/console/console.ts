@@ -374,7 +374,11 @@ async function events(type: string, start: number): Promise<AuditEventView[]> {
   return (await api<{ events: AuditEventView[] }>('GET', `${project()}/audit?${q}`)).events
 }
 
+/** The latest usage read: an older answer arriving after a newer one is dropped. */
+let usageRead = 0
+
 async function loadUsage(): Promise<void> {
+  const read = ++usageRead
   const metric = $<HTMLSelectElement>('usage-metric').value
   const groupBy = $<HTMLSelectElement>('usage-group').value as 'key' | 'end_user'
   const resolution = $<HTMLSelectElement>('usage-resolution').value as Resolution
@@ -414,6 +418,7 @@ async function loadUsage(): Promise<void> {
       add(groupOf(r), Date.parse(`${r.start}${r.start.length === 10 ? 'T00:00:00Z' : ''}`), v)
     }
   }
+  if (read !== usageRead) return
   const xs: number[] = []
   for (let t = Math.floor(from / bucket) * bucket; t < to; t += bucket) xs.push(t / 1000)
   const names = [...values.keys()].sort()
@@ -490,10 +495,15 @@ function renderUsageTable(names: string[], data: uPlot.AlignedData, label: strin
 
 // ---- events
 
+/** The latest events read: an older answer arriving after a newer one is dropped. */
+let eventsRead = 0
+
 async function loadEvents(): Promise<void> {
+  const read = ++eventsRead
   const type = $<HTMLSelectElement>('events-type').value
   const q = new URLSearchParams({ limit: '100', ...(type ? { type } : {}) })
   const { events: list } = await api<{ events: AuditEventView[] }>('GET', `${project()}/audit?${q}`)
+  if (read !== eventsRead) return
   const body = ($('events-table') as HTMLTableElement).tBodies[0] as HTMLTableSectionElement
   body.replaceChildren()
   if (list.length === 0) emptyRow(body, 6, 'No events.')
@@ -501,7 +511,7 @@ async function loadEvents(): Promise<void> {
     const row = body.insertRow()
     if (e.type.startsWith('suspicious.')) row.className = 'suspicious'
     cell(row, e.time.replace('T', ' ').replace(/\.\d+Z$/, 'Z'))
-    cell(row, e.type, 'mono')
+    cell(row, e.type, 'mono nowrap')
     cell(row, e.key_id ?? '—', 'mono')
     cell(row, e.end_user ?? '—')
     cell(row, e.ip ?? '—')
@@ -563,8 +573,12 @@ async function signIn(event: SubmitEvent): Promise<void> {
     failed(err)
   }
   // Streams, grants and events change without this page: read again every 2 s while signed in.
+  let ticks = 0
   liveTimer = setInterval(() => {
-    if (session) void Promise.all([loadLive(), loadEvents()]).catch(failed)
+    if (!session) return
+    // The chart every 30 s: usage is summed in the store, a heavier read than the lists.
+    const usage = ++ticks % 15 === 0 ? loadUsage() : undefined
+    void Promise.all([loadLive(), loadEvents(), usage]).catch(failed)
   }, 2000)
 }
 
