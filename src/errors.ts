@@ -19,6 +19,8 @@ export const ERRORS = {
   MEMBER_NOT_FOUND: { status: 404, message: 'Member not found.' },
   SIGNING_KEY_NOT_FOUND: { status: 404, message: 'No live signing key with that kid.' },
   REQUEST_NOT_FOUND: { status: 404, message: 'Request not found.' },
+  GRANT_NOT_FOUND: { status: 404, message: 'No unexpired grant token with that jti.' },
+  STREAM_NOT_FOUND: { status: 404, message: 'No open live stream with that request id on this server.' },
   METHOD_NOT_ALLOWED: { status: 405, message: 'Method not allowed.' },
   REQUEST_TIMEOUT: { status: 408, message: 'The request body did not arrive in time.' },
   CONFLICT: { status: 409, message: 'The request conflicts with the current state.' },

@@ -52,7 +52,13 @@ import {
   type Services,
 } from './projects/index.js'
 import { createQuotaEnforcer } from './quotas/index.js'
-import { createRevocationBus, createStreamGuard, type RevocationBus } from './revocation/index.js'
+import {
+  createGrantDenylist,
+  createLiveStreams,
+  createRevocationBus,
+  createStreamGuard,
+  type RevocationBus,
+} from './revocation/index.js'
 import { widePermissions } from './store/sqlite/sqlite-file-modes.js'
 import { createSqliteStore } from './store/sqlite/sqlite-store.js'
 import {
@@ -298,13 +304,20 @@ export async function createEarmark(
       : {}),
     onError: (err) => logger.error({ err }, 'suspicious-activity check failed'),
   })
-  const authenticator = createAuthenticator({ ...services, onRefused: suspicious.onRefused })
+  // Refusals recorded in the audit trail, a flood counted rather than written (docs/limits.md, docs/audit.md).
+  const refusals = createRefusalAudit({ audit: services.audit, clock })
+  const authenticator = createAuthenticator({
+    ...services,
+    onRefused: (reason, credential, error) => {
+      suspicious.onRefused(reason, credential, error)
+      refusals.authRefused(reason, credential)
+    },
+  })
   // The access checks of every authenticated request and upgrade, cheapest refusals first
   // (docs/credential-options.md, docs/limits.md, docs/audit.md).
   const accessStages: AccessStage[] = [createBindingStage()]
   // Rate limits and failed-authentication back-off (docs/limits.md): counted in this process's memory, or in Redis.
   const projectSettings = createProjectSettingsCache(services.store)
-  const refusals = createRefusalAudit({ audit: services.audit, clock })
   accessStages.push(
     createLimitStage({
       limits: config.limits,
@@ -321,6 +334,9 @@ export async function createEarmark(
   )
   // `max_uses` is redeemed last, so only a request every other stage admitted spends a use.
   accessStages.push(createRedeemStage({ ledger: shared?.jtiLedger ?? createMemoryJtiLedger({ clock }) }))
+  // A grant token revoked by its jti (docs/live-streams.md) is refused before anything else is counted for it.
+  const denylist = createGrantDenylist({ bus: revocations, clock })
+  accessStages.unshift(denylist.stage)
   // Suspicious activity watches first: it refuses nothing, and must see what a later stage refuses.
   accessStages.unshift(suspicious.stage)
   const gate = createAccessGate(accessStages)
@@ -369,9 +385,12 @@ export async function createEarmark(
   })
   // One rule for who the client is behind a reverse proxy, HTTP and upgrades alike (docs/limits.md).
   const trustProxy = config.trustProxy.length > 0 ? createProxyTrust(config.trustProxy) : undefined
+  // Open live streams, listed (and closed by revoking their credential) through the API.
+  const streams = createLiveStreams({ clock })
   const app = await createApp({
     services,
     authenticator,
+    streams,
     logger,
     ...(trustProxy ? { trustProxy } : {}),
     accessLog: config.accessLog,
@@ -415,6 +434,7 @@ export async function createEarmark(
       createSpeakRoute({ services, synthesize: speaker.synthesize }),
     ],
     guard,
+    streams,
     ...(services.audit ? { audit: services.audit } : {}),
     ...(trustProxy ? { trustProxy } : {}),
     gate,
@@ -442,6 +462,7 @@ export async function createEarmark(
       await sweeper.close()
       await app.close()
       guard.close()
+      denylist.close()
       await shared?.close()
       await engines.close()
       await projectEngines?.close()

@@ -9,6 +9,7 @@ import type { Authenticator } from '../auth/index.js'
 import { createEngineRegistry, type EngineRegistry, type SpeechEngine } from '../engines/index.js'
 import type { FetchAudioOptions } from '../listen/index.js'
 import type { Services } from '../projects/index.js'
+import { createLiveStreams, type LiveStreams } from '../revocation/index.js'
 import { createSpeaker, type Speaker, type SpeakLimits } from '../tts/index.js'
 import { createCorsHook } from './hooks/cors.js'
 import { handleClientError, handleError, handleNotFound } from './hooks/errors.js'
@@ -19,6 +20,8 @@ import { lazyChildLogger } from './request-logger.js'
 import { auditRoutes } from './routes/audit.js'
 import { authGrantRoutes } from './routes/auth-grant.js'
 import { authTokenRoutes } from './routes/auth-token.js'
+import { consoleRoutes } from './routes/console.js'
+import { grantRoutes } from './routes/grants.js'
 import { healthRoutes } from './routes/health.js'
 import { keyStateRoutes } from './routes/key-state.js'
 import { keyRoutes } from './routes/keys.js'
@@ -28,6 +31,7 @@ import { projectSettingsRoutes } from './routes/project-settings.js'
 import { projectRoutes } from './routes/projects.js'
 import { signingKeyRoutes } from './routes/signing-keys.js'
 import { speakRoutes } from './routes/speak.js'
+import { streamRoutes } from './routes/streams.js'
 import { usageRoutes } from './routes/usage.js'
 import type { ProxyTrust } from './trusted-proxies.js'
 
@@ -71,6 +75,11 @@ export interface AppOptions {
    * proxy"); default none: the connection's peer is the client.
    */
   trustProxy?: ProxyTrust
+  /**
+   * The live streams the socket server holds, for the streams and grants APIs (docs/live-streams.md); give
+   * the socket server the same one. Default: an empty registry of this app's own.
+   */
+  streams?: LiveStreams
 }
 
 /** Headers browsers may send and read (docs/deepgram-compat.md §0 #10). */
@@ -167,6 +176,7 @@ export async function createApp(options: AppOptions): Promise<FastifyInstance> {
     gate: options.gate ?? OPEN_GATE,
   }
   healthRoutes(app, deps)
+  consoleRoutes(app)
   projectRoutes(app, deps)
   projectSettingsRoutes(app, deps)
   keyRoutes(app, deps)
@@ -177,6 +187,9 @@ export async function createApp(options: AppOptions): Promise<FastifyInstance> {
   signingKeyRoutes(app, deps)
   usageRoutes(app, deps)
   auditRoutes(app, deps)
+  const streams = options.streams ?? createLiveStreams({ clock: options.services.clock })
+  streamRoutes(app, { ...deps, streams })
+  grantRoutes(app, { ...deps, streams })
   speakRoutes(app, { ...deps, speaker: options.speaker ?? createSpeaker(options.speak) })
   if (options.engine) {
     const maxUploadBytes = options.speech?.maxUploadBytes ?? 512 * 1024 * 1024

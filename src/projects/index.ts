@@ -1,6 +1,7 @@
 export { AUDIT_READ_SCOPE, auditEventView, listAuditEvents } from './audit.js'
 export { type BootstrapOptions, type BootstrapResult, bootstrapIfEmpty } from './bootstrap.js'
 export { isoDate, requireProject, requireScope, type Services } from './context.js'
+export { listGrants, type OutstandingGrant, revokeGrant, revokeGrantToken } from './grants.js'
 export {
   createKeySweeper,
   DEFAULT_EXPIRED_KEY_RETENTION_SECONDS,
@@ -52,6 +53,7 @@ export {
   SIGNING_KEYS_SCOPE,
   signingKeyView,
 } from './signing-keys.js'
+export { closeStream, listStreams } from './streams.js'
 export { grantToken, secondsLeft, tokenDetails } from './tokens.js'
 export { type UpstreamPolicy, upstreamSettingsSection } from './upstream-settings.js'
 export {

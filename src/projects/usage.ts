@@ -216,7 +216,22 @@ export async function getRequest(
 
 const DAY = 24 * 3600 * 1000
 
-/** `GET /v1/projects/:id/usage`: per-day totals of audio hours and requests, summed by the store. */
+/**
+ * The resolutions `/usage` offers (an Earmark extension: Deepgram's is per day only), each with its default
+ * range (ending at the current bucket's end) and the longest range it may be asked for.
+ */
+const RESOLUTIONS = {
+  day: { ms: DAY, defaultRange: 30 * DAY, maxRange: 3660 * DAY },
+  hour: { ms: 3600 * 1000, defaultRange: 2 * DAY, maxRange: 31 * DAY },
+  minute: { ms: 60 * 1000, defaultRange: 3600 * 1000, maxRange: DAY },
+} as const
+type Resolution = keyof typeof RESOLUTIONS
+
+/**
+ * `GET /v1/projects/:id/usage`: per-bucket totals of audio hours and requests, summed by the store. Earmark
+ * extensions (docs/usage.md): `resolution=minute|hour|day` (default day) and
+ * `group_by=key|end_user`, which splits each bucket per key or end user and counts its failed requests.
+ */
 export async function usageSummary(
   services: Services,
   principal: Principal,
@@ -226,24 +241,43 @@ export async function usageSummary(
   requireScope(principal, 'usage:read')
   await requireProject(services, principal, projectId)
   const filter = parseFilter(query)
+  const units: Resolution = oneOf('resolution', query.resolution, ['minute', 'hour', 'day'] as const) ?? 'day'
+  const groupBy = oneOf('group_by', query.group_by, ['key', 'end_user'] as const)
+  const { ms, defaultRange, maxRange } = RESOLUTIONS[units]
   const now = services.clock.now()
-  const end = filter.end ?? Math.floor(now / DAY) * DAY + DAY
-  const start = filter.start ?? end - 30 * DAY
-  const days = await services.store.summarizeUsage(projectId, { ...filter, start, end }, { bucket: 'day' })
+  const end = filter.end ?? Math.floor(now / ms) * ms + ms
+  const start = filter.start ?? end - defaultRange
+  if (end - start > maxRange) {
+    throw invalidField(
+      'start',
+      `is too far before \`end\` for resolution ${units} (${maxRange / DAY} days at most)`,
+    )
+  }
+  const rows = await services.store.summarizeUsage(
+    projectId,
+    { ...filter, start, end },
+    { bucket: units, ...(groupBy ? { groupBy } : {}) },
+  )
   const hours = (s: number) => Math.round((s / 3600) * 1e6) / 1e6
-  const results = days.map((d) => ({
-    start: isoDate(d.start).slice(0, 10),
-    end: isoDate(d.start + DAY).slice(0, 10),
+  // Days keep Deepgram's date-only form; finer buckets need the time.
+  const when = (t: number) => (units === 'day' ? isoDate(t).slice(0, 10) : isoDate(t))
+  const results = rows.map((d) => ({
+    start: when(d.start),
+    end: when(d.start + ms),
     hours: hours(d.audioSeconds),
     total_hours: hours(d.audioSeconds),
     requests: d.requests,
     audio_seconds: Math.round(d.audioSeconds * 1000) / 1000,
     tts: { characters: d.speakCharacters, requests: d.speakRequests },
+    ...(groupBy === 'key' ? { accessor: d.group ?? null } : {}),
+    ...(groupBy === 'end_user' ? { end_user: d.group ?? null } : {}),
+    ...(groupBy ? { failed: d.failed ?? 0 } : {}),
   }))
   return {
-    start: isoDate(start).slice(0, 10),
-    end: isoDate(end).slice(0, 10),
-    resolution: { units: 'day', amount: 1 },
+    start: when(start),
+    end: when(end),
+    resolution: { units, amount: 1 },
+    ...(groupBy ? { group_by: groupBy } : {}),
     results,
   }
 }

@@ -1,3 +1,5 @@
+export { createGrantDenylist, type GrantDenylist, type GrantDenylistOptions } from './grant-denylist.js'
+export { createLiveStreams, type LiveStream, type LiveStreams } from './live-streams.js'
 export {
   createRevocationBus,
   type RevocationBus,

@@ -9,6 +9,11 @@ export type RevocationEvent =
   | { type: 'member-role-changed'; projectId: string; memberId: string }
   /** A grant-signing key was retired: every token it signed is dead. */
   | { type: 'signing-key-retired'; kid: string }
+  /**
+   * One grant token was revoked by its `jti` (docs/live-streams.md): refused until `expiresAt` (epoch ms,
+   * the token's own expiry), and its streams close.
+   */
+  | { type: 'grant-revoked'; projectId: string; jti: string; expiresAt: number }
   /** Credentials changed somewhere this process did not see (another process on the same store). */
   | { type: 'credentials-changed' }
 

@@ -4,7 +4,7 @@ import type { RevocationBus, RevocationEvent } from './revocation-bus.js'
 
 /**
  * How a live stream is closed when its credential dies (docs/revocation.md): 1008 with an Earmark reason.
- * `AUTH-0001`: the key, its member's role or the token's signing key was revoked; `AUTH-0002`: the key
+ * `AUTH-0001`: the key, its member's role, the token itself or the token's signing key was revoked; `AUTH-0002`: the key
  * (for a grant token: the key that minted it) reached its expiry, or the secret a key stream was opened with
  * was rerolled and its grace period ended. A grant token's own expiry closes nothing: a stream outlives the
  * token that opened it (docs/deepgram-compat.md §2), and a token minted with a rerolled secret stays good
@@ -49,6 +49,8 @@ interface Watched {
   memberId: string
   /** The signing key of the grant token that opened the stream. */
   kid: string | undefined
+  /** The id of the grant token that opened the stream. */
+  jti: string | undefined
   onRevoked: (close: RevocationClose) => void
   done: boolean
   expiryTimer: NodeJS.Timeout | undefined
@@ -183,6 +185,11 @@ export function createStreamGuard(o: StreamGuardOptions): StreamGuard {
       case 'signing-key-retired':
         for (const s of [...streams]) if (s.kid === e.kid) revoke(s, REVOCATION_CLOSE.REVOKED)
         return
+      case 'grant-revoked':
+        for (const s of [...streams]) {
+          if (s.projectId === e.projectId && s.jti === e.jti) revoke(s, REVOCATION_CLOSE.REVOKED)
+        }
+        return
       case 'member-role-changed':
         void check([...streams].filter((s) => s.projectId === e.projectId && s.memberId === e.memberId))
         return
@@ -203,6 +210,7 @@ export function createStreamGuard(o: StreamGuardOptions): StreamGuard {
         keyId: principal.keyId,
         memberId: principal.memberId,
         kid: principal.grant?.kid,
+        jti: principal.grant?.jti,
         onRevoked,
         done: false,
         expiryTimer: undefined,

@@ -12,5 +12,6 @@ export type {
   UsageBucket,
   UsageBucketSize,
   UsageFilter,
+  UsageGroupBy,
   UsageRecord,
 } from './store.js'

@@ -1,4 +1,4 @@
-import type { AudioTotalFilter, AuditFilter, UsageBucketSize, UsageFilter } from './store.js'
+import type { AudioTotalFilter, AuditFilter, UsageBucketSize, UsageFilter, UsageGroupBy } from './store.js'
 
 /** A value bound to a placeholder. */
 export type SqlValue = string | number | null
@@ -73,7 +73,14 @@ export function auditWhere(projectId: string, f: AuditFilter): SqlQuery {
 }
 
 /** The length of each bucket size a usage summary is cut into, ms. */
-const BUCKET_MS: Record<UsageBucketSize, number> = { day: 24 * 3600 * 1000 }
+const BUCKET_MS: Record<UsageBucketSize, number> = {
+  minute: 60 * 1000,
+  hour: 3600 * 1000,
+  day: 24 * 3600 * 1000,
+}
+
+/** The column each grouping splits by. */
+const GROUP_COLUMN: Record<UsageGroupBy, string> = { key: 'key_id', end_user: 'end_user' }
 
 /**
  * Per-bucket sums of the usage records a filter matches, oldest bucket first, one row per bucket that has a
@@ -87,17 +94,24 @@ export function usageSummaryQuery(
   f: UsageFilter,
   bucket: UsageBucketSize,
   plainSum: string,
+  groupBy?: UsageGroupBy,
 ): SqlQuery {
   const where = usageWhere(projectId, f)
   const ms = BUCKET_MS[bucket]
   // The start of a record's bucket, floored (`%` keeps the dividend's sign on both backends, so times before
   // 1970 land in the right bucket too). UTC: epoch ms have no zone.
   const start = `started_at - ((started_at % ${ms}) + ${ms}) % ${ms}`
+  // Grouped: the group's column and the failures (ended, not a success) as two more columns.
+  const group = groupBy
+    ? `, ${GROUP_COLUMN[groupBy]} AS grp,
+        sum(CASE WHEN status IS NOT NULL AND NOT ${SUCCEEDED} THEN 1 ELSE 0 END) AS failed`
+    : ''
+  const order = groupBy ? 'GROUP BY 1, 6 ORDER BY 1, 6 NULLS FIRST' : 'GROUP BY 1 ORDER BY 1'
   return {
     sql: `SELECT ${start} AS start, ${plainSum}(audio_seconds ORDER BY started_at DESC, id) AS audio_seconds,
         count(*) AS requests, sum(CASE WHEN endpoint = 'speak' THEN characters ELSE 0 END) AS speak_characters,
-        sum(CASE WHEN endpoint = 'speak' THEN 1 ELSE 0 END) AS speak_requests
-      FROM usage_requests WHERE ${where.sql} GROUP BY 1 ORDER BY 1`,
+        sum(CASE WHEN endpoint = 'speak' THEN 1 ELSE 0 END) AS speak_requests${group}
+      FROM usage_requests WHERE ${where.sql} ${order}`,
     values: where.values,
   }
 }

@@ -155,6 +155,7 @@ export const toUsageBucket = (r: Row): UsageBucket => ({
   requests: r.requests as number,
   speakCharacters: r.speak_characters as number,
   speakRequests: r.speak_requests as number,
+  ...('grp' in r ? { group: r.grp as string | null, failed: Number(r.failed) } : {}),
 })
 
 export const toAudit = (r: Row): AuditEvent => ({

@@ -147,7 +147,10 @@ export interface AuditFilter {
 }
 
 /** How a usage summary is cut: per UTC day. */
-export type UsageBucketSize = 'day'
+export type UsageBucketSize = 'minute' | 'hour' | 'day'
+
+/** What a usage summary may be split by besides time: the key (`key_id`) or the end user. */
+export type UsageGroupBy = 'key' | 'end_user'
 
 /** One bucket of a usage summary: sums over the records that started in it. */
 export interface UsageBucket {
@@ -160,6 +163,10 @@ export interface UsageBucket {
   speakCharacters: number
   /** Records of `speak`. */
   speakRequests: number
+  /** With `groupBy`: the key id or end user of this row (null: records without an end user). */
+  group?: string | null
+  /** With `groupBy`: the records that ended and did not succeed (neither 2xx nor close 1000). */
+  failed?: number
 }
 
 /** Sums of metered audio, for quotas: computed by the store, not by adding rows up in JavaScript. */
@@ -267,11 +274,13 @@ export interface Store {
   /**
    * Per-bucket sums of a project's usage records matching `filter` (its limit and offset ignored), open ones
    * included, oldest bucket first; a bucket without records is absent. Computed by the store in one query.
+   * With `groupBy`, one row per bucket and key (or end user), ordered by bucket then group (null first),
+   * each with its `group` and `failed` count.
    */
   summarizeUsage(
     projectId: string,
     filter: UsageFilter,
-    options: { bucket: UsageBucketSize },
+    options: { bucket: UsageBucketSize; groupBy?: UsageGroupBy },
   ): Promise<UsageBucket[]>
   /** Total audio seconds of a project's usage records matching `filter`, open ones included. */
   sumAudioSeconds(projectId: string, filter: AudioTotalFilter): Promise<number>

@@ -16,8 +16,8 @@ import { parseAuthorization } from '../auth/index.js'
 import { ApiError, isApiError } from '../errors.js'
 import type { ProxyTrust } from '../http/trusted-proxies.js'
 import { requestScope } from '../last-resort.js'
-import { requireScope } from '../projects/index.js'
-import type { StreamGuard } from '../revocation/index.js'
+import { endUserOf, requireScope } from '../projects/index.js'
+import type { LiveStreams, StreamGuard } from '../revocation/index.js'
 import { checkHandshake, offeredProtocols } from './handshake.js'
 import { refuseUpgrade } from './upgrade-refusal.js'
 
@@ -75,6 +75,8 @@ export interface SocketRoutesOptions {
   audit?: AuditLog
   /** Proxies whose `X-Forwarded-For` names the client, the HTTP routes' rule (docs/limits.md); default none. */
   trustProxy?: ProxyTrust
+  /** Where open sockets are listed for the streams API (docs/live-streams.md). */
+  streams?: LiveStreams
 }
 
 /** The socket side of the app: which paths it serves, and how many upgrades and sockets are live. */
@@ -261,6 +263,16 @@ export function attachSocketRoutes(app: FastifyInstance, o: SocketRoutesOptions)
     wss.handleUpgrade(req, socket, head, (ws) => {
       attached = true
       open.set(requestId, ws)
+      const unlist = o.streams?.add({
+        requestId,
+        projectId: principal.projectId,
+        keyId: principal.keyId,
+        endUser: endUserOf(principal),
+        jti: principal.grant?.jti ?? null,
+        grantExpiresAt: principal.grant ? principal.grant.exp * 1000 : null,
+        route: route.path,
+        ip: access.ip,
+      })
       const unwatch = o.guard?.watch(principal, (close) => {
         log.info({ request_id: requestId, code: close.code, reason: close.reason }, 'credential revoked')
         closeSocket(ws, close.code, close.reason)
@@ -287,6 +299,7 @@ export function attachSocketRoutes(app: FastifyInstance, o: SocketRoutesOptions)
             }, sessionMs).unref()
       ws.once('close', () => {
         open.delete(requestId)
+        unlist?.()
         unwatch?.()
         clearTimeout(sessionTimer)
       })

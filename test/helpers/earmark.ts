@@ -17,6 +17,7 @@ import {
   parseKeySpec,
   type Services,
 } from '../../src/projects/index.js'
+import { createLiveStreams, type LiveStreams } from '../../src/revocation/index.js'
 import type { Member } from '../../src/store/index.js'
 import { createSqliteStore } from '../../src/store/sqlite/sqlite-store.js'
 import { recordSecrets, recordSecretsOf, testLogDestination } from './test-logs.js'
@@ -27,6 +28,8 @@ export interface TestEarmark {
   authenticator: Authenticator
   clock: ManualClock
   routes: RouteOptions[]
+  /** The live-stream registry the streams and grants APIs read (no socket server here: empty unless filled). */
+  streams: LiveStreams
   close(): Promise<void>
 }
 
@@ -44,6 +47,7 @@ export async function createTestEarmark(
   const services: Services = { store, clock, grants }
   const authenticator = createAuthenticator(services)
   const routes: RouteOptions[] = []
+  const streams = createLiveStreams({ clock })
   // Collected for the log-scan test (test/helpers/test-logs.ts); silent otherwise.
   const logTo = testLogDestination('inproc')
   const app = await createApp({
@@ -51,6 +55,7 @@ export async function createTestEarmark(
     authenticator,
     ...(logTo ? { logger: createLogger({ logLevel: 'debug' }, logTo), accessLog: true } : {}),
     onRoute: (r) => routes.push(r),
+    streams,
     ...(speech.speak ? { speak: speech.speak } : {}),
     ...(speech.engine ? { engine: speech.engine, speech: speech.options } : {}),
   })
@@ -62,6 +67,7 @@ export async function createTestEarmark(
     authenticator,
     clock,
     routes,
+    streams,
     close: async () => {
       await app.close()
       await store.close()

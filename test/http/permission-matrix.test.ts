@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict'
+import { randomUUID } from 'node:crypto'
 import type { AddressInfo } from 'node:net'
 import { after, before, describe, it } from 'node:test'
 import { generateKeySecret } from '../../src/auth/index.js'
@@ -53,6 +54,19 @@ interface RouteCase {
 const DENIED = [401, 401, 401, 401, 401]
 const ROUTES: RouteCase[] = [
   { method: 'GET', url: '/healthz', expect: [200, 200, 200, 200, 200, 200, 200, 200, 200, 200, 200, 200] },
+  // The console's page and assets (docs/console.md) are public: the page signs in with a key of its own.
+  ...(
+    [
+      ['/', 'text/html; charset=utf-8'],
+      ['/console/console.js', 'text/javascript; charset=utf-8'],
+      ['/console/console.css', 'text/css; charset=utf-8'],
+    ] as const
+  ).map(([url, produces]) => ({
+    method: 'GET',
+    url,
+    produces,
+    expect: [200, 200, 200, 200, 200, 200, 200, 200, 200, 200, 200, 200],
+  })),
   {
     method: 'OPTIONS',
     url: '*',
@@ -121,6 +135,28 @@ const ROUTES: RouteCase[] = [
   {
     method: 'GET',
     url: '/v1/projects/:project_id/audit',
+    expect: [...DENIED, 404, 403, 200, 200, 403, 403, 401],
+  },
+  // Live streams and outstanding grants (docs/live-streams.md): `audit:read` to list, plus `keys:write` to
+  // close one by revoking its credential.
+  {
+    method: 'GET',
+    url: '/v1/projects/:project_id/streams',
+    expect: [...DENIED, 404, 403, 200, 200, 403, 403, 401],
+  },
+  {
+    method: 'DELETE',
+    url: '/v1/projects/:project_id/streams/:request_id',
+    expect: [...DENIED, 404, 403, 200, 200, 403, 403, 401],
+  },
+  {
+    method: 'GET',
+    url: '/v1/projects/:project_id/grants',
+    expect: [...DENIED, 404, 403, 200, 200, 403, 403, 401],
+  },
+  {
+    method: 'DELETE',
+    url: '/v1/projects/:project_id/grants/:jti',
     expect: [...DENIED, 404, 403, 200, 200, 403, 403, 401],
   },
   {
@@ -270,6 +306,7 @@ describe('permission matrix', () => {
   let headers: Record<Cred, Record<string, string>>
   let members: Record<'owner' | 'admin' | 'member', Member>
   let subject: Member
+  let memberKeyId: string
   const requestId = '5b0c0e8e-0000-4000-8000-000000000001'
 
   before(async () => {
@@ -282,6 +319,7 @@ describe('permission matrix', () => {
     const made = await makeCredentials(services, fx, async (ms) => clock.advance(ms))
     headers = made.headers
     members = made.members
+    memberKeyId = made.memberKeyId
     await services.store.insertUsage({
       id: requestId,
       projectId,
@@ -311,17 +349,64 @@ describe('permission matrix', () => {
     return (await makeKey(em.services, owner, { scopes: ['usage:write'] })).id
   }
 
+  /**
+   * A fresh grant token for a cell to revoke, recorded as `POST /v1/auth/grant` records it (`grant.issued`);
+   * for a stream cell, also listed as a live stream of it (as the socket server lists an upgraded socket).
+   */
+  async function targetGrant(asStream: boolean): Promise<{ jti: string; requestId: string }> {
+    const { services } = em
+    const { claims } = services.grants.mint({
+      projectId,
+      accessor: memberKeyId,
+      ttlSeconds: 600,
+      notAfterMs: null,
+    })
+    await services.store.insertAuditEvents([
+      {
+        id: randomUUID(),
+        projectId,
+        at: services.clock.now(),
+        type: 'grant.issued',
+        actorKeyId: memberKeyId,
+        keyId: memberKeyId,
+        endUser: null,
+        ip: null,
+        requestId: null,
+        detail: { jti: claims.jti, end_user: null, ttl: claims.exp - claims.iat },
+      },
+    ])
+    const streamId = randomUUID()
+    if (asStream) {
+      em.streams.add({
+        requestId: streamId,
+        projectId,
+        keyId: memberKeyId,
+        endUser: null,
+        jti: claims.jti,
+        grantExpiresAt: claims.exp * 1000,
+        route: '/v1/listen',
+        ip: '127.0.0.1',
+      })
+    }
+    return { jti: claims.jti, requestId: streamId }
+  }
+
   for (const route of ROUTES) {
     it(`${route.method} ${route.url} answers each credential as specified`, async () => {
       const failures: string[] = []
       for (const [i, cred] of CREDENTIALS.entries()) {
         const expected = route.expect[i]
+        const grant =
+          route.url.includes(':jti') || route.url.includes('/streams/')
+            ? await targetGrant(route.url.includes('/streams/'))
+            : undefined
         const url = `${route.url}${route.query ?? ''}`
           .replace('*', '/v1/projects')
+          .replace(':jti', grant?.jti ?? '')
           .replace(':project_id', projectId)
           .replace(':key_id', route.url.includes(':key_id') ? await targetKey(cred) : '')
           .replace(':member_id', subject.id)
-          .replace(':request_id', requestId)
+          .replace(':request_id', grant?.requestId ?? requestId)
           // A fresh signing key to retire, so the grant tokens of the other cells stay good.
           .replace(':kid', route.url.includes(':kid') ? await em.services.grants.rotate() : '')
         const res = await em.app.inject({

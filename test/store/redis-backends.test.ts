@@ -307,6 +307,16 @@ describe('the Redis backends (shared by every node)', { timeout: 60_000 }, () =>
       await sleep(200)
       assert.deepEqual(seenA, [event, retired])
       assert.deepEqual(seenB, [event, retired])
+      // One grant token revoked by its jti (docs/live-streams.md) travels too.
+      const revokedToken: RevocationEvent = {
+        type: 'grant-revoked',
+        projectId: 'p1',
+        jti: 'j1',
+        expiresAt: 1234,
+      }
+      busA.publish(revokedToken)
+      await eventually(() => seenB.length > 2, 2000, 'the token revocation on the other node')
+      assert.deepEqual(seenB, [event, retired, revokedToken])
       assert.deepEqual(seenElsewhere, [], 'another prefix is another deployment')
     })
 
@@ -318,10 +328,18 @@ describe('the Redis backends (shared by every node)', { timeout: 60_000 }, () =>
       await a.publish(`${prefix}revocations`, JSON.stringify({ node: 'x', event: { type: 'drop-tables' } }))
       await a.publish(
         `${prefix}revocations`,
+        JSON.stringify({ node: 'x', event: { type: 'grant-revoked', projectId: 'p', jti: 'j' } }),
+      )
+      await a.publish(
+        `${prefix}revocations`,
         JSON.stringify({ node: 'x', event: { type: 'member-role-changed', projectId: 'p', memberId: 'm' } }),
       )
       await eventually(() => seen.length > 0, 2000, 'the valid event')
-      assert.deepEqual(seen, [{ type: 'member-role-changed', projectId: 'p', memberId: 'm' }])
+      assert.deepEqual(
+        seen,
+        [{ type: 'member-role-changed', projectId: 'p', memberId: 'm' }],
+        'a token revocation without its expiry is malformed too',
+      )
     })
   })
 })

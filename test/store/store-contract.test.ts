@@ -454,6 +454,61 @@ for (const name of selectedStores()) {
         assert.deepEqual(await sum({ keyId: 'old' }), [day(-DAY, 1, 1)])
       })
 
+      it('sums usage per hour and minute, split per key or end user, with failures counted', async () => {
+        const q = project()
+        const qo = member(q.id)
+        await s.createProjectWithOwner(q, qo, key(qo))
+        const HOUR = 3600 * 1000
+        const H = T0 + 20 * 24 * HOUR
+        const add = (startedAt: number, over: Partial<UsageRecord>) =>
+          s.insertUsage(usage(q.id, 'ka', startedAt, over))
+        await add(H - 1, { audioSeconds: 1, endUser: 'bob' }) // the hour before
+        await add(H, { audioSeconds: 2, endUser: 'alice' })
+        await add(H + 60_000, { keyId: 'kb', audioSeconds: 4, status: 1011 })
+        await add(H + 61_000, { keyId: 'kb', audioSeconds: 0.5, endedAt: null, status: null }) // open
+        await add(H + HOUR - 1, { audioSeconds: 8, endUser: 'alice', status: 429, method: 'sync' })
+        const row = (
+          start: number,
+          group: string | null,
+          audioSeconds: number,
+          requests: number,
+          failed: number,
+        ) => ({
+          start,
+          audioSeconds,
+          requests,
+          speakCharacters: 0,
+          speakRequests: 0,
+          group,
+          failed,
+        })
+        assert.deepEqual(
+          await s.summarizeUsage(q.id, {}, { bucket: 'hour', groupBy: 'key' }),
+          [row(H - HOUR, 'ka', 1, 1, 0), row(H, 'ka', 10, 2, 1), row(H, 'kb', 4.5, 2, 1)],
+          'oldest hour first, then by key; an open record is no failure',
+        )
+        assert.deepEqual(
+          await s.summarizeUsage(q.id, { start: H }, { bucket: 'hour', groupBy: 'end_user' }),
+          [row(H, null, 4.5, 2, 1), row(H, 'alice', 10, 2, 1)],
+          'records without an end user come first, as null',
+        )
+        assert.deepEqual(
+          await s.summarizeUsage(
+            q.id,
+            { start: H, end: H + 2 * 60_000 },
+            { bucket: 'minute', groupBy: 'key' },
+          ),
+          [row(H, 'ka', 2, 1, 0), row(H + 60_000, 'kb', 4.5, 2, 1)],
+          'per minute',
+        )
+        const [ungrouped] = await s.summarizeUsage(q.id, { start: H, end: H + 60_000 }, { bucket: 'minute' })
+        assert.deepEqual(
+          ungrouped,
+          { start: H, audioSeconds: 2, requests: 1, speakCharacters: 0, speakRequests: 0 },
+          'without groupBy, no group and no failures',
+        )
+      })
+
       it('stores audit events as given and lists them newest first, filtered and paged, per project', async () => {
         const q = project()
         const ev = (i: number, type: string, over: Partial<AuditEvent> = {}): AuditEvent => ({

@@ -604,8 +604,8 @@ export function createPostgresStore(options: PostgresStoreOptions): PostgresStor
         toUsage,
       )
     },
-    summarizeUsage: async (projectId, filter, { bucket }) => {
-      const { sql, values } = numbered(usageSummaryQuery(projectId, filter, bucket, 'sum'))
+    summarizeUsage: async (projectId, filter, { bucket, groupBy }) => {
+      const { sql, values } = numbered(usageSummaryQuery(projectId, filter, bucket, 'sum', groupBy))
       return (await query(sql, values)).rows.map(toUsageBucket)
     },
     sumAudioSeconds: async (projectId, f) => {

@@ -56,6 +56,8 @@ function isEvent(value: unknown): value is RevocationEvent {
       return typeof e.projectId === 'string' && typeof e.memberId === 'string'
     case 'signing-key-retired':
       return typeof e.kid === 'string'
+    case 'grant-revoked':
+      return typeof e.projectId === 'string' && typeof e.jti === 'string' && typeof e.expiresAt === 'number'
     case 'credentials-changed':
       return true
     default:

@@ -323,8 +323,8 @@ export function createSqliteStore(options: SqliteStoreOptions): Store {
       ).all(...values, filter.limit ?? -1, filter.offset ?? 0) as Row[]
       return rows.map(toUsage)
     },
-    summarizeUsage: async (projectId, filter, { bucket }) => {
-      const { sql, values } = usageSummaryQuery(projectId, filter, bucket, PLAIN_SUM)
+    summarizeUsage: async (projectId, filter, { bucket, groupBy }) => {
+      const { sql, values } = usageSummaryQuery(projectId, filter, bucket, PLAIN_SUM, groupBy)
       return (statement(sql).all(...values) as Row[]).map(toUsageBucket)
     },
     sumAudioSeconds: async (projectId, f) => {
