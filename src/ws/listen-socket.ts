@@ -6,6 +6,7 @@ import type { Services } from '../projects/index.js'
 import { MIN_QUOTA_SECONDS, type QuotaEnforcer } from '../quotas/index.js'
 import { CLOSE } from './close-codes.js'
 import { createListenSession, DEFAULT_SESSION_LIMITS, type SessionLimits } from './listen-session.js'
+import { LISTEN_SOCKET_DOC } from './socket-docs.js'
 import { type SocketRoute, UPGRADE_GONE } from './upgrade.js'
 
 export interface ListenSocketOptions {
@@ -52,6 +53,7 @@ export function createListenRoute(o: ListenSocketOptions): SocketRoute {
   })
   return {
     path: '/v1/listen',
+    doc: LISTEN_SOCKET_DOC,
     scope: USAGE_WRITE,
     async prepare({ query, principal, requestId, log, url, access }) {
       const request: ListenRequest = {

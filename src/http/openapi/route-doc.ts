@@ -14,7 +14,7 @@ export interface RouteDoc extends FastifySchema {
   description?: string
   tags: string[]
   /** Who may call it: `TOKEN` (API keys), `TOKEN_OR_BEARER` (keys or grant tokens) or `PUBLIC`. */
-  security: readonly Record<string, string[]>[]
+  security: readonly Readonly<Record<string, readonly string[]>>[]
   params?: JsonSchema
   querystring?: JsonSchema
   body?: JsonSchema
@@ -79,9 +79,9 @@ export function errorResponses(...statuses: number[]): Record<string, JsonSchema
   for (const status of statuses) {
     const codes = Object.entries(ERRORS)
       .filter(([, e]) => e.status === status)
-      .map(([code]) => `\`${code}\``)
+      .map(([code, e]) => `\`${code}\` (${e.message})`)
     if (codes.length === 0) throw new Error(`no error code has status ${status}`)
-    out[String(status)] = { description: `One of ${codes.join(', ')}.`, $ref: `${ERROR_SCHEMA_ID}#` }
+    out[String(status)] = { description: `\`err_code\`: ${codes.join('; ')}`, $ref: `${ERROR_SCHEMA_ID}#` }
   }
   return out
 }
@@ -115,3 +115,9 @@ export function pathParams(...names: string[]): JsonSchema {
 export function earmark<T extends JsonSchema>(schema: T): T & { 'x-earmark': true } {
   return { ...schema, 'x-earmark': true }
 }
+
+/** What any management route may answer besides its success (bad input, credentials, scope, limits, store). */
+export const MANAGEMENT_ERRORS = [400, 401, 403, 404, 429, 503] as const
+
+/** A JSON body is read: too large, or not JSON. */
+export const BODY_ERRORS = [413, 415] as const
