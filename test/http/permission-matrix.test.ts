@@ -43,6 +43,8 @@ interface RouteCase {
   body?: unknown
   /** Appended to the URL. */
   query?: string
+  /** The URL requested, for a route whose `url` has a wildcard. */
+  path?: string
   headers?: Record<string, string>
   /** Statuses in CREDENTIALS order. */
   expect: number[]
@@ -51,8 +53,29 @@ interface RouteCase {
 }
 
 const DENIED = [401, 401, 401, 401, 401]
+const PUBLIC = [200, 200, 200, 200, 200, 200, 200, 200, 200, 200, 200, 200]
 const ROUTES: RouteCase[] = [
-  { method: 'GET', url: '/healthz', expect: [200, 200, 200, 200, 200, 200, 200, 200, 200, 200, 200, 200] },
+  { method: 'GET', url: '/healthz', expect: PUBLIC },
+  // The API description and Swagger UI's page and files (docs/openapi.md): public, whatever is presented.
+  { method: 'GET', url: '/openapi.json', expect: PUBLIC },
+  { method: 'GET', url: '/docs/', produces: 'text/html; charset=utf-8', expect: PUBLIC },
+  { method: 'GET', url: '/docs/json', expect: PUBLIC },
+  { method: 'GET', url: '/docs/yaml', produces: 'application/x-yaml', expect: PUBLIC },
+  {
+    method: 'GET',
+    url: '/docs/static/swagger-initializer.js',
+    produces: 'application/javascript; charset=utf-8',
+    expect: PUBLIC,
+  },
+  { method: 'GET', url: '/docs/static/index.html', expect: PUBLIC.map(() => 302) },
+  {
+    method: 'GET',
+    url: '/docs/static/*',
+    path: '/docs/static/index.css',
+    produces: 'text/css; charset=utf-8',
+    expect: PUBLIC,
+  },
+  { method: 'HEAD', url: '/docs/static/*', path: '/docs/static/index.css', expect: PUBLIC },
   {
     method: 'OPTIONS',
     url: '*',
@@ -316,7 +339,7 @@ describe('permission matrix', () => {
       const failures: string[] = []
       for (const [i, cred] of CREDENTIALS.entries()) {
         const expected = route.expect[i]
-        const url = `${route.url}${route.query ?? ''}`
+        const url = `${route.path ?? route.url}${route.query ?? ''}`
           .replace('*', '/v1/projects')
           .replace(':project_id', projectId)
           .replace(':key_id', route.url.includes(':key_id') ? await targetKey(cred) : '')
@@ -341,6 +364,8 @@ describe('permission matrix', () => {
           if (body.request_id !== res.headers['dg-request-id']) failures.push(`${cred}: request_id mismatch`)
           // SDK v5's DeepgramError.requestId reads x-request-id.
           if (res.headers['x-request-id'] !== body.request_id) failures.push(`${cred}: x-request-id`)
+        } else if (expected === 200 && route.method === 'HEAD') {
+          assert.equal(res.rawPayload.length, 0, `${cred}: no body`)
         } else if (expected === 200 && route.produces) {
           assert.equal(res.headers['content-type'], route.produces, `${cred}: content type`)
           assert.ok(res.rawPayload.length > 0, `${cred}: a body`)

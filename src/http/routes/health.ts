@@ -11,6 +11,7 @@ export function healthRoutes(app: FastifyInstance, { services }: RouteDeps): voi
       security: PUBLIC,
       response: {
         200: {
+          description: 'Alive; which store it uses.',
           type: 'object',
           required: ['status', 'store'],
           properties: {
