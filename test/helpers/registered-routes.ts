@@ -30,7 +30,7 @@ export function registeredRoutes(app: FastifyInstance): RegisteredRoute[] {
  */
 function wildcardUrl(app: FastifyInstance, route: RegisteredRoute, all: RegisteredRoute[]): string {
   const { method, url } = route
-  if (!url.endsWith('*') || app.hasRoute({ method: method as 'GET', url })) return url
+  if (url === '*' || !url.endsWith('*') || app.hasRoute({ method: method as 'GET', url })) return url
   const parent = url.slice(0, -1)
   for (const other of all) {
     if (!other.url.startsWith(parent) || other.url === url) continue
