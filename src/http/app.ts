@@ -15,6 +15,7 @@ import { createCorsHook } from './hooks/cors.js'
 import { handleClientError, handleError, handleNotFound } from './hooks/errors.js'
 import { registerJsonParser } from './hooks/json-body.js'
 import { genRequestId, setRequestIdHeader } from './hooks/request-id.js'
+import { registerApiDocs } from './openapi/index.js'
 import { redactPath } from './redact-secrets.js'
 import { lazyChildLogger } from './request-logger.js'
 import { auditRoutes } from './routes/audit.js'
@@ -169,6 +170,8 @@ export async function createApp(options: AppOptions): Promise<FastifyInstance> {
 
   // Gives preflights a route to reach: the hook above answers them; anything else is a 404.
   app.options('*', handleNotFound)
+  // Before the routes: the document (`GET /openapi.json`, docs/openapi.md) sees the routes added after it.
+  await registerApiDocs(app)
 
   const deps = {
     services: options.services,

@@ -13,6 +13,7 @@ export { type FetchAudioOptions, fetchAudio } from './fetch-audio.js'
 export { checkListenConstraints, DEFAULT_LISTEN_MODEL } from './listen-constraints.js'
 export { isListenModel, LISTEN_MODELS } from './listen-models.js'
 export { detectionLanguage, type ListenOptions, parseListenOptions } from './listen-options.js'
+export { listenQueryDoc } from './listen-query-doc.js'
 export {
   type AdmitHooks,
   createListenUseCase,

@@ -1,4 +1,5 @@
 export { MAX_SPEED, MIN_SPEED, parseSpeakQuery, type SpeakQuery } from './speak-query.js'
+export { speakQueryDoc } from './speak-query-doc.js'
 export { createSpeaker, type Speaker, type SpeakLimits } from './speaker.js'
 export {
   DEFAULT_SPEECH_ENCODING,

@@ -13,6 +13,7 @@ export {
   attachSocketRoutes,
   type SocketLease,
   type SocketRoute,
+  type SocketRouteDoc,
   type SocketRoutesOptions,
   type SocketServer,
   type UpgradeContext,

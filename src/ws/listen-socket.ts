@@ -23,6 +23,7 @@ import {
   type SessionOutcome,
 } from './listen-session.js'
 import { createRelaySession, type RelayMeter } from './relay-session.js'
+import { LISTEN_SOCKET_DOC } from './socket-docs.js'
 import { type SocketRoute, UPGRADE_GONE } from './upgrade.js'
 
 export interface ListenSocketOptions {
@@ -86,6 +87,7 @@ export function createListenRoute(o: ListenSocketOptions): SocketRoute {
   })
   return {
     path: '/v1/listen',
+    doc: LISTEN_SOCKET_DOC,
     scope: USAGE_WRITE,
     async prepare({ query, principal, requestId, log, url, access }) {
       const request: ListenRequest = {

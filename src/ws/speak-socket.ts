@@ -2,6 +2,7 @@ import { USAGE_WRITE } from '../auth/index.js'
 import { invalidField } from '../errors.js'
 import { finishStreamUsage, type Services, startUsage } from '../projects/index.js'
 import { parseSpeakQuery, type Speech, type SpeechFormat, type Voice } from '../tts/index.js'
+import { SPEAK_SOCKET_DOC } from './socket-docs.js'
 import { createSpeakSession, DEFAULT_SPEAK_LIMITS, type SpeakSessionLimits } from './speak-session.js'
 import { type SocketRoute, UPGRADE_GONE } from './upgrade.js'
 
@@ -23,6 +24,7 @@ export function createSpeakRoute(o: SpeakSocketOptions): SocketRoute {
   const limits = { ...DEFAULT_SPEAK_LIMITS, ...o.limits }
   return {
     path: '/v1/speak',
+    doc: SPEAK_SOCKET_DOC,
     scope: USAGE_WRITE,
     async prepare({ query, principal, requestId, log, url }) {
       // The socket speaks raw linear16 at 24 kHz unless told otherwise, never a container (Deepgram's defaults).

@@ -14,12 +14,15 @@ import { type AuditLog, auditContext } from '../audit/index.js'
 import type { Authenticator, Principal, Scheme } from '../auth/index.js'
 import { parseAuthorization } from '../auth/index.js'
 import { ApiError, isApiError } from '../errors.js'
+import { documentSocketRoutes, type SocketRouteDoc } from '../http/openapi/socket-docs.js'
 import type { ProxyTrust } from '../http/trusted-proxies.js'
 import { requestScope } from '../last-resort.js'
 import { endUserOf, requireScope } from '../projects/index.js'
 import type { LiveStreams, StreamGuard } from '../revocation/index.js'
 import { checkHandshake, offeredProtocols } from './handshake.js'
 import { refuseUpgrade } from './upgrade-refusal.js'
+
+export type { SocketRouteDoc }
 
 /** What a socket route is told about an upgrade that passed the handshake, path, credential and scope checks. */
 export interface UpgradeContext {
@@ -58,6 +61,8 @@ export interface SocketRoute {
   /** The scope the credential needs, e.g. `usage:write`. */
   scope: string
   prepare(ctx: UpgradeContext): Promise<SocketLease>
+  /** What `GET /openapi.json` says about the route (docs/openapi.md); every served route has one. */
+  doc?: SocketRouteDoc
 }
 
 export interface SocketRoutesOptions {
@@ -167,6 +172,7 @@ export function attachSocketRoutes(app: FastifyInstance, o: SocketRoutesOptions)
   const routes = new Map(o.routes.map((r) => [r.path, r]))
   const gate = o.gate ?? OPEN_GATE
   if (routes.size !== o.routes.length) throw new Error('two socket routes share a path')
+  documentSocketRoutes(app, o.routes)
   const log = app.log
   const chosen = new WeakMap<IncomingMessage, string | undefined>()
   const requestIds = new WeakMap<IncomingMessage, string>()

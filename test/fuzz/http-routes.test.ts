@@ -1,10 +1,10 @@
 import assert from 'node:assert/strict'
 import { after, before, describe, it } from 'node:test'
 import fc from 'fast-check'
-import type { FastifyInstance } from 'fastify'
 import { createFuzzTarget, type FuzzServer, type FuzzTarget } from '../helpers/fuzz-target.js'
 import { wav } from '../helpers/listen-e2e.js'
 import { encodeRequest, type RawHeader, type RawResponse, rawRequest } from '../helpers/raw-http.js'
+import { type RegisteredRoute, registeredRoutes } from '../helpers/registered-routes.js'
 import {
   deepgramErrorProblem,
   headerValue,
@@ -29,28 +29,7 @@ import { createTally, type FuzzTally, runProperty } from './fuzz-options.js'
  * process alive.
  */
 
-interface Route {
-  method: string
-  url: string
-}
-
-/**
- * Every route the app registered, read from `printRoutes()` (the tree Fastify prints: one segment a line,
- * its methods in parentheses, four characters of indent a level).
- */
-function registeredRoutes(app: FastifyInstance): Route[] {
-  const routes: Route[] = []
-  const stack: string[] = []
-  for (const line of app.printRoutes({ commonPrefix: false }).split('\n')) {
-    const m = /^([│├└─ ]*)(\S.*?)(?: \(([A-Z, ]+)\))?$/.exec(line)
-    if (!m) continue
-    const depth = Math.floor((m[1] ?? '').length / 4)
-    stack.length = depth
-    stack.push(m[2] ?? '')
-    if (m[3]) for (const method of m[3].split(', ')) routes.push({ method, url: stack.join('') })
-  }
-  return routes
-}
+type Route = RegisteredRoute
 
 const METERED = ['/v1/listen', '/v1/speak']
 const METHODS = ['GET', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS', 'HEAD'] as const

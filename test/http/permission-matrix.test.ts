@@ -44,6 +44,8 @@ interface RouteCase {
   body?: unknown
   /** Appended to the URL. */
   query?: string
+  /** The URL requested, for a route whose `url` has a wildcard. */
+  path?: string
   headers?: Record<string, string>
   /** Statuses in CREDENTIALS order. */
   expect: number[]
@@ -52,8 +54,29 @@ interface RouteCase {
 }
 
 const DENIED = [401, 401, 401, 401, 401]
+const PUBLIC = [200, 200, 200, 200, 200, 200, 200, 200, 200, 200, 200, 200]
 const ROUTES: RouteCase[] = [
-  { method: 'GET', url: '/healthz', expect: [200, 200, 200, 200, 200, 200, 200, 200, 200, 200, 200, 200] },
+  { method: 'GET', url: '/healthz', expect: PUBLIC },
+  // The API description and Swagger UI's page and files (docs/openapi.md): public, whatever is presented.
+  { method: 'GET', url: '/openapi.json', expect: PUBLIC },
+  { method: 'GET', url: '/docs/', produces: 'text/html; charset=utf-8', expect: PUBLIC },
+  { method: 'GET', url: '/docs/json', expect: PUBLIC },
+  { method: 'GET', url: '/docs/yaml', produces: 'application/x-yaml', expect: PUBLIC },
+  {
+    method: 'GET',
+    url: '/docs/static/swagger-initializer.js',
+    produces: 'application/javascript; charset=utf-8',
+    expect: PUBLIC,
+  },
+  { method: 'GET', url: '/docs/static/index.html', expect: PUBLIC.map(() => 302) },
+  {
+    method: 'GET',
+    url: '/docs/static/*',
+    path: '/docs/static/index.css',
+    produces: 'text/css; charset=utf-8',
+    expect: PUBLIC,
+  },
+  { method: 'HEAD', url: '/docs/static/*', path: '/docs/static/index.css', expect: PUBLIC },
   // The console's page and assets (docs/console.md) are public: the page signs in with a key of its own.
   ...(
     [
@@ -65,7 +88,7 @@ const ROUTES: RouteCase[] = [
     method: 'GET',
     url,
     produces,
-    expect: [200, 200, 200, 200, 200, 200, 200, 200, 200, 200, 200, 200],
+    expect: PUBLIC,
   })),
   {
     method: 'OPTIONS',
@@ -400,7 +423,7 @@ describe('permission matrix', () => {
           route.url.includes(':jti') || route.url.includes('/streams/')
             ? await targetGrant(route.url.includes('/streams/'))
             : undefined
-        const url = `${route.url}${route.query ?? ''}`
+        const url = `${route.path ?? route.url}${route.query ?? ''}`
           .replace('*', '/v1/projects')
           .replace(':jti', grant?.jti ?? '')
           .replace(':project_id', projectId)
@@ -426,6 +449,8 @@ describe('permission matrix', () => {
           if (body.request_id !== res.headers['dg-request-id']) failures.push(`${cred}: request_id mismatch`)
           // SDK v5's DeepgramError.requestId reads x-request-id.
           if (res.headers['x-request-id'] !== body.request_id) failures.push(`${cred}: x-request-id`)
+        } else if (expected === 200 && route.method === 'HEAD') {
+          assert.equal(res.rawPayload.length, 0, `${cred}: no body`)
         } else if (expected === 200 && route.produces) {
           assert.equal(res.headers['content-type'], route.produces, `${cred}: content type`)
           assert.ok(res.rawPayload.length > 0, `${cred}: a body`)

@@ -19,12 +19,21 @@ import {
   type FetchAudioOptions,
   fetchAudio,
   type ListenRequest,
+  listenQueryDoc,
   type ProjectEngines,
   prerecordedResponse,
 } from '../../listen/index.js'
 import { requireScope } from '../../projects/index.js'
 import { type QuotaEnforcer, withinQuota } from '../../quotas/index.js'
 import { bodyObject, principalOf } from '../hooks/auth.js'
+import {
+  BODY_ERRORS,
+  documented,
+  errorResponses,
+  MANAGEMENT_ERRORS,
+  type RouteDoc,
+  TOKEN_OR_BEARER,
+} from '../openapi/index.js'
 import { authHooks, type RouteDeps } from './route-deps.js'
 
 /**
@@ -124,6 +133,55 @@ function closeUnlessRead(
   done(null, payload)
 }
 
+const LISTEN_DOC: RouteDoc = {
+  summary: 'Transcribes recorded audio (`usage:write`, keys or grant tokens)',
+  description:
+    'The body is the audio under any content type but JSON (docs/deepgram-compat.md §0 #6), or JSON ' +
+    '`{"url"}` naming where to fetch it (from `EARMARK_FETCH_ALLOWED_HOSTS` only). Upload limits: ' +
+    'docs/speech.md, "Pre-recorded limits".',
+  tags: ['listen'],
+  security: TOKEN_OR_BEARER,
+  querystring: listenQueryDoc('prerecorded'),
+  consumes: ['application/octet-stream', 'audio/*', 'application/json'],
+  body: {
+    description: 'The audio, or `{"url": "…"}` with `Content-Type: application/json`.',
+    oneOf: [
+      { type: 'string', contentEncoding: 'binary' },
+      { type: 'object', required: ['url'], properties: { url: { type: 'string', format: 'uri' } } },
+    ],
+  },
+  response: {
+    200: {
+      description: "Deepgram's pre-recorded answer (docs/deepgram-compat.md §6).",
+      type: 'object',
+      required: ['metadata', 'results'],
+      properties: {
+        metadata: {
+          type: 'object',
+          properties: {
+            transaction_key: { type: 'string' },
+            request_id: { type: 'string' },
+            sha256: { type: 'string' },
+            created: { type: 'string', format: 'date-time' },
+            duration: { type: 'number' },
+            channels: { type: 'integer' },
+            models: { type: 'array', items: { type: 'string' } },
+            model_info: { type: 'object' },
+          },
+        },
+        results: {
+          type: 'object',
+          properties: {
+            channels: { type: 'array', items: { type: 'object' } },
+            utterances: { type: 'array', items: { type: 'object' } },
+          },
+        },
+      },
+    },
+    ...errorResponses(...MANAGEMENT_ERRORS, 408, ...BODY_ERRORS, 500, 504),
+  },
+}
+
 /** `POST /v1/listen` (docs/deepgram-compat.md §6): raw audio of any content type, or JSON `{"url"}`. */
 export function listenRoutes(app: FastifyInstance, deps: RouteDeps & ListenRouteOptions): void {
   const { services, engines, limits } = deps
@@ -168,7 +226,12 @@ export function listenRoutes(app: FastifyInstance, deps: RouteDeps & ListenRoute
     scope.addContentTypeParser('*', (_req: FastifyRequest, payload: Readable, done) => done(null, payload))
     scope.post<{ Querystring: Record<string, string | string[]> }>(
       '/v1/listen',
-      { onRequest: [refuseOversize, usage], onSend: closeUnlessRead, bodyLimit: JSON_BODY_LIMIT },
+      {
+        onRequest: [refuseOversize, usage],
+        onSend: closeUnlessRead,
+        bodyLimit: JSON_BODY_LIMIT,
+        ...documented(LISTEN_DOC),
+      },
       async (req, reply) => {
         const principal = principalOf(req)
         requireScope(principal, 'usage:write')

@@ -2,9 +2,17 @@ import type { FastifyInstance } from 'fastify'
 import { USAGE_WRITE } from '../../auth/index.js'
 import { ApiError, invalidField } from '../../errors.js'
 import { finishUsage, requireScope, startUsage } from '../../projects/index.js'
-import { parseSpeakQuery, type Speaker, type Speech } from '../../tts/index.js'
+import { parseSpeakQuery, type Speaker, type Speech, speakQueryDoc } from '../../tts/index.js'
 import { headerSafe } from '../header-value.js'
 import { bodyObject, principalOf } from '../hooks/auth.js'
+import {
+  BODY_ERRORS,
+  documented,
+  errorResponses,
+  MANAGEMENT_ERRORS,
+  type RouteDoc,
+  TOKEN_OR_BEARER,
+} from '../openapi/index.js'
 import { authHooks, type RouteDeps } from './route-deps.js'
 
 /** Deepgram's limit on one request's text (docs/deepgram-compat.md §8.1: 413 past it). */
@@ -28,6 +36,38 @@ function speakText(body: Record<string, unknown>): { text: string; characters: n
   return { text, characters }
 }
 
+const SPEAK_DOC: RouteDoc = {
+  summary: 'Text to speech (`usage:write`, keys or grant tokens)',
+  description:
+    'flite voices under Aura names (docs/speech.md, "Text to speech"); the audio streams once encoded. ' +
+    'Bounded slots and queue (429 past them), a time limit on each program (504).',
+  tags: ['speak'],
+  security: TOKEN_OR_BEARER,
+  querystring: speakQueryDoc('rest'),
+  body: {
+    type: 'object',
+    required: ['text'],
+    properties: {
+      text: { type: 'string', minLength: 1, description: `At most ${MAX_SPEAK_CHARACTERS} characters.` },
+    },
+  },
+  produces: ['audio/mpeg', 'audio/wav', 'audio/ogg', 'audio/flac', 'audio/aac', 'application/octet-stream'],
+  response: {
+    200: {
+      description: 'The audio, its type per `encoding` and `container`.',
+      type: 'string',
+      contentEncoding: 'binary',
+      headers: {
+        'dg-model-name': { type: 'string' },
+        'dg-model-uuid': { type: 'string' },
+        'dg-char-count': { type: 'integer' },
+        'dg-request-id': { type: 'string', format: 'uuid' },
+      },
+    },
+    ...errorResponses(...MANAGEMENT_ERRORS, ...BODY_ERRORS, 500, 504),
+  },
+}
+
 /**
  * `POST /v1/speak` (docs/deepgram-compat.md §8.1): text to speech with flite (espeak-ng as an option), for
  * API keys and grant tokens holding `usage:write`. The audio is streamed once it is encoded; `dg-request-id`
@@ -39,7 +79,7 @@ export function speakRoutes(app: FastifyInstance, deps: RouteDeps & { speaker: S
   const { usage } = authHooks(deps)
   app.post<{ Querystring: Record<string, unknown> }>(
     '/v1/speak',
-    { onRequest: usage },
+    { onRequest: usage, ...documented(SPEAK_DOC) },
     async (req, reply) => {
       const principal = principalOf(req)
       requireScope(principal, USAGE_WRITE)
