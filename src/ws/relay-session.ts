@@ -3,6 +3,7 @@ import type { FastifyBaseLogger } from 'fastify'
 import { WebSocket } from 'ws'
 import type { RelayEngine, RelayStream } from '../engines/index.js'
 import { CLOSE } from './close-codes.js'
+import { controlType } from './control-message.js'
 import type { ListenSession, SessionLimits, SessionOutcome } from './listen-session.js'
 import { closeReasonText, pipeFrames, sendableCloseCode } from './relay-pipe.js'
 import { serverCloseReason } from './upgrade.js'
@@ -65,6 +66,8 @@ export function createRelaySession(o: RelaySessionOptions): ListenSession {
   let quotaSpent = false
   let quotaSeconds = 0
   let gotAudio = false
+  /** The client ended its audio (CloseStream, or the legacy empty binary frame); the far end is flushing. */
+  let clientEnded = false
   let idleTimer: NodeJS.Timeout | undefined
   let audioTimer: NodeJS.Timeout | undefined
   /** How the stream ended, from whichever side closed first. */
@@ -141,11 +144,36 @@ export function createRelaySession(o: RelaySessionOptions): ListenSession {
     audioTimer = setTimeout(() => stop('NO_AUDIO'), limits.keepAliveOnlyMs)
   }
 
+  /**
+   * After the client's end of audio the far end decodes what it still holds, which can take longer than the
+   * idle timeout when it is behind: from then on the idle clock runs on the far end's frames (it is still
+   * answering), not the client's, and the audio-only cap no longer applies. A far end silent that long is
+   * closed as an idle one would be.
+   */
+  const clientEnds = () => {
+    clientEnded = true
+    clearTimeout(audioTimer)
+    armIdle()
+  }
+
   /** A frame from the client, on its way upstream: counted, cut at the quota, otherwise unchanged. */
   const fromClient = (data: Buffer, isBinary: boolean): Buffer | undefined => {
     if (quotaSpent) return undefined
     if (!isBinary) {
-      if (gotAudio) armIdle()
+      if (
+        !clientEnded &&
+        data.includes('CloseStream') &&
+        controlType(data.toString('utf8')) === 'CloseStream'
+      )
+        clientEnds()
+      else if (gotAudio && !clientEnded) armIdle()
+      return data
+    }
+    // The legacy end of stream (docs/deepgram-compat.md §7.2) is relayed as is; later audio is not taken,
+    // as Earmark's own decoding takes none.
+    if (clientEnded) return undefined
+    if (data.length === 0) {
+      clientEnds()
       return data
     }
     gotAudio = true
@@ -170,6 +198,7 @@ export function createRelaySession(o: RelaySessionOptions): ListenSession {
 
   /** A frame from the far end, on its way to the client: its request id mapped; containers metered by it. */
   const fromUpstream = (data: Buffer, isBinary: boolean): Buffer => {
+    if (clientEnded) armIdle()
     if (!isBinary && !meter.bytesPerSecond) {
       const reached = reportedEnd(data)
       if (reached > reportedSeconds) {
