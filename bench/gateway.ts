@@ -10,8 +10,10 @@
 //   before each Finalize (B then decodes it), the per-chunk figure with B's decoding in it. Target: the
 //   added p50 of the first at most 1 ms.
 // - cpu: BENCH_GATEWAY_STREAMS real-time streams (flite speech, 16 kHz linear16, 100 ms chunks, interim
-//   results), through A and direct to B, alternately; A's and B's process CPU time over the wall time, per
-//   stream, in % of one core; A's CPU per relayed frame. Target: A at most 5 % of a core per stream.
+//   results), through A and direct to B, alternately; A's and B's process CPU time over the audio time
+//   streamed (what one real-time stream costs, even when B lags and the streams end late), in % of one core.
+//   Target: A at most 5 % of a core per stream. A's CPU per relayed frame is reported from both parts: the
+//   round-trip loop (no connection set-up in it) and the streams (set-up included).
 // Figures are medians over the rounds; the load average is printed with them (the machine is shared).
 //
 // Env: BENCH_GATEWAY_ROUNDS (3), BENCH_GATEWAY_PINGS (200 round trips per path, kind and round),
@@ -142,10 +144,21 @@ interface LatencyRound {
   relayed: Spread
   /** Relayed p50 − direct p50, ms. */
   addedP50: number
+  /** A's CPU time during the loop / the frames it relayed (no connection set-up in it), µs. */
+  aUsPerFrame: number
 }
 
-/** One round: both sockets open together; direct and relayed round trips alternate, each first in turn. */
-async function latencyRound(b: Server, a: Server, corpus: Corpus, pings: number): Promise<LatencyRound[]> {
+/**
+ * One round: both sockets open together; direct and relayed round trips alternate, each first in turn; the
+ * two kinds run in `kinds` order (swapped from round to round).
+ */
+async function latencyRound(
+  b: Server,
+  a: Server,
+  corpus: Corpus,
+  pings: number,
+  kinds: readonly LatencyKind[],
+): Promise<LatencyRound[]> {
   const direct = await openPinger(b)
   const relayed = await openPinger(a)
   const chunks = chunksOf(corpus.pcm).map((c) => Buffer.from(c.buffer, c.byteOffset, c.byteLength))
@@ -154,11 +167,12 @@ async function latencyRound(b: Server, a: Server, corpus: Corpus, pings: number)
     // Warm-up: audio first (so the stream has started and KeepAlive counts), then untimed round trips.
     for (const p of [direct, relayed]) {
       await p.roundTrip(chunk(0))
-      for (let i = 0; i < 20; i++) await p.roundTrip()
+      for (let i = 0; i < 50; i++) await p.roundTrip()
     }
     const rounds: LatencyRound[] = []
-    for (const kind of ['finalize', 'chunk'] as const) {
+    for (const kind of kinds) {
       const times = { direct: [] as number[], relayed: [] as number[] }
+      const aBefore = await childCpuUs(a.child)
       for (let i = 0; i < pings; i++) {
         const order = i % 2 === 0 ? (['direct', 'relayed'] as const) : (['relayed', 'direct'] as const)
         for (const side of order) {
@@ -167,9 +181,12 @@ async function latencyRound(b: Server, a: Server, corpus: Corpus, pings: number)
           times[side].push(await p.roundTrip(kind === 'chunk' ? chunk(i) : undefined))
         }
       }
+      const aUs = (await childCpuUs(a.child)) - aBefore
+      // Per relayed round trip: Finalize and Results (and the chunk), plus a KeepAlive every 2 s at most.
+      const frames = pings * (kind === 'chunk' ? 3 : 2)
       const d = spread(times.direct)
       const r = spread(times.relayed)
-      rounds.push({ kind, direct: d, relayed: r, addedP50: r.p50 - d.p50 })
+      rounds.push({ kind, direct: d, relayed: r, addedP50: r.p50 - d.p50, aUsPerFrame: aUs / frames })
     }
     return rounds
   } finally {
@@ -184,7 +201,12 @@ type Path = 'direct' | 'relayed'
 interface CpuPhase {
   path: Path
   wallSeconds: number
-  /** A's CPU time / wall / streams, % of one core (while direct: A idle, its floor). */
+  /** Seconds of audio streamed, all streams together. */
+  audioSeconds: number
+  /**
+   * A's CPU time / the audio seconds streamed, % of one core: what one real-time stream costs, however long
+   * B took to flush (while direct: A idle, its floor).
+   */
   aPercentPerStream: number
   /** B's, the same way. */
   bPercentPerStream: number
@@ -216,11 +238,13 @@ async function cpuPhase(
   const wallSeconds = (performance.now() - started) / 1000
   const machine = machineCpuSince(ticks)
   const [a1, b1] = await Promise.all([childCpuUs(a.child), childCpuUs(b.child)])
-  const perStream = (us: number) => (us / 1e6 / wallSeconds / settings.streams) * 100
+  const audioSeconds = audios.reduce((n, x) => n + x.seconds, 0)
+  const perStream = (us: number) => (us / 1e6 / audioSeconds) * 100
   const frames = outcomes.reduce((n, o) => n + o.framesSent + o.framesReceived, 0)
   return {
     path,
     wallSeconds,
+    audioSeconds,
     aPercentPerStream: perStream(a1 - a0),
     bPercentPerStream: perStream(b1 - b0),
     aUsPerFrame: (a1 - a0) / frames,
@@ -239,6 +263,7 @@ export async function runGatewayBenchmark(
   options: { cpuProfDir?: string } = {},
 ): Promise<{ allMet: boolean }> {
   const settings = readSettings()
+  const machine = machineInfo() // before pinning narrows this process's CPU set
   const load = [loadavg()]
   const started = Date.now()
   log('gateway: synthesising the test audio (flite)')
@@ -275,7 +300,8 @@ export async function runGatewayBenchmark(
     const latency: LatencyRound[][] = []
     const cpu: CpuPhase[][] = []
     for (let round = 1; round <= settings.rounds; round++) {
-      const rounds = await latencyRound(b, a, corpus, settings.pings)
+      const kinds: LatencyKind[] = round % 2 === 1 ? ['finalize', 'chunk'] : ['chunk', 'finalize']
+      const rounds = await latencyRound(b, a, corpus, settings.pings, kinds)
       latency.push(rounds)
       for (const r of rounds)
         log(
@@ -311,6 +337,7 @@ export async function runGatewayBenchmark(
         direct: side((r) => r.direct),
         relayed: side((r) => r.relayed),
         addedP50: med(rs, (r) => r.addedP50),
+        aUsPerFrame: med(rs, (r) => r.aUsPerFrame),
       }
     }
     const fin = latencySummary('finalize')
@@ -322,6 +349,7 @@ export async function runGatewayBenchmark(
         aPercentPerStream: med(ps, (p) => p.aPercentPerStream),
         bPercentPerStream: med(ps, (p) => p.bPercentPerStream),
         aUsPerFrame: med(ps, (p) => p.aUsPerFrame),
+        wallOverAudio: med(ps, (p) => (p.wallSeconds * settings.streams) / p.audioSeconds),
         resultLagP50Ms: med(ps, (p) => p.resultLagP50Ms),
         machineBusyPercent: med(ps, (p) => p.machineBusyPercent),
       }
@@ -331,7 +359,6 @@ export async function runGatewayBenchmark(
     const ratio = relayed.aPercentPerStream / direct.bPercentPerStream
     const latencyMet = fin.addedP50 <= TARGET_ADDED_P50_MS
     const cpuMet = relayed.aPercentPerStream <= TARGET_CPU_PERCENT
-    const machine = machineInfo()
 
     const out = process.stdout
     const la = (l: number[] | undefined) => (l ?? []).map((v) => v.toFixed(2)).join(' ')
@@ -343,31 +370,47 @@ export async function runGatewayBenchmark(
         `each a child process${pinned ? `, both pinned to CPU ${pinned.server}, clients to CPU ${pinned.runner}` : ''}\n` +
         `figures: medians over ${settings.rounds} rounds\n`,
     )
-    const spreadRow = (label: string, s: Spread) => [label, f2(s.p50), f2(s.p95), f2(s.p99)]
+    const spreadRow = (label: string, s: Spread, usPerFrame = '') => [
+      label,
+      f2(s.p50),
+      f2(s.p95),
+      f2(s.p99),
+      usPerFrame,
+    ]
     out.write(
       `\nRound trip Finalize → from_finalize Results, ${settings.pings} per path and kind per round, direct and ` +
         `relayed alternating (target: added p50 <= ${TARGET_ADDED_P50_MS} ms without decoding)\n` +
         table([
-          ['round trip', 'p50 ms', 'p95 ms', 'p99 ms'],
+          ['round trip', 'p50 ms', 'p95 ms', 'p99 ms', 'A CPU µs/frame'],
           spreadRow('no decoding: direct to B', fin.direct),
-          spreadRow('no decoding: through A', fin.relayed),
-          ['no decoding: added (p50 - p50)', f2(fin.addedP50), '', ''],
+          spreadRow('no decoding: through A', fin.relayed, f0(fin.aUsPerFrame)),
+          ['no decoding: added (p50 - p50)', f2(fin.addedP50), '', '', ''],
           spreadRow('100 ms chunk: direct to B', chk.direct),
-          spreadRow('100 ms chunk: through A', chk.relayed),
-          ['100 ms chunk: added (p50 - p50)', f2(chk.addedP50), '', ''],
+          spreadRow('100 ms chunk: through A', chk.relayed, f0(chk.aUsPerFrame)),
+          ['100 ms chunk: added (p50 - p50)', f2(chk.addedP50), '', '', ''],
         ]) +
         `\nadded latency: ${latencyMet ? 'target met' : 'target NOT met'}\n`,
     )
     out.write(
       `\nCPU per stream: ${settings.streams} streams, ${settings.seconds} s of speech each, paced in real time ` +
-        `(16 kHz linear16, 100 ms chunks, interim results), % of one core (target: A <= ${TARGET_CPU_PERCENT} %)\n` +
+        '(16 kHz linear16, 100 ms chunks, interim results); %/stream = CPU time / audio time, % of one core ' +
+        `(target: A <= ${TARGET_CPU_PERCENT} %)\n` +
         table([
-          ['path', 'A %/stream', 'B %/stream', 'A µs/frame', 'result lag p50 ms', 'machine busy %'],
+          [
+            'path',
+            'A %/stream',
+            'B %/stream',
+            'A µs/frame (set-up incl.)',
+            'wall / audio',
+            'result lag p50 ms',
+            'machine busy %',
+          ],
           [
             'direct to B',
             f2(direct.aPercentPerStream),
             f1(direct.bPercentPerStream),
             '-',
+            f2(direct.wallOverAudio),
             f0(direct.resultLagP50Ms),
             f0(direct.machineBusyPercent),
           ],
@@ -376,6 +419,7 @@ export async function runGatewayBenchmark(
             f2(relayed.aPercentPerStream),
             f1(relayed.bPercentPerStream),
             f0(relayed.aUsPerFrame),
+            f2(relayed.wallOverAudio),
             f0(relayed.resultLagP50Ms),
             f0(relayed.machineBusyPercent),
           ],
