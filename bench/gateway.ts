@@ -224,6 +224,7 @@ async function cpuPhase(
   corpus: Corpus,
   settings: Settings,
   round: number,
+  machineCpus: number,
 ): Promise<CpuPhase> {
   const to = path === 'direct' ? b : a
   const audios = Array.from({ length: settings.streams }, (_, i) =>
@@ -236,7 +237,7 @@ async function cpuPhase(
     interim_results: 'true',
   })
   const wallSeconds = (performance.now() - started) / 1000
-  const machine = machineCpuSince(ticks)
+  const machine = machineCpuSince(ticks, machineCpus)
   const [a1, b1] = await Promise.all([childCpuUs(a.child), childCpuUs(b.child)])
   const audioSeconds = audios.reduce((n, x) => n + x.seconds, 0)
   const perStream = (us: number) => (us / 1e6 / audioSeconds) * 100
@@ -312,7 +313,7 @@ export async function runGatewayBenchmark(
       const order: Path[] = round % 2 === 1 ? ['relayed', 'direct'] : ['direct', 'relayed']
       const phases: CpuPhase[] = []
       for (const path of order) {
-        const phase = await cpuPhase(path, b, a, corpus, settings, round)
+        const phase = await cpuPhase(path, b, a, corpus, settings, round, machine.nproc)
         phases.push(phase)
         log(
           `gateway round ${round} ${path}: A ${f2(phase.aPercentPerStream)} %/stream, ` +
