@@ -63,12 +63,15 @@ export function cpuTicks(): CpuTicks | undefined {
  * What the whole machine did since `before`, in % of one CPU (200 % = both of 2 CPUs busy): every process,
  * ours and everyone else's, plus the time the hypervisor gave to other guests (steal).
  */
-export function machineCpuSince(before: CpuTicks | undefined): { busyPercent: number; stealPercent: number } {
+export function machineCpuSince(
+  before: CpuTicks | undefined,
+  /** The machine's CPU count; pass it when this process is pinned (availableParallelism() then counts its own). */
+  cpus = availableParallelism(),
+): { busyPercent: number; stealPercent: number } {
   const after = cpuTicks()
   if (!before || !after || after.total <= before.total)
     return { busyPercent: Number.NaN, stealPercent: Number.NaN }
   const total = after.total - before.total
-  const cpus = availableParallelism()
   return {
     busyPercent: ((after.busy - before.busy) / total) * cpus * 100,
     stealPercent: ((after.steal - before.steal) / total) * cpus * 100,

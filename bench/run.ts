@@ -8,13 +8,17 @@
 // - `memory`: server RSS during big and concurrent pre-recorded uploads (bench/memory.ts);
 // - `revocation`: revocation-to-close latency of live streams, p50/p99 (bench/revocation.ts);
 // - multi-node parts (bench/multinode.ts; PostgreSQL, Redis and nginx): `multinode` = all, or
-//   multinode:backends, multinode:nginx, multinode:revocation.
-// Unset: the default auth scenarios, then every speech part, then memory, revocation and the multi-node parts.
+//   multinode:backends, multinode:nginx, multinode:revocation;
+// - `gateway`: added latency and CPU per stream of EARMARK_ENGINE=upstream relaying to a second Earmark,
+//   against a direct connection to it (bench/gateway.ts).
+// Unset: the default auth scenarios, then every speech part, then memory, revocation, the multi-node parts and
+// the gateway.
 //
 // Other env: BENCH_CPU_PROF (a directory: CPU-profile the server children), BENCH_STRICT=1 (exit 1 when a
 // target is not met); the knobs of each benchmark are listed in its file and in docs/benchmarks.md.
 import { resolve } from 'node:path'
 import { AUTH_SCENARIOS, type AuthScenarioId, DEFAULT_AUTH_SCENARIOS, runAuthBenchmark } from './auth.js'
+import { runGatewayBenchmark } from './gateway.js'
 import { runMemoryBenchmark } from './memory.js'
 import { MULTINODE_PARTS, type MultinodePartId, runMultinodeBenchmark } from './multinode.js'
 import { runRevocationBenchmark } from './revocation.js'
@@ -26,6 +30,7 @@ function selection(raw: string | undefined): {
   memory: boolean
   revocation: boolean
   multinode: MultinodePartId[]
+  gateway: boolean
 } {
   if (raw === undefined || raw.trim() === '')
     return {
@@ -34,16 +39,19 @@ function selection(raw: string | undefined): {
       memory: true,
       revocation: true,
       multinode: [...MULTINODE_PARTS],
+      gateway: true,
     }
   const auth = new Set<AuthScenarioId>()
   const speech = new Set<SpeechPartId>()
   const multinode = new Set<MultinodePartId>()
   let memory = false
   let revocation = false
+  let gateway = false
   for (const name of raw.split(',').map((s) => s.trim().toLowerCase())) {
     if (name === '') continue
     if (name === 'memory') memory = true
     else if (name === 'revocation') revocation = true
+    else if (name === 'gateway') gateway = true
     else if (name === 'auth') for (const id of DEFAULT_AUTH_SCENARIOS) auth.add(id)
     else if (name === 'speech') for (const id of DEFAULT_SPEECH_PARTS) speech.add(id)
     else if (name === 'multinode') for (const id of MULTINODE_PARTS) multinode.add(id)
@@ -56,11 +64,11 @@ function selection(raw: string | undefined): {
       throw new Error(
         `BENCH_ONLY: unknown name ${JSON.stringify(name)} (known: auth, ${AUTH_SCENARIOS.join(', ')}, speech, ` +
           `${SPEECH_PARTS.map((p) => `speech:${p}`).join(', ')}, memory, revocation, multinode, ` +
-          `${MULTINODE_PARTS.map((p) => `multinode:${p}`).join(', ')})`,
+          `${MULTINODE_PARTS.map((p) => `multinode:${p}`).join(', ')}, gateway)`,
       )
     }
   }
-  if (auth.size === 0 && speech.size === 0 && !memory && !revocation && multinode.size === 0)
+  if (auth.size === 0 && speech.size === 0 && !memory && !revocation && multinode.size === 0 && !gateway)
     throw new Error(`BENCH_ONLY=${raw} selects nothing`)
   // Run in table order, whatever the order of the list.
   return {
@@ -69,6 +77,7 @@ function selection(raw: string | undefined): {
     memory,
     revocation,
     multinode: MULTINODE_PARTS.filter((id) => multinode.has(id)),
+    gateway,
   }
 }
 
@@ -83,6 +92,7 @@ async function main(): Promise<void> {
   if (only.revocation) allMet = (await runRevocationBenchmark()).allMet && allMet
   if (only.multinode.length > 0)
     allMet = (await runMultinodeBenchmark(only.multinode, options)).allMet && allMet
+  if (only.gateway) allMet = (await runGatewayBenchmark(options)).allMet && allMet
   if (process.env.BENCH_STRICT === '1' && !allMet) process.exitCode = 1
 }
 

@@ -150,6 +150,9 @@ export interface PacedOutcome {
   finalizeShort: number
   /** How late chunks went out against the schedule (client event-loop delay), ms. */
   sendDelayMs: number[]
+  /** Frames sent (audio, Finalize, CloseStream) and received (every message), for per-frame costs. */
+  framesSent: number
+  framesReceived: number
   transcript: string
 }
 
@@ -165,9 +168,12 @@ export async function streamPaced(o: PacedOptions): Promise<PacedOutcome> {
   const finals: string[] = []
   let finalizeShort = 0
   let covered = 0 // chunks [0, covered) have their coverage lag
+  let framesReceived = 0
+  let finalizesSent = 0
 
   o.opened.ws.on('message', (data) => {
     const now = performance.now()
+    framesReceived++
     const m = asResults(data)
     if (!m) return
     if (m.is_final) finals.push(m.channel.alternatives[0]?.transcript ?? '')
@@ -201,6 +207,7 @@ export async function streamPaced(o: PacedOptions): Promise<PacedOutcome> {
     if (o.finalizeAfter?.has(k)) {
       pendingFinalize.push({ at: performance.now(), chunk: k })
       o.opened.ws.send(FINALIZE)
+      finalizesSent++
     }
   }
   await closeStream(o.opened)
@@ -210,6 +217,8 @@ export async function streamPaced(o: PacedOptions): Promise<PacedOutcome> {
     finalizeMs,
     finalizeShort,
     sendDelayMs,
+    framesSent: chunks.length + finalizesSent + 1,
+    framesReceived,
     transcript: transcriptOf(finals),
   }
 }

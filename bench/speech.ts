@@ -323,8 +323,12 @@ interface SweepStep {
   seconds: number
 }
 
-async function runStreams(
-  ready: SpeechReadyMessage,
+/**
+ * Opens one socket per audio, then streams them all in real time, starts spread over one chunk period (the
+ * gateway benchmark runs the same streams, direct and relayed).
+ */
+export async function runStreams(
+  ready: Pick<SpeechReadyMessage, 'earmarkWsUrl' | 'apiKey'>,
   audios: { pcm: Int16Array; finalizeAfter?: ReadonlySet<number> }[],
   params: Record<string, string>,
 ): Promise<PacedOutcome[]> {

@@ -66,8 +66,8 @@ export function createRelaySession(o: RelaySessionOptions): ListenSession {
   let quotaSpent = false
   let quotaSeconds = 0
   let gotAudio = false
-  /** The client sent CloseStream: what remains is the far end's flush. */
-  let ending = false
+  /** The client ended its audio (CloseStream, or the legacy empty binary frame); the far end is flushing. */
+  let clientEnded = false
   let idleTimer: NodeJS.Timeout | undefined
   let audioTimer: NodeJS.Timeout | undefined
   /** How the stream ended, from whichever side closed first. */
@@ -145,29 +145,40 @@ export function createRelaySession(o: RelaySessionOptions): ListenSession {
   }
 
   /**
-   * The client ended its audio (CloseStream, or the legacy empty frame): the far end now flushes its finals,
-   * which can take as long as its backlog. No idle clock runs meanwhile, only a bound on the whole flush.
+   * After the client's end of audio the far end decodes what it still holds, which can take longer than the
+   * idle timeout when it is behind: from then on the idle clock runs on the far end's frames (it is still
+   * answering), not the client's, and the audio-only cap no longer applies. It may be silent while it works
+   * through a backlog (no interim results, long silences): only silent longer than its backlog bound plus
+   * the idle timeout is it closed as an idle one would be.
    */
-  const draining = () => {
-    if (ending) return
-    ending = true
+  const armDrain = () => {
     clearTimeout(idleTimer)
-    clearTimeout(audioTimer)
     idleTimer = setTimeout(() => stop('NO_AUDIO'), limits.maxBacklogMs + limits.idleTimeoutMs)
+  }
+  const clientEnds = () => {
+    clientEnded = true
+    clearTimeout(audioTimer)
+    armDrain()
   }
 
   /** A frame from the client, on its way upstream: counted, cut at the quota, otherwise unchanged. */
   const fromClient = (data: Buffer, isBinary: boolean): Buffer | undefined => {
     if (quotaSpent) return undefined
-    if (ending) return data
     if (!isBinary) {
-      // Only a text frame that names it can be CloseStream: the parse runs for those alone.
-      if (data.includes('CloseStream') && controlType(data.toString('utf8')) === 'CloseStream') draining()
-      else if (gotAudio) armIdle()
+      if (
+        !clientEnded &&
+        data.includes('CloseStream') &&
+        controlType(data.toString('utf8')) === 'CloseStream'
+      )
+        clientEnds()
+      else if (gotAudio && !clientEnded) armIdle()
       return data
     }
+    // The legacy end of stream (docs/deepgram-compat.md §7.2) is relayed as is; later audio is not taken,
+    // as Earmark's own decoding takes none.
+    if (clientEnded) return undefined
     if (data.length === 0) {
-      draining()
+      clientEnds()
       return data
     }
     gotAudio = true
@@ -192,6 +203,7 @@ export function createRelaySession(o: RelaySessionOptions): ListenSession {
 
   /** A frame from the far end, on its way to the client: its request id mapped; containers metered by it. */
   const fromUpstream = (data: Buffer, isBinary: boolean): Buffer => {
+    if (clientEnded) armDrain()
     if (!isBinary && !meter.bytesPerSecond) {
       const reached = reportedEnd(data)
       if (reached > reportedSeconds) {
