@@ -18,8 +18,12 @@ type Document = { openapi: string; paths: Record<string, Record<string, Operatio
  * Routes served on purpose without an operation in the document: the CORS preflight catch-all (`*` is no
  * OpenAPI path) and Swagger UI's own page and files under `/docs` (docs/openapi.md).
  */
+/** The CORS catch-all, Swagger UI's own routes, and the console's page and assets (pages, not API). */
 const UNDOCUMENTED = (method: string, url: string) =>
-  (method === 'OPTIONS' && url === '*') || url.startsWith('/docs')
+  (method === 'OPTIONS' && url === '*') ||
+  url.startsWith('/docs') ||
+  url === '/' ||
+  url.startsWith('/console/')
 
 /** `/v1/projects/:project_id` → `/v1/projects/{project_id}`. */
 const openapiPath = (url: string) => url.replace(/:(\w+)/g, '{$1}')

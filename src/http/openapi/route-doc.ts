@@ -101,6 +101,7 @@ export function pathParams(...names: string[]): JsonSchema {
     member_id: "The member's id (`member_id`).",
     request_id: "The request's id (`request_id`, the `dg-request-id` header of its answer).",
     kid: "The signing key's id (`kid`).",
+    jti: "The grant token's id (`jti`).",
   }
   return {
     type: 'object',

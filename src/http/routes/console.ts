@@ -32,7 +32,8 @@ export function consoleRoutes(app: FastifyInstance): void {
     return built
   }
   for (const path of CONSOLE_PATHS) {
-    app.get(path, async (_req, reply) => {
+    // Pages, not API: left out of /openapi.json (docs/openapi.md).
+    app.get(path, { schema: { hide: true } }, async (_req, reply) => {
       const file = (await assets()).files.get(path)
       if (!file) throw new Error(`no console file for ${path}`)
       return reply
