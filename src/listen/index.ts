@@ -22,6 +22,8 @@ export {
   type ListenTransport,
   type ListenUseCase,
   type ListenUseCaseOptions,
+  planListen,
+  toListenApiError,
 } from './listen-use-case.js'
 export {
   metadataMessage,
@@ -31,3 +33,4 @@ export {
   type ResultsContext,
   resultsMessage,
 } from './results.js'
+export { audioTooLong, type Recording, transcribeRecording } from './transcribe-recording.js'

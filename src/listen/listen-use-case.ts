@@ -94,15 +94,29 @@ const CALLBACK_REFUSAL: Record<ListenTransport, string> = {
   live: 'callbacks are not supported on live streams',
 }
 
+/**
+ * What a `/v1/listen` query asks for, checked (options, the credential's `listen` constraints when a
+ * principal is given, callbacks refused) with the engine serving its `model`: the transports' `plan`, and
+ * the CLI's embedded engine, which acts for the operator and has no credential (docs/cli.md).
+ */
+export function planListen(
+  query: Record<string, string | string[]>,
+  engines: EngineRegistry,
+  transport: ListenTransport,
+  principal?: Principal,
+): ListenPlan {
+  const options = parseListenOptions(query)
+  if (principal) checkListenConstraints(principal, options)
+  if (options.callback) throw invalidField('callback', CALLBACK_REFUSAL[transport])
+  const audio = parseAudioOptions(query)
+  return { options, audio, engine: engines.forModel(options.model) }
+}
+
 /** Creates the listen use case both transports share. */
 export function createListenUseCase(o: ListenUseCaseOptions): ListenUseCase {
   return {
     plan(request) {
-      const options = parseListenOptions(request.query)
-      checkListenConstraints(request.principal, options)
-      if (options.callback) throw invalidField('callback', CALLBACK_REFUSAL[request.transport])
-      const audio = parseAudioOptions(request.query)
-      return { options, audio, engine: o.engines.forModel(options.model) }
+      return planListen(request.query, o.engines, request.transport, request.principal)
     },
 
     async admit(request, { options, engine }, hooks = {}) {
@@ -171,13 +185,19 @@ export function createListenUseCase(o: ListenUseCaseOptions): ListenUseCase {
       }
     },
 
-    toApiError(err, tooLong) {
-      if (isAudioDecodeError(err)) {
-        return err.code === 'TOO_LONG' && tooLong ? tooLong() : new ApiError('BAD_AUDIO')
-      }
-      if (err instanceof EngineBusyError) return new ApiError('TOO_MANY_REQUESTS', err.message)
-      if (err instanceof EngineOptionError) return invalidField(err.field, err.message)
-      return err
-    },
+    toApiError: toListenApiError,
   }
+}
+
+/**
+ * What an engine or audio decoder threw, as the ApiError a client gets (`tooLong` words the `TOO_LONG`
+ * refusal, else it is `BAD_AUDIO`); anything else as is.
+ */
+export function toListenApiError(err: unknown, tooLong?: () => ApiError): unknown {
+  if (isAudioDecodeError(err)) {
+    return err.code === 'TOO_LONG' && tooLong ? tooLong() : new ApiError('BAD_AUDIO')
+  }
+  if (err instanceof EngineBusyError) return new ApiError('TOO_MANY_REQUESTS', err.message)
+  if (err instanceof EngineOptionError) return invalidField(err.field, err.message)
+  return err
 }
