@@ -60,8 +60,10 @@ export {
   finishUsage,
   getRequest,
   listRequests,
+  parseDate,
   startUsage,
   type UsageEnd,
   type UsageStart,
+  usagePeriod,
   usageSummary,
 } from './usage.js'

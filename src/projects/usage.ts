@@ -216,6 +216,18 @@ export async function getRequest(
 
 const DAY = 24 * 3600 * 1000
 
+/**
+ * The period a usage report covers: `start` (inclusive) and `end` (exclusive) as given, epoch ms; without an
+ * end, up to the end of today (UTC); without a start, the 30 days before the end. `/usage` and `earmark usage`.
+ */
+export function usagePeriod(
+  given: { start?: number | undefined; end?: number | undefined },
+  now: number,
+): { start: number; end: number } {
+  const end = given.end ?? Math.floor(now / DAY) * DAY + DAY
+  return { start: given.start ?? end - 30 * DAY, end }
+}
+
 /** `GET /v1/projects/:id/usage`: per-day totals of audio hours and requests, summed by the store. */
 export async function usageSummary(
   services: Services,
@@ -226,9 +238,7 @@ export async function usageSummary(
   requireScope(principal, 'usage:read')
   await requireProject(services, principal, projectId)
   const filter = parseFilter(query)
-  const now = services.clock.now()
-  const end = filter.end ?? Math.floor(now / DAY) * DAY + DAY
-  const start = filter.start ?? end - 30 * DAY
+  const { start, end } = usagePeriod(filter, services.clock.now())
   const days = await services.store.summarizeUsage(projectId, { ...filter, start, end }, { bucket: 'day' })
   const hours = (s: number) => Math.round((s / 3600) * 1e6) / 1e6
   const results = days.map((d) => ({
