@@ -33,12 +33,16 @@ export function outcomeLine(o: FileOutcome): string {
   return `failed\t${o.input}\t${o.error?.code ?? 'INTERNAL_ERROR'}: ${o.error?.message ?? ''}`
 }
 
+/** The line of a file refused for now: when it is tried again, and why. */
+function retryLine(input: string, waitMs: number, reason: string): string {
+  return `retry\t${input}\tin ${seconds(waitMs / 1000)}\t${reason}`
+}
+
 /** Plain lines, one per finished file (and one per retry), for a pipe or a log file. */
 export function createLineProgress(write: (text: string) => void): Progress {
   return {
     start: () => {},
-    retry: (input, waitMs, reason) =>
-      write(`retry\t${input}\t${reason}; again in ${seconds(waitMs / 1000)}\n`),
+    retry: (input, waitMs, reason) => write(`${retryLine(input, waitMs, reason)}\n`),
     done: (o) => write(`${outcomeLine(o)}\n`),
     stop: () => {},
   }
@@ -67,7 +71,7 @@ export function createBarProgress(stream: NodeJS.WriteStream): Progress {
       bar = bars.create(total, 0, { audio: seconds(0), failed: 0 })
     },
     retry(input, waitMs, reason) {
-      bars.log(`retry\t${input}\t${reason}; again in ${seconds(waitMs / 1000)}\n`)
+      bars.log(`${retryLine(input, waitMs, reason)}\n`)
     },
     done(o) {
       audio += o.audioSeconds

@@ -162,7 +162,7 @@ export function registerTranscribe(program: Command, ctx: CliContext): void {
           elapsed_seconds: Math.round(elapsed * 1000) / 1000,
           ...(fatal ? { error: { code: fatal.code, message: fatal.message } } : {}),
         })
-      } else {
+      } else if (outcomes.length > 0) {
         io.err(
           `earmark: ${outcomes.length - failed} of ${jobs.length} files transcribed, ${failed} failed ` +
             `(${audio.toFixed(1)} s of audio in ${elapsed.toFixed(1)} s, ${concurrency} at once)\n`,
