@@ -80,6 +80,8 @@ export function createBarProgress(stream: NodeJS.WriteStream): Progress {
       bar?.increment(1, { audio: seconds(audio), failed })
     },
     stop() {
+      // A line logged since the last redraw is written by the next one only: redraw once before stopping.
+      bars.update()
       bars.stop()
     },
   }

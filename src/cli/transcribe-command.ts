@@ -13,7 +13,7 @@ import { isTranscriptFormat, TRANSCRIPT_FORMATS, type TranscriptFormat } from '.
 /** Files at once through a server when `--concurrency` is not given. */
 export const DEFAULT_SERVER_CONCURRENCY = 4
 /** Tries again of a file a server refused with 429 or 503. */
-export const DEFAULT_RETRIES = 5
+export const DEFAULT_RETRIES = 20
 
 function formats(value: string): TranscriptFormat[] {
   const names = list(value)

@@ -199,7 +199,20 @@ describe('earmark transcribe, usage and keys reroll as the real binary', () => {
   it('transcribes the same folder through a running server, retrying 429s, with the same transcripts', async () => {
     const out = join(work, 'served')
     const r = await earmark(
-      ['transcribe', audio, '--url', server.url, '--format', 'text,srt', '--out', out, '--concurrency', '3'],
+      [
+        'transcribe',
+        audio,
+        '--url',
+        server.url,
+        '--format',
+        'text,srt',
+        '--out',
+        out,
+        '--concurrency',
+        '3',
+        '--retries',
+        '60',
+      ],
       { EARMARK_API_KEY: ownerKey },
     )
     assert.equal(r.code, 0, r.stderr)
@@ -222,29 +235,6 @@ describe('earmark transcribe, usage and keys reroll as the real binary', () => {
       )
       assertIncreasing(cues(readFileSync(join(out, `${name}.srt`), 'utf8'), 'srt'), name)
     }
-  })
-
-  it('draws a progress bar on a terminal (util-linux script gives it one)', async () => {
-    const out = join(work, 'tty')
-    const command = [
-      process.execPath,
-      join(ROOT, 'bin/earmark.js'),
-      'transcribe',
-      audio,
-      '--url',
-      server.url,
-      '--out',
-      out,
-    ]
-    const { stdout } = await run('script', ['-qec', command.map((a) => `'${a}'`).join(' '), '/dev/null'], {
-      cwd: ROOT,
-      env: { ...process.env, EARMARK_API_KEY: ownerKey, EARMARK_URL: '' },
-    })
-    assert.match(stdout, /3\/3 files \| \d+\.\d s audio \| 0 failed/, 'the bar reached the end')
-    assert.match(stdout, /\u2588/, 'the bar is drawn')
-    assert.equal(stdout.match(/^ok\t/gm)?.length, 3, 'each finished file still gets its line, above the bar')
-    assert.ok(!stdout.includes(ownerKey))
-    assert.equal(readdirSync(out).length, 3)
   })
 
   it('tables usage per key and per end user after real traffic, the same from the store and the server', async () => {
@@ -315,6 +305,29 @@ describe('earmark transcribe, usage and keys reroll as the real binary', () => {
     assert.match(table.stdout, new RegExp(`^${alice.api_key_id}\\s+alice app\\s+1\\s+\\d+\\.\\d{3}$`, 'm'))
     assert.match(table.stdout, /^alice\s+1\s+\d+\.\d{3}$/m)
     assert.match(table.stdout, /^total\s+4\s+\d+\.\d{3}$/m)
+  })
+
+  it('draws a progress bar on a terminal (util-linux script gives it one)', async () => {
+    const out = join(work, 'tty')
+    const command = [
+      process.execPath,
+      join(ROOT, 'bin/earmark.js'),
+      'transcribe',
+      audio,
+      '--url',
+      server.url,
+      '--out',
+      out,
+    ]
+    const { stdout } = await run('script', ['-qec', command.map((a) => `'${a}'`).join(' '), '/dev/null'], {
+      cwd: ROOT,
+      env: { ...process.env, EARMARK_API_KEY: ownerKey, EARMARK_URL: '' },
+    })
+    assert.match(stdout, /3\/3 files \| \d+\.\d s audio \| 0 failed/, 'the bar reached the end')
+    assert.match(stdout, /\u2588/, 'the bar is drawn')
+    assert.equal(stdout.match(/ok\t/g)?.length, 3, 'each finished file still gets its line, above the bar')
+    assert.ok(!stdout.includes(ownerKey))
+    assert.equal(readdirSync(out).length, 3)
   })
 
   it('rerolls a key with --json: the new secret transcribes, the old one exits with the auth code', async () => {
