@@ -28,6 +28,8 @@ export const ERRORS = {
   HEADERS_TOO_LARGE: { status: 431, message: 'The request headers are too large.' },
   TOO_MANY_REQUESTS: { status: 429, message: 'Too many requests. Please try again later' },
   INTERNAL_ERROR: { status: 500, message: 'Internal server error.' },
+  /** The upstream speech service of a gateway failed or refused this server's credentials (docs/gateway.md). */
+  UPSTREAM_ERROR: { status: 502, message: 'The upstream speech service failed. Please try again later' },
   SERVICE_UNAVAILABLE: { status: 503, message: 'Please try again later' },
   GATEWAY_TIMEOUT: { status: 504, message: 'The request took too long to process. Please try again later' },
 } as const satisfies Record<string, { status: number; message: string }>

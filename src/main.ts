@@ -19,9 +19,9 @@ import type { Config } from './config/index.js'
 import {
   createEngine,
   createEngineRegistry,
-  type Engine,
   type EngineRegistry,
   type RegisteredEngine,
+  type SpeechEngine,
 } from './engines/index.js'
 import { WARMUP_SPEECH, warmupSpeech } from './engines/pocketsphinx/warmup-speech.js'
 import { createApp, createProxyTrust, redactSecrets } from './http/index.js'
@@ -61,14 +61,14 @@ export { warmupSpeech }
  * measured by the engine itself (PocketSphinx decodes real speech once; docs/speech.md, "The engine seam").
  */
 export async function createSpeechEngines(
-  config: Pick<Config, 'engines' | 'capacity'>,
+  config: Pick<Config, 'engines' | 'capacity' | 'upstream'>,
   log: FastifyBaseLogger,
 ): Promise<EngineRegistry> {
   const entries: RegisteredEngine[] = []
   try {
     for (const entry of config.engines) {
       entries.push({
-        engine: await createNamedEngine(entry.name, config.capacity, log),
+        engine: await createNamedEngine(entry.name, config, log),
         models: entry.models,
       })
     }
@@ -81,10 +81,16 @@ export async function createSpeechEngines(
 
 async function createNamedEngine(
   name: Config['engines'][number]['name'],
-  capacity: Config['capacity'],
+  { capacity, upstream }: Pick<Config, 'capacity' | 'upstream'>,
   log: FastifyBaseLogger,
-): Promise<Engine> {
+): Promise<SpeechEngine> {
   switch (name) {
+    case 'upstream': {
+      if (!upstream) throw new RangeError('The upstream engine needs EARMARK_UPSTREAM_URL and _KEY.')
+      // The key is a secret of this server: the log names the service, never the key.
+      log.info({ upstream: new URL(upstream.url).origin }, 'relaying to an upstream speech service')
+      return createEngine('upstream', upstream)
+    }
     case 'pocketsphinx': {
       const warmup = warmupSpeech()
       return createEngine('pocketsphinx', {
@@ -165,7 +171,7 @@ export interface Earmark {
   services: Services
   authenticator: Authenticator
   /** The default speech engine (`engines.default`). */
-  engine: Engine
+  engine: SpeechEngine
   /** Every configured speech engine, chosen per request by `model`. */
   engines: EngineRegistry
   /** The WebSocket routes (`sockets.paths`) and how many upgrades and sockets are live. */

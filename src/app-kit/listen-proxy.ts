@@ -1,8 +1,9 @@
 import { randomUUID } from 'node:crypto'
 import type { IncomingMessage } from 'node:http'
 import type { Duplex } from 'node:stream'
-import { type RawData, WebSocket, WebSocketServer } from 'ws'
+import { WebSocket, WebSocketServer } from 'ws'
 import { checkHandshake } from '../ws/handshake.js'
+import { closeReasonText, pipeFrames, sendableCloseCode } from '../ws/relay-pipe.js'
 import { refuseUpgrade } from '../ws/upgrade-refusal.js'
 import { type Credentials, END_USER_TAG_PREFIX, fromUpstream } from './credentials.js'
 import { AppKitError, headerText, toAppKitError } from './errors.js'
@@ -50,24 +51,6 @@ interface Session {
 }
 
 const MAX_ERROR_BODY = 16 * 1024
-const MAX_REASON_BYTES = 123
-/** While a side is not read, it is pinged this often, so a peer that left is noticed. */
-const PAUSED_PROBE_MS = 1000
-
-/** Close codes a WebSocket endpoint may put in a close frame (RFC 6455 §7.4, as ws checks them). */
-function sendable(code: number): boolean {
-  return (
-    (code >= 1000 && code <= 1014 && code !== 1004 && code !== 1005 && code !== 1006) ||
-    (code >= 3000 && code <= 4999)
-  )
-}
-
-/** At most 123 bytes of UTF-8 (a close frame's reason limit), cut on a character boundary. */
-function closeReason(text: string): string {
-  let out = text
-  while (Buffer.byteLength(out) > MAX_REASON_BYTES) out = out.slice(0, -1)
-  return out
-}
 
 function readBody(res: IncomingMessage): Promise<string> {
   return new Promise((resolve) => {
@@ -281,7 +264,7 @@ export function createListenProxy(o: ListenProxyOptions): ListenProxy {
         }
         ws.resume()
         if (code === undefined) ws.close()
-        else ws.close(code, closeReason(reason))
+        else ws.close(code, closeReasonText(reason))
         const t = setTimeout(() => ws.terminate(), closeGraceMs)
         t.unref()
         graceTimers.push(t)
@@ -291,8 +274,8 @@ export function createListenProxy(o: ListenProxyOptions): ListenProxy {
         closeSide(up, 1001, 'proxy shutting down')
       }
 
-      pipe(browser, up)
-      pipe(up, browser)
+      pipeFrames(browser, up, { maxBuffered: max })
+      pipeFrames(up, browser, { maxBuffered: max })
       up.resume()
 
       up.on('error', (err: Error & { code?: string }) => {
@@ -308,7 +291,7 @@ export function createListenProxy(o: ListenProxyOptions): ListenProxy {
           closeSide(browser, 1011, upstreamError ? `upstream error (${upstreamError})` : 'upstream closed')
         } else if (code === 1005) {
           closeSide(browser)
-        } else if (sendable(code)) {
+        } else if (sendableCloseCode(code)) {
           closeSide(browser, code, reason)
         } else {
           closeSide(browser, 1011, `upstream closed (${code})`)
@@ -318,42 +301,11 @@ export function createListenProxy(o: ListenProxyOptions): ListenProxy {
       browser.on('close', (code, reasonBuf) => {
         const reason = reasonBuf.toString('utf8')
         if (code === 1005) closeSide(up)
-        else if (sendable(code)) closeSide(up, code, reason)
+        else if (sendableCloseCode(code)) closeSide(up, code, reason)
         else closeSide(up, 1001, 'client went away')
         settle()
       })
     }
-  }
-
-  /**
-   * Relays every frame of `from` to `to`, in order and with its type. Back-pressure: once more than `max`
-   * bytes wait to be sent to `to`, `from` is not read (TCP pushes back on its sender) until `to` drained
-   * to half of that.
-   */
-  function pipe(from: WebSocket, to: WebSocket) {
-    let paused = false
-    let probe: NodeJS.Timeout | undefined
-    const drained = () => {
-      if (paused && to.bufferedAmount <= max / 2) {
-        paused = false
-        clearInterval(probe)
-        from.resume()
-      }
-    }
-    from.on('message', (data: RawData, isBinary) => {
-      if (to.readyState !== WebSocket.OPEN) return
-      to.send(data as Buffer, { binary: isBinary }, drained)
-      if (!paused && to.bufferedAmount > max) {
-        paused = true
-        from.pause()
-        // A socket that is not read never reports its peer leaving; writing to it does (EPIPE, ECONNRESET).
-        probe = setInterval(() => {
-          if (from.readyState === WebSocket.OPEN) from.ping()
-        }, PAUSED_PROBE_MS)
-        probe.unref()
-      }
-    })
-    from.on('close', () => clearInterval(probe))
   }
 
   return {

@@ -2,6 +2,8 @@ import { createHash, randomUUID } from 'node:crypto'
 import { createReadStream } from 'node:fs'
 import { pino } from 'pino'
 import type { Config } from '../config/index.js'
+import { isRelayEngine } from '../engines/index.js'
+import { ApiError } from '../errors.js'
 import {
   audioTooLong,
   planListen,
@@ -28,7 +30,7 @@ export interface EmbeddedEngine {
  * unless `EARMARK_LOG_LEVEL` says otherwise.
  */
 export async function openEmbeddedEngine(
-  config: Pick<Config, 'engines' | 'capacity' | 'maxAudioSeconds' | 'capacityWaitMs'>,
+  config: Pick<Config, 'engines' | 'capacity' | 'upstream' | 'maxAudioSeconds' | 'capacityWaitMs'>,
   logLevel: Config['logLevel'],
 ): Promise<EmbeddedEngine> {
   const log = createLogger({ logLevel }, pino.destination({ fd: 2, sync: true }))
@@ -38,6 +40,13 @@ export async function openEmbeddedEngine(
     capacity: engines.default.capacity,
     async transcribe(file, query, signal) {
       const plan = planListen(query, engines, 'prerecorded')
+      const { engine } = plan
+      if (isRelayEngine(engine)) {
+        throw new ApiError(
+          'INVALID_FIELD',
+          'This model is relayed to another service (EARMARK_ENGINE upstream): transcribe it through a server with --url.',
+        )
+      }
       const sha = createHash('sha256')
       // Opened only when a decoder pulls the first bytes; hashed on the way (Deepgram's `metadata.sha256`).
       async function* chunks() {
@@ -49,14 +58,16 @@ export async function openEmbeddedEngine(
       const created = new Date().toISOString()
       try {
         const result = await transcribeRecording({
-          plan,
+          options: plan.options,
+          audio: plan.audio,
+          engine,
           chunks: chunks(),
           maxAudioSeconds: config.maxAudioSeconds,
           admission: { waitMs: config.capacityWaitMs, ...(signal ? { signal } : {}) },
         })
         return prerecordedResponse(result.utterances, {
           requestId: randomUUID(),
-          engine: plan.engine,
+          engine,
           sha256: sha.digest('hex'),
           created,
           duration: result.duration,

@@ -64,6 +64,14 @@ const schema = z.object({
         return z.NEVER
       }
     }),
+  /** The upstream engine's Deepgram-compatible service (docs/gateway.md): its base URL. */
+  EARMARK_UPSTREAM_URL: z.string().url().optional(),
+  /** The upstream's server-held key: only ever sent upstream in `Authorization`, never logged. */
+  EARMARK_UPSTREAM_KEY: z.string().min(1).optional(),
+  /** `token` (an API key, the default) or `bearer` (a JWT) for the upstream key. */
+  EARMARK_UPSTREAM_SCHEME: z.enum(['token', 'bearer']).default('token'),
+  /** Relayed streams and pre-recorded requests at once. */
+  EARMARK_UPSTREAM_CAPACITY: z.coerce.number().int().min(1).max(100_000).default(1000),
   /** Concurrent real-time streams the engine admits: a number, or `auto` to measure at start. */
   EARMARK_CAPACITY: z.union([z.literal('auto'), z.coerce.number().int().min(1).max(256)]).default('auto'),
   /** How long a pre-recorded request may wait for free capacity before a 429, ms. */
@@ -176,6 +184,8 @@ export interface Config {
   jsonBodyLimit: number
   /** The speech engines and the models each serves, in order (docs/speech.md, "Engines"). */
   engines: EngineEntry[]
+  /** The upstream engine's service, when `engines` lists it (docs/gateway.md); the key is never logged. */
+  upstream?: { url: string; key: string; scheme: 'token' | 'bearer'; capacity: number }
   capacity: number | 'auto'
   capacityWaitMs: number
   fetchAllowedHosts: string[]
@@ -222,6 +232,12 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     throw new Error(`Invalid configuration: ${problems}`)
   }
   const e = parsed.data
+  const relayed = e.EARMARK_ENGINE.some((entry) => entry.name === 'upstream')
+  if (relayed && (!e.EARMARK_UPSTREAM_URL || !e.EARMARK_UPSTREAM_KEY)) {
+    throw new Error(
+      'Invalid configuration: EARMARK_ENGINE lists upstream: EARMARK_UPSTREAM_URL and EARMARK_UPSTREAM_KEY are required',
+    )
+  }
   const dataDir = resolve(e.EARMARK_DATA_DIR)
   return {
     port: e.PORT,
@@ -237,6 +253,16 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     accessLog: e.EARMARK_ACCESS_LOG,
     jsonBodyLimit: e.EARMARK_JSON_BODY_LIMIT,
     engines: e.EARMARK_ENGINE,
+    ...(relayed && e.EARMARK_UPSTREAM_URL && e.EARMARK_UPSTREAM_KEY
+      ? {
+          upstream: {
+            url: e.EARMARK_UPSTREAM_URL,
+            key: e.EARMARK_UPSTREAM_KEY,
+            scheme: e.EARMARK_UPSTREAM_SCHEME,
+            capacity: e.EARMARK_UPSTREAM_CAPACITY,
+          },
+        }
+      : {}),
     capacity: e.EARMARK_CAPACITY,
     capacityWaitMs: e.EARMARK_CAPACITY_WAIT_MS,
     fetchAllowedHosts: e.EARMARK_FETCH_ALLOWED_HOSTS.split(',')

@@ -2,7 +2,7 @@
  * The engines Earmark can build, by the name `EARMARK_ENGINE` uses. Kept apart from the factories so the
  * config can check names without loading any engine (PocketSphinx loads a native library).
  */
-export const ENGINE_NAMES = ['pocketsphinx'] as const
+export const ENGINE_NAMES = ['pocketsphinx', 'upstream'] as const
 
 /** A name of {@link ENGINE_NAMES}. */
 export type EngineName = (typeof ENGINE_NAMES)[number]

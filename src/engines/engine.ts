@@ -1,8 +1,12 @@
 /**
- * The speech-engine seam. Earmark's HTTP and WebSocket layers speak only to this interface, so engines
- * (the embedded PocketSphinx, an upstream Deepgram-compatible service, a fake for tests) plug in by name.
- * All audio crossing this interface is 16-bit signed little-endian mono PCM at `engine.sampleRate`.
+ * The speech-engine seam. Earmark's HTTP and WebSocket layers speak only to these interfaces, so engines
+ * plug in by name. An `Engine` (the embedded PocketSphinx) decodes: all audio crossing its interface is
+ * 16-bit signed little-endian mono PCM at `engine.sampleRate`. A `RelayEngine` (an upstream
+ * Deepgram-compatible service) takes the client's bytes and messages as they came and answers with the far
+ * end's own results.
  */
+
+import type { WebSocket } from 'ws'
 
 /** One recognised word; times are seconds from the start of the stream (or file). */
 export interface Word {
@@ -180,5 +184,108 @@ export class EngineOptionError extends Error {
     super(message)
     this.name = 'EngineOptionError'
     this.field = field
+  }
+}
+
+/**
+ * A pre-recorded request relayed as it came: the client's query string and bytes go to the engine unchanged
+ * (no decode, no re-encode).
+ */
+export interface RelayRequest {
+  /** The client's query string, without the `?`, exactly as sent. */
+  query: string
+  /** The client's `Content-Type` (audio, or what Earmark fetched for a `{"url"}` body). */
+  contentType: string
+  /** The audio bytes, pulled once the relay is under way. */
+  body: AsyncIterable<Uint8Array>
+  /** Length of `body`, bytes. */
+  bytes: number
+  /** Earmark's request id: it replaces the engine's own in what comes back. */
+  requestId: string
+  /** Aborting stops the relay; the promise rejects with the reason. */
+  signal: AbortSignal
+}
+
+/** What a relayed pre-recorded request got back: the engine's status and body, its request id mapped. */
+export interface RelayResponse {
+  status: number
+  /** The body as the engine sent it, but for its request id, which is Earmark's. */
+  body: Buffer
+  contentType: string
+  /** The engine's request id (for logs: it names the request in the engine's own records). */
+  upstreamRequestId: string | undefined
+  /** `metadata.duration` of a 200, seconds, when the body states it. */
+  reportedSeconds: number | undefined
+  /** `Retry-After` of a 429 or 503, passed on to the client. */
+  retryAfter: string | undefined
+}
+
+/** A live stream relayed as it came: the client's query; every frame goes through `send`. */
+export interface RelayStreamRequest {
+  query: string
+  requestId: string
+}
+
+/** One relayed live stream: the engine's socket, opened and ready. */
+export interface RelayStream {
+  /** The engine's request id for the stream. */
+  readonly upstreamRequestId: string | undefined
+  /** The engine's socket, for the relay to pipe frames to and from (see `pipeFrames`). */
+  readonly socket: WebSocket
+  /** Rewrites a text frame from the engine: its request id becomes Earmark's; other frames as they are. */
+  mapFrame(data: Buffer, isBinary: boolean): Buffer
+  /** Closes the engine's socket (a code and reason to pass on, or a plain close); cut if it does not answer. */
+  close(code?: number, reason?: string): void
+}
+
+/**
+ * An engine that transcribes nothing itself: it relays the client's bytes and control messages to another
+ * Deepgram-compatible service and its answers back (Earmark as a credential gateway, docs/gateway.md). The
+ * listen routes hand it the request as it came, after Earmark's own authentication, limits and admission.
+ */
+export interface RelayEngine {
+  readonly kind: 'relay'
+  readonly name: string
+  /** Relayed streams and requests that may run at once (admission control uses it). */
+  readonly capacity: number
+  /** Relayed streams and requests running now. */
+  inUse(): number
+  /**
+   * Relays a pre-recorded request. Resolves with whatever the far end answered (errors included); rejects
+   * with `RelayError` when it could not be reached or answered nothing usable.
+   */
+  transcribe(request: RelayRequest): Promise<RelayResponse>
+  /**
+   * Opens the far end's socket for a live stream; rejects with `RelayError` (its status and body, when the
+   * far end refused the upgrade, for the client's own refusal).
+   */
+  openStream(request: RelayStreamRequest): Promise<RelayStream>
+  /** Cuts every relayed stream and request still running, and releases the engine's connections. */
+  close(): Promise<void>
+}
+
+/** Either kind of engine the registry holds: one that decodes PCM, or a relay. */
+export type SpeechEngine = Engine | RelayEngine
+
+/** True when `engine` relays instead of decoding. */
+export function isRelayEngine(engine: SpeechEngine): engine is RelayEngine {
+  return (engine as RelayEngine).kind === 'relay'
+}
+
+/**
+ * A relay that could not be completed: the far end refused (its status, error code and message, with
+ * secrets and its request id removed) or could not be reached (`status` 502, or 504 on a timeout).
+ */
+export class RelayError extends Error {
+  readonly status: number
+  /** The far end's `err_code`, when it sent one and it is the client's to see. */
+  readonly errCode: string | undefined
+  readonly retryAfter: string | undefined
+  constructor(status: number, message: string, options: { errCode?: string; retryAfter?: string } = {}) {
+    super(message)
+    this.name = 'RelayError'
+    this.status = status
+    this.errCode = options.errCode
+    this.retryAfter = options.retryAfter
   }
 }

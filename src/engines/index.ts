@@ -9,12 +9,18 @@ export type {
   EngineStream,
   FinalHypothesis,
   Hypothesis,
+  RelayEngine,
+  RelayRequest,
+  RelayResponse,
+  RelayStream,
+  RelayStreamRequest,
+  SpeechEngine,
   StreamOptions,
   StreamSink,
   Transcription,
   Word,
 } from './engine.js'
-export { EngineBusyError, EngineOptionError } from './engine.js'
+export { EngineBusyError, EngineOptionError, isRelayEngine, RelayError } from './engine.js'
 export {
   ENGINE_NAMES,
   type EngineEntry,

@@ -1,32 +1,45 @@
-import type { Engine } from './engine.js'
+import type { Engine, RelayEngine, SpeechEngine } from './engine.js'
 import type { EngineName } from './engine-names.js'
 import {
   createPocketsphinxEngine,
   type PocketsphinxEngineOptions,
 } from './pocketsphinx/pocketsphinx-engine.js'
+import { createUpstreamEngine, type UpstreamEngineOptions } from './upstream/upstream-engine.js'
 
 /** Options per engine name; each engine reads only its own. */
 export interface EngineOptionsByName {
   pocketsphinx: PocketsphinxEngineOptions
+  upstream: UpstreamEngineOptions
 }
 
-const FACTORIES: { [N in EngineName]: (options: EngineOptionsByName[N]) => Promise<Engine> } = {
+/** What each engine name builds: a decoding engine, or a relay. */
+export interface EngineByName {
+  pocketsphinx: Engine
+  upstream: RelayEngine
+}
+
+const FACTORIES: {
+  [N in EngineName]: (options: EngineOptionsByName[N]) => Promise<EngineByName[N]>
+} = {
   pocketsphinx: createPocketsphinxEngine,
+  upstream: async (options) => createUpstreamEngine(options),
 }
 
 /** Creates the engine called `name`; resolves once it is ready to serve (decoders loaded). */
 export function createEngine<N extends EngineName>(
   name: N,
   options: EngineOptionsByName[N],
-): Promise<Engine> {
-  const factory = FACTORIES[name] as ((options: EngineOptionsByName[N]) => Promise<Engine>) | undefined
+): Promise<EngineByName[N]> {
+  const factory = FACTORIES[name] as
+    | ((options: EngineOptionsByName[N]) => Promise<EngineByName[N]>)
+    | undefined
   if (!factory) return Promise.reject(new RangeError(`Unknown speech engine: ${String(name)}.`))
   return factory(options)
 }
 
 /** An engine and the `model` values it serves (see `EngineEntry`); no list: the default. */
 export interface RegisteredEngine {
-  engine: Engine
+  engine: SpeechEngine
   models?: readonly string[]
 }
 
@@ -36,11 +49,13 @@ export interface RegisteredEngine {
  */
 export interface EngineRegistry {
   /** Every engine, in configured order. */
-  readonly engines: readonly Engine[]
+  readonly engines: readonly SpeechEngine[]
   /** The engine of requests whose model no entry claims (and of requests naming none). */
-  readonly default: Engine
+  readonly default: SpeechEngine
   /** The engine serving `model` (case-insensitive): the first entry listing it, else the default. */
-  forModel(model: string | null): Engine
+  forModel(model: string | null): SpeechEngine
+  /** True when an entry lists `model` by name or pattern (a relay may serve models Earmark does not know). */
+  claims(model: string): boolean
   /** Closes every engine. */
   close(): Promise<void>
 }
@@ -62,6 +77,10 @@ export function createEngineRegistry(entries: readonly RegisteredEngine[]): Engi
       if (model === null) return fallback.engine
       const m = model.toLowerCase()
       return routed.find((e) => e.models?.some((p) => matches(p, m)))?.engine ?? fallback.engine
+    },
+    claims(model) {
+      const m = model.toLowerCase()
+      return routed.some((e) => e.models?.some((p) => matches(p, m)))
     },
     async close() {
       await Promise.all(entries.map((e) => e.engine.close()))

@@ -6,7 +6,7 @@ import Fastify, {
 } from 'fastify'
 import { type AccessGate, OPEN_GATE } from '../access/index.js'
 import type { Authenticator } from '../auth/index.js'
-import { createEngineRegistry, type Engine, type EngineRegistry } from '../engines/index.js'
+import { createEngineRegistry, type EngineRegistry, type SpeechEngine } from '../engines/index.js'
 import type { FetchAudioOptions } from '../listen/index.js'
 import type { Services } from '../projects/index.js'
 import { createSpeaker, type Speaker, type SpeakLimits } from '../tts/index.js'
@@ -41,7 +41,7 @@ export interface AppOptions {
   /** Largest JSON body, bytes. */
   jsonBodyLimit?: number
   /** The speech engine; without one, `/v1/listen` is not served (management-only tests). */
-  engine?: Engine
+  engine?: SpeechEngine
   /** Every speech engine, chosen per request by `model`; default: `engine` alone. */
   engines?: EngineRegistry
   /** Speech API limits (defaults in parentheses). */

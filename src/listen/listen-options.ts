@@ -170,9 +170,14 @@ export function detectionLanguage(candidates: readonly string[]): string {
  * Validates the query of a `/v1/listen` request or upgrade; a bad value is a 400 naming the field, a model
  * Earmark does not serve a 400 `MODEL_NOT_FOUND` (both before anything is metered).
  */
-export function parseListenOptions(query: Query): ListenOptions {
+export function parseListenOptions(
+  query: Query,
+  /** Models served beyond Earmark's own list (a relay's, by its configured patterns). */
+  acceptModel?: (model: string) => boolean,
+): ListenOptions {
   const model = single(query, 'model') || null
-  if (model !== null && !isListenModel(model)) throw new ApiError('MODEL_NOT_FOUND')
+  if (model !== null && !isListenModel(model) && !(model.length <= 128 && acceptModel?.(model)))
+    throw new ApiError('MODEL_NOT_FOUND')
   const endpointingRaw = single(query, 'endpointing')
   let endpointing: number | false = 10
   if (endpointingRaw === 'false') endpointing = false

@@ -1,8 +1,14 @@
 import type { AccessRequest } from '../access/index.js'
 import { type AudioDecoderOptions, isAudioDecodeError, parseAudioOptions } from '../audio/index.js'
 import type { Principal } from '../auth/index.js'
-import { type Engine, EngineBusyError, EngineOptionError, type EngineRegistry } from '../engines/index.js'
-import { ApiError, invalidField } from '../errors.js'
+import {
+  EngineBusyError,
+  EngineOptionError,
+  type EngineRegistry,
+  RelayError,
+  type SpeechEngine,
+} from '../engines/index.js'
+import { ApiError, ERRORS, type ErrorCode, invalidField } from '../errors.js'
 import {
   finishStreamUsage,
   finishUsage,
@@ -36,8 +42,8 @@ export interface ListenPlan {
   options: ListenOptions
   /** How the client's bytes are to be decoded (encoding, container); the PCM rate is the engine's. */
   audio: AudioDecoderOptions
-  /** The engine serving the request's `model`. */
-  engine: Engine
+  /** The engine serving the request's `model`: one that decodes, or a relay (docs/gateway.md). */
+  engine: SpeechEngine
 }
 
 /**
@@ -95,6 +101,30 @@ const CALLBACK_REFUSAL: Record<ListenTransport, string> = {
 }
 
 /**
+ * A relay's failure as the client's error: the far end's own code when Earmark's table knows it with that
+ * status (an Earmark upstream says `BAD_AUDIO`, `MODEL_NOT_FOUND`), else the code of its status; its message
+ * came scrubbed of the server-held key (docs/gateway.md "Errors").
+ */
+function relayApiError(err: RelayError): ApiError {
+  const headers = err.retryAfter ? { headers: { 'retry-after': err.retryAfter } } : undefined
+  const known = err.errCode as ErrorCode | undefined
+  if (known && known in ERRORS && ERRORS[known].status === err.status)
+    return new ApiError(known, err.message, headers)
+  const byStatus: Record<number, ErrorCode> = {
+    400: 'BAD_REQUEST',
+    404: 'NOT_FOUND',
+    408: 'REQUEST_TIMEOUT',
+    413: 'PAYLOAD_TOO_LARGE',
+    415: 'UNSUPPORTED_MEDIA_TYPE',
+    429: 'TOO_MANY_REQUESTS',
+    503: 'SERVICE_UNAVAILABLE',
+    504: 'GATEWAY_TIMEOUT',
+  }
+  const code = byStatus[err.status] ?? (err.status < 500 ? 'BAD_REQUEST' : 'UPSTREAM_ERROR')
+  return new ApiError(code, err.message, headers)
+}
+
+/**
  * What a `/v1/listen` query asks for, checked (options, the credential's `listen` constraints when a
  * principal is given, callbacks refused) with the engine serving its `model`: the transports' `plan`, and
  * the CLI's embedded engine, which acts for the operator and has no credential (docs/cli.md).
@@ -105,7 +135,8 @@ export function planListen(
   transport: ListenTransport,
   principal?: Principal,
 ): ListenPlan {
-  const options = parseListenOptions(query)
+  // A model a relay's patterns claim is the far end's to accept or refuse (docs/gateway.md).
+  const options = parseListenOptions(query, (m) => engines.claims(m))
   if (principal) checkListenConstraints(principal, options)
   if (options.callback) throw invalidField('callback', CALLBACK_REFUSAL[transport])
   const audio = parseAudioOptions(query)
@@ -199,5 +230,6 @@ export function toListenApiError(err: unknown, tooLong?: () => ApiError): unknow
   }
   if (err instanceof EngineBusyError) return new ApiError('TOO_MANY_REQUESTS', err.message)
   if (err instanceof EngineOptionError) return invalidField(err.field, err.message)
+  if (err instanceof RelayError) return relayApiError(err)
   return err
 }

@@ -1,12 +1,16 @@
-import { decodeStream } from '../audio/index.js'
-import type { Admission, Transcription } from '../engines/index.js'
+import { type AudioDecoderOptions, decodeStream } from '../audio/index.js'
+import type { Admission, Engine, Transcription } from '../engines/index.js'
 import { ApiError } from '../errors.js'
-import type { ListenPlan } from './listen-use-case.js'
+import type { ListenOptions } from './listen-options.js'
 
 /** One recording in hand, to transcribe as `POST /v1/listen` does. */
 export interface Recording {
   /** What the request asked for (`planListen`, or the use case's `plan`). */
-  plan: ListenPlan
+  options: ListenOptions
+  /** How its bytes are to be decoded. */
+  audio: AudioDecoderOptions
+  /** The engine that decodes it (a relay forwards the bytes instead: docs/gateway.md). */
+  engine: Engine
   /**
    * The encoded bytes (any container, or the raw encoding the plan names), pulled only once a decoder is
    * free: a source that opens its file on the first `next()` holds nothing while the recording waits.
@@ -39,7 +43,7 @@ async function* counted(pcm: AsyncIterable<Int16Array>, count: (samples: number)
  * the listen use case's `toApiError` maps them.
  */
 export function transcribeRecording(r: Recording): Promise<Transcription> {
-  const { options, audio, engine } = r.plan
+  const { options, audio, engine } = r
   const pcm = decodeStream(r.chunks, {
     ...audio,
     sampleRate: engine.sampleRate,

@@ -1,17 +1,33 @@
 import { type AudioDecoder, createAudioDecoder } from '../audio/index.js'
 import { USAGE_WRITE } from '../auth/index.js'
-import { createEngineRegistry, type Engine, type EngineRegistry } from '../engines/index.js'
-import { type CapacityShare, createListenUseCase, type ListenRequest } from '../listen/index.js'
+import {
+  createEngineRegistry,
+  type EngineRegistry,
+  isRelayEngine,
+  type SpeechEngine,
+} from '../engines/index.js'
+import {
+  type CapacityShare,
+  createListenUseCase,
+  type ListenOptions,
+  type ListenRequest,
+} from '../listen/index.js'
 import type { Services } from '../projects/index.js'
 import { MIN_QUOTA_SECONDS, type QuotaEnforcer } from '../quotas/index.js'
 import { CLOSE } from './close-codes.js'
-import { createListenSession, DEFAULT_SESSION_LIMITS, type SessionLimits } from './listen-session.js'
+import {
+  createListenSession,
+  DEFAULT_SESSION_LIMITS,
+  type SessionLimits,
+  type SessionOutcome,
+} from './listen-session.js'
+import { createRelaySession, type RelayMeter } from './relay-session.js'
 import { type SocketRoute, UPGRADE_GONE } from './upgrade.js'
 
 export interface ListenSocketOptions {
   services: Services
   /** The speech engine, when it is the only one. */
-  engine: Engine
+  engine: SpeechEngine
   /** Every speech engine, chosen per stream by `model`; default: `engine` alone. */
   engines?: EngineRegistry
   limits?: Partial<SessionLimits>
@@ -35,6 +51,20 @@ export const LIVE_MAX_BYTES_BEFORE_AUDIO = 512 * 1024
  * ffmpeg recognises from 2 KiB (see `FORMAT_PROBE_BYTES`) give PCM within half a second at 4 KiB/s.
  */
 export const LIVE_UNRECOGNISED_TIMEOUT_MS = 2000
+
+/** Per direction of a relayed stream: bytes queued for one side before the other is no longer read. */
+export const RELAY_MAX_BUFFERED_BYTES = 4 * 1024 * 1024
+
+/** Bytes per sample of the raw encodings whose length the bytes tell (docs/gateway.md "Metering"). */
+const RAW_SAMPLE_BYTES: Record<string, number> = { linear16: 2, linear32: 4, mulaw: 1, alaw: 1 }
+
+/** How a relayed stream is metered: from its bytes when the query describes raw audio of known layout. */
+function relayMeter(options: ListenOptions): RelayMeter {
+  const sampleBytes = options.encoding ? RAW_SAMPLE_BYTES[options.encoding.toLowerCase()] : undefined
+  if (!sampleBytes || !options.sampleRate) return { bytesPerSecond: undefined, frameBytes: 1 }
+  const frameBytes = sampleBytes * options.channels
+  return { bytesPerSecond: frameBytes * options.sampleRate, frameBytes }
+}
 
 /**
  * The live `GET /v1/listen` route: the transport around the listen use case (src/listen/listen-use-case.ts),
@@ -69,36 +99,51 @@ export function createListenRoute(o: ListenSocketOptions): SocketRoute {
       const claim = await listen.admit(request, plan)
       const { quota } = claim
       let usageDone: Promise<void> = Promise.resolve()
-      const session = createListenSession({
-        requestId,
-        engine,
-        options,
-        limits,
-        log,
-        createDecoder: (): AudioDecoder =>
-          createAudioDecoder({
-            ...audio,
-            // Resampled to the rate of the engine that serves this stream's model.
-            sampleRate: engine.sampleRate,
-            ...(o.ffmpegPath ? { ffmpegPath: o.ffmpegPath } : {}),
-            maxBytesBeforeAudio: LIVE_MAX_BYTES_BEFORE_AUDIO,
-            unrecognisedTimeoutMs: LIVE_UNRECOGNISED_TIMEOUT_MS,
-          }),
-        ...(quota ? { allowAudio: (seconds: number) => quota.take(seconds) } : {}),
-        onEnd: ({ code, reason, audioSeconds }) => {
-          // The session closed it at the allowance (a client's own close reason is not taken for it).
-          if (reason === CLOSE.QUOTA.reason && quota && quota.remaining() < MIN_QUOTA_SECONDS) {
-            quota.exhausted(audioSeconds)
-          }
-          usageDone = claim
-            .finish({ audioSeconds, status: code, detail: reason || null })
-            .catch((err) => log.error({ err, request_id: requestId }, 'could not record usage'))
-          log.info(
-            { request_id: requestId, code, audio_seconds: Math.round(audioSeconds * 100) / 100 },
-            'stream closed',
-          )
-        },
-      })
+      const onEnd = ({ code, reason, audioSeconds }: SessionOutcome) => {
+        // The session closed it at the allowance (a client's own close reason is not taken for it).
+        if (reason === CLOSE.QUOTA.reason && quota && quota.remaining() < MIN_QUOTA_SECONDS) {
+          quota.exhausted(audioSeconds)
+        }
+        usageDone = claim
+          .finish({ audioSeconds, status: code, detail: reason || null })
+          .catch((err) => log.error({ err, request_id: requestId }, 'could not record usage'))
+        log.info(
+          { request_id: requestId, code, audio_seconds: Math.round(audioSeconds * 100) / 100 },
+          'stream closed',
+        )
+      }
+      const allowAudio = quota ? { allowAudio: (seconds: number) => quota.take(seconds) } : {}
+      const session = isRelayEngine(engine)
+        ? // A gateway relays the stream as it came, under its own key (docs/gateway.md).
+          createRelaySession({
+            requestId,
+            relay: engine,
+            query: url.search.slice(1),
+            meter: relayMeter(options),
+            limits,
+            log,
+            maxBufferedBytes: RELAY_MAX_BUFFERED_BYTES,
+            ...allowAudio,
+            onEnd,
+          })
+        : createListenSession({
+            requestId,
+            engine,
+            options,
+            limits,
+            log,
+            createDecoder: (): AudioDecoder =>
+              createAudioDecoder({
+                ...audio,
+                // Resampled to the rate of the engine that serves this stream's model.
+                sampleRate: engine.sampleRate,
+                ...(o.ffmpegPath ? { ffmpegPath: o.ffmpegPath } : {}),
+                maxBytesBeforeAudio: LIVE_MAX_BYTES_BEFORE_AUDIO,
+                unrecognisedTimeoutMs: LIVE_UNRECOGNISED_TIMEOUT_MS,
+              }),
+            ...allowAudio,
+            onEnd,
+          })
       try {
         await session.open()
         await claim.startUsage()

@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict'
 import { describe, it } from 'node:test'
 import { loadConfig } from '../../src/config/index.js'
-import { createEngineRegistry, type Engine, parseEngineList } from '../../src/engines/index.js'
+import { createEngineRegistry, type Engine, isRelayEngine, parseEngineList } from '../../src/engines/index.js'
+import { createUpstreamEngine } from '../../src/engines/upstream/upstream-engine.js'
 
 // Engines chosen by name (EARMARK_ENGINE) and per request by model (docs/speech.md, "Choosing an engine").
 
@@ -67,6 +68,39 @@ describe('engine list and registry', () => {
       [-1, -1, -1],
       'close closes every engine',
     )
+  })
+
+  it('claims a model only where an entry lists it by name or pattern', () => {
+    const registry = createEngineRegistry([
+      { engine: named('a'), models: ['nova-*'] },
+      { engine: named('b') },
+    ])
+    assert.equal(registry.claims('Nova-9-Future'), true)
+    assert.equal(registry.claims('base'), false, 'the default serves it, but claims nothing')
+  })
+
+  it('the upstream engine needs its URL and key, and takes only a plain http(s) or ws(s) base URL', () => {
+    const env = { EARMARK_ENGINE: 'upstream:nova-*,pocketsphinx' }
+    assert.throws(() => loadConfig(env), /EARMARK_UPSTREAM_URL and EARMARK_UPSTREAM_KEY/)
+    assert.throws(() => loadConfig({ ...env, EARMARK_UPSTREAM_URL: 'http://h:1' }), /EARMARK_UPSTREAM_KEY/)
+    const config = loadConfig({
+      ...env,
+      EARMARK_UPSTREAM_URL: 'https://h.example',
+      EARMARK_UPSTREAM_KEY: 'k',
+    })
+    assert.deepEqual(config.upstream, { url: 'https://h.example', key: 'k', scheme: 'token', capacity: 1000 })
+    assert.equal(
+      loadConfig({ EARMARK_UPSTREAM_URL: 'http://h:1', EARMARK_UPSTREAM_KEY: 'k' }).upstream,
+      undefined,
+    )
+    for (const url of ['ftp://h', 'http://user:pw@h', 'http://h/?x=1', 'not a url']) {
+      assert.throws(() => createUpstreamEngine({ url, key: 'k', capacity: 1 }), RangeError, url)
+    }
+    assert.throws(() => createUpstreamEngine({ url: 'http://h', key: '', capacity: 1 }), RangeError)
+    const relay = createUpstreamEngine({ url: 'wss://h.example/prefix', key: 'k', capacity: 3 })
+    assert.equal(isRelayEngine(relay), true)
+    assert.equal(relay.capacity, 3)
+    assert.equal(isRelayEngine(named('a')), false)
   })
 
   it('with model lists only, the first engine is the default; an empty registry is refused', () => {

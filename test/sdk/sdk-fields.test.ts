@@ -4,7 +4,8 @@ import { type Deepgram, DeepgramClient } from 'dg5'
 import WebSocket from 'ws'
 import { postListen, prerecordedTranscript, spokenSentences, wav } from '../helpers/listen-e2e.js'
 import { type LiveServer, openSocket, sendPcm, startLiveServer } from '../helpers/live-server.js'
-import { chunks, wordErrorRate } from '../helpers/speech.js'
+import { finalTranscript, liveThroughSdkV5 } from '../helpers/sdk-v5-live.js'
+import { wordErrorRate } from '../helpers/speech.js'
 
 // The Deepgram fields third-party clients read (docs/deepgram-compat.md §6.1, §8.1): `detected_language` and
 // `language_confidence` with `detect_language`, `speaker` (and `speaker_confidence`) with `diarize`, and
@@ -132,33 +133,15 @@ describe('the Deepgram fields clients read', { timeout: 300_000 }, () => {
 
   describe('live', () => {
     it('SDK v5 with diarize and detect_language: speaker 0 on every word, languages on every alternative', async () => {
-      const client = new DeepgramClient({ apiKey: srv.ownerKey, baseUrl: srv.url })
-      const socket = await client.listen.v1.connect({
+      const run = await liveThroughSdkV5(srv.url, { apiKey: srv.ownerKey }, pcm, {
         model: 'nova-3',
-        encoding: 'linear16',
-        sample_rate: 16000,
-        interim_results: 'true',
         diarize: 'true',
         // v5's live arguments have no detect_language (Deepgram documents it for pre-recorded audio only).
         queryParams: { detect_language: 'true' },
-        reconnectAttempts: 0,
       })
-      const results: Deepgram.listen.ListenV1Results[] = []
-      const closed = new Promise<number>((resolve, reject) => {
-        socket.on('close', (event) => resolve(event.code))
-        socket.on('error', (err) => reject(err))
-      })
-      socket.on('message', (message) => {
-        if (message.type === 'Results') results.push(message)
-      })
-      socket.connect()
-      await socket.waitForOpen()
-      for (const chunk of chunks(pcm, 100)) socket.sendMedia(chunk)
-      socket.sendCloseStream({ type: 'CloseStream' })
-      assert.equal(await closed, 1000)
-      socket.close()
-      const finals = results.filter((r) => r.is_final)
-      const transcript = finals.map((r) => r.channel.alternatives[0]?.transcript ?? '').join(' ')
+      assert.equal(run.closeCode, 1000)
+      const { results } = run
+      const transcript = finalTranscript(run)
       assert.ok(wordErrorRate(REFERENCE, transcript) <= 0.35, transcript)
       const words = results.flatMap((r) => r.channel.alternatives[0]?.words ?? [])
       assert.ok(words.length >= 8, `${words.length} words`)

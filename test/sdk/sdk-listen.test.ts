@@ -15,6 +15,7 @@ import {
 } from 'dg4'
 import { DeepgramClient } from 'dg5'
 import { type OwnerApi, ownerApi, percent, spokenSentences, wav } from '../helpers/listen-e2e.js'
+import { finalTranscript, liveThroughSdkV5 } from '../helpers/sdk-v5-live.js'
 import { removeDir, type ServerProcess, startServerProcess } from '../helpers/server-process.js'
 import { chunks, wordErrorRate } from '../helpers/speech.js'
 
@@ -113,45 +114,16 @@ function driveEmitterLive(
  * §7.1).
  */
 async function liveV5(url: string, token: string, pcm: Int16Array): Promise<LiveRun> {
-  const client = new DeepgramClient({ accessToken: token, baseUrl: url })
-  const socket = await client.listen.v1.connect({
-    model: 'nova-3',
-    encoding: 'linear16',
-    sample_rate: 16000,
-    interim_results: 'true',
-    // A refused or broken stream must fail the test, not be retried behind its back.
-    reconnectAttempts: 0,
-  })
-  const finals: string[] = []
-  const requestIds = new Set<string>()
-  let metadata = false
-  const closed = new Promise<number>((resolve, reject) => {
-    socket.on('close', (event) => resolve(event.code))
-    socket.on('error', (err) => reject(err))
-  })
-  socket.on('message', (message) => {
-    if (message.type === 'Results') {
-      requestIds.add(message.metadata.request_id)
-      const text = message.channel.alternatives[0]?.transcript.trim() ?? ''
-      if (message.is_final && text) finals.push(text)
-    } else if (message.type === 'Metadata') {
-      requestIds.add(message.request_id)
-      metadata = true
-    }
-  })
-  socket.connect()
-  // A refused upgrade fires `error` and a close, never `open`.
-  await Promise.race([
-    socket.waitForOpen(),
-    closed.then((code) => {
-      throw new Error(`closed with ${code} before it opened`)
-    }),
-  ])
-  for (const chunk of chunks(pcm, 100)) socket.sendMedia(chunk)
-  socket.sendCloseStream({ type: 'CloseStream' })
-  const closeCode = await closed
-  socket.close()
-  return { transcript: finals.join(' '), requestIds, metadata, closeCode }
+  const run = await liveThroughSdkV5(url, { accessToken: token }, pcm)
+  return {
+    transcript: finalTranscript(run),
+    requestIds: new Set([
+      ...run.results.map((r) => r.metadata.request_id),
+      ...run.metadata.map((m) => m.request_id),
+    ]),
+    metadata: run.metadata.length > 0,
+    closeCode: run.closeCode,
+  }
 }
 
 interface Sdk {

@@ -4,7 +4,7 @@ import { join } from 'node:path'
 import type { Readable } from 'node:stream'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { knownDuration, type SpooledUpload, spoolUpload, sweepSpoolDir, tooLarge } from '../../audio/index.js'
-import type { EngineRegistry } from '../../engines/index.js'
+import { type EngineRegistry, isRelayEngine } from '../../engines/index.js'
 import { ApiError } from '../../errors.js'
 import {
   audioTooLong,
@@ -67,6 +67,18 @@ export interface ListenRouteOptions {
 
 /** A `{"url"}` body is a few hundred bytes; raw audio never goes through a body parser. */
 const JSON_BODY_LIMIT = 64 * 1024
+
+/** The query string of a request target, without the `?`, exactly as the client wrote it. */
+function rawQuery(url: string): string {
+  const q = url.indexOf('?')
+  return q < 0 ? '' : url.slice(q + 1)
+}
+
+/** The client's media type, as sent (a relay passes it on); none: bytes to sniff. */
+function mediaType(req: FastifyRequest): string {
+  const type = req.headers['content-type']
+  return typeof type === 'string' && type !== '' ? type : 'application/octet-stream'
+}
 
 /** The client closed the connection before its answer: nobody is left to answer, only to meter. */
 class ClientGone extends Error {}
@@ -175,7 +187,8 @@ export function listenRoutes(app: FastifyInstance, deps: RouteDeps & ListenRoute
         }
         reply.raw.on('close', onClose)
         let spool: SpooledUpload | undefined
-        let samples = 0
+        /** Audio seconds metered: decoded PCM, or relayed bytes (docs/gateway.md "Metering"). */
+        let seconds = 0
         let status = 500
         let detail: string | null = 'INTERNAL_ERROR'
         try {
@@ -196,17 +209,41 @@ export function listenRoutes(app: FastifyInstance, deps: RouteDeps & ListenRoute
           if (known !== undefined && known > limits.maxAudioSeconds) throw tooLong()
           // Longer than what the quotas leave: refused before decoding, nothing billed (docs/quotas.md).
           if (quota && known !== undefined && known > quota.remaining()) throw quota.refuse(known)
+          if (isRelayEngine(engine)) {
+            // A gateway relays the bytes as they came, under its own key (docs/gateway.md).
+            const relayed = await engine.transcribe({
+              query: rawQuery(req.url),
+              contentType: isJson ? 'application/octet-stream' : mediaType(req),
+              body: spool.chunks(),
+              bytes: spool.bytes,
+              requestId: req.id,
+              signal: ac.signal,
+            })
+            req.log.info(
+              { request_id: req.id, upstream_request_id: relayed.upstreamRequestId },
+              'relayed request answered',
+            )
+            // Metered from the bytes when their layout tells the length, else from the far end's answer.
+            seconds = known ?? relayed.reportedSeconds ?? 0
+            if (quota && quota.take(seconds) < seconds) quota.exhausted(seconds)
+            status = 200
+            detail = null
+            return reply.type(relayed.contentType).send(relayed.body)
+          }
+          const pcmRate = engine.sampleRate
           // Lazy: no file is opened and no ffmpeg started before the engine pulls, i.e. holds a decoder.
           // Decoded (and resampled) to the rate of the engine that serves the request's model.
           const result = await transcribeRecording({
-            plan,
+            options,
+            audio,
+            engine,
             chunks: spool.chunks(),
             maxAudioSeconds: limits.maxAudioSeconds,
             admission: { waitMs: deps.capacityWaitMs, maxQueue: limits.maxQueue, signal: ac.signal },
             // Decoding stops at what the quotas leave; the request is then refused (docs/quotas.md).
-            ...(quota ? { through: (pcm) => withinQuota(pcm, quota, engine.sampleRate) } : {}),
+            ...(quota ? { through: (pcm) => withinQuota(pcm, quota, pcmRate) } : {}),
             onSamples: (n) => {
-              samples += n
+              seconds += n / pcmRate
             },
           })
           const body = prerecordedResponse(result.utterances, {
@@ -240,7 +277,7 @@ export function listenRoutes(app: FastifyInstance, deps: RouteDeps & ListenRoute
           inFlight.delete(ac)
           if (uploading) uploads--
           await spool?.remove()
-          await claim.finish({ audioSeconds: samples / engine.sampleRate, status, detail })
+          await claim.finish({ audioSeconds: seconds, status, detail })
         }
       },
     )
