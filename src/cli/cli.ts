@@ -22,50 +22,23 @@ import {
   setKeyDisabledState,
   signingKeyView,
 } from '../projects/index.js'
+import { type CliContext, CliExit, type CliIo, list, pickProject, positiveInt } from './cli-context.js'
+import { EXIT, exitCodeOf } from './exit-codes.js'
+import { registerTranscribe } from './transcribe-command.js'
+import { registerUsage } from './usage-command.js'
 
-/** Where the CLI writes; injectable so tests can read it. */
-export interface CliIo {
-  out(text: string): void
-  err(text: string): void
-  env: NodeJS.ProcessEnv
-}
+export type { CliIo }
 
 const processIo: CliIo = {
   out: (t) => process.stdout.write(t),
   err: (t) => process.stderr.write(t),
   env: process.env,
-}
-
-function positiveInt(value: string): number {
-  const n = Number(value)
-  if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError('must be a positive integer')
-  return n
-}
-
-function list(value: string): string[] {
-  return value
-    .split(',')
-    .map((s) => s.trim())
-    .filter((s) => s.length > 0)
+  tty: process.stderr.isTTY ? process.stderr : undefined,
 }
 
 function role(value: string): Role {
   if (!isRole(value)) throw new InvalidArgumentError(`must be one of ${ROLES.join(', ')}`)
   return value
-}
-
-/** The project to act on: the one named, or the only one there is. */
-async function pickProject(services: Services, projectId: string | undefined): Promise<string> {
-  if (projectId) {
-    if (!(await services.store.getProject(projectId))) throw new ApiError('PROJECT_NOT_FOUND')
-    return projectId
-  }
-  const projects = await services.store.listProjects()
-  const only = projects[0]
-  if (projects.length === 1 && only) return only.id
-  if (projects.length === 0)
-    throw new ApiError('PROJECT_NOT_FOUND', 'No project yet: run `earmark init` first.')
-  throw new ApiError('INVALID_FIELD', 'Several projects exist: pick one with --project.')
 }
 
 /** Builds the `earmark` command. Each action opens the data directory itself and closes it after. */
@@ -75,8 +48,19 @@ export function buildCli(io: CliIo = processIo): Command {
       'Earmark: a self-hosted, Deepgram-compatible speech API built around short-lived credentials.',
     )
     .option('-d, --data-dir <dir>', 'data directory (default: $EARMARK_DATA_DIR or ./data)')
-    .showHelpAfterError()
-    .configureOutput({ writeOut: io.out, writeErr: io.err })
+    .option('--json', 'machine-readable output: one JSON document on stdout, nothing else there')
+    .configureOutput({
+      writeOut: io.out,
+      writeErr: io.err,
+      // A usage error is one line in the CLI's error style; `--help` shows the rest.
+      outputError: (text, write) =>
+        write(
+          `earmark: BAD_REQUEST: ${text
+            .replace(/^error: /, '')
+            .trim()
+            .replace(/\s*\n\s*/g, ' ')}\n`,
+        ),
+    })
     .exitOverride()
 
   const config = (): Config => {
@@ -84,6 +68,7 @@ export function buildCli(io: CliIo = processIo): Command {
     return loadConfig({ ...io.env, ...(dataDir ? { EARMARK_DATA_DIR: dataDir } : {}) })
   }
   const json = (value: unknown) => io.out(`${JSON.stringify(value, null, 2)}\n`)
+  const jsonMode = () => program.opts<{ json?: boolean }>().json === true
   const withServices = async <T>(fn: (s: Services) => Promise<T>): Promise<T> => {
     const c = config()
     const services = await openServices(c, undefined, (err) =>
@@ -136,7 +121,11 @@ export function buildCli(io: CliIo = processIo): Command {
           projectName: c.projectName,
           ownerEmail: c.ownerEmail,
         })
-        if (!result) return io.err('earmark: the store already has a project; nothing to do.\n')
+        if (!result) {
+          io.err('earmark: the store already has a project; nothing to do.\n')
+          if (jsonMode()) json({ created: false })
+          return
+        }
         json({
           project_id: result.project.id,
           api_key_id: result.keyId,
@@ -366,24 +355,36 @@ export function buildCli(io: CliIo = processIo): Command {
       withServices(async (services) => json(await retireSigningKey(services, undefined, kid))),
     )
 
+  const ctx: CliContext = { io, config, jsonMode, json, withServices }
+  registerTranscribe(program, ctx)
+  registerUsage(program, ctx)
+
   return program
 }
 
-/** Runs the CLI; resolves to the process exit code. */
+/**
+ * Runs the CLI; resolves to the process exit code (docs/cli.md, "Exit codes"). A failure is one stderr line,
+ * `earmark: CODE: message`, with the code of the ERRORS table.
+ */
 export async function runCli(argv: string[], io: CliIo = processIo): Promise<number> {
   try {
     await buildCli(io).parseAsync(argv, { from: 'user' })
-    return 0
+    return EXIT.OK
   } catch (err) {
     if (isApiError(err)) {
       io.err(`earmark: ${err.code}: ${err.message}\n`)
-      return 2
+      return exitCodeOf(err)
+    }
+    if (err instanceof CliExit) {
+      io.err(`earmark: ${err.message}\n`)
+      return err.exitCode
     }
     const code = (err as { code?: string }).code
     if (typeof code === 'string' && code.startsWith('commander.')) {
-      return code === 'commander.helpDisplayed' || code === 'commander.version' ? 0 : 2
+      // Commander printed its line already (outputError above).
+      return code === 'commander.helpDisplayed' || code === 'commander.version' ? EXIT.OK : EXIT.USAGE
     }
     io.err(`earmark: ${(err as Error).message}\n`)
-    return 1
+    return EXIT.FAILURE
   }
 }

@@ -23,6 +23,8 @@ export {
   type ListenTransport,
   type ListenUseCase,
   type ListenUseCaseOptions,
+  planListen,
+  toListenApiError,
 } from './listen-use-case.js'
 export { createProjectEngines, type ProjectEngines, type ProjectEnginesOptions } from './project-engines.js'
 export {
@@ -33,3 +35,4 @@ export {
   type ResultsContext,
   resultsMessage,
 } from './results.js'
+export { audioTooLong, type Recording, transcribeRecording } from './transcribe-recording.js'

@@ -6,6 +6,7 @@ import {
   EngineOptionError,
   type EngineRegistry,
   isRelayEngine,
+  type RelayEngine,
   RelayError,
   type SpeechEngine,
 } from '../engines/index.js'
@@ -135,18 +136,34 @@ function relayApiError(err: RelayError): ApiError {
   return new ApiError(code, err.message, headers)
 }
 
+/**
+ * What a `/v1/listen` query asks for, checked (options, the credential's `listen` constraints when a
+ * principal is given, callbacks refused) with the engine serving its `model`: the transports' `plan`, and
+ * the CLI's embedded engine, which acts for the operator and has no credential (docs/cli.md).
+ */
+export function planListen(
+  query: Record<string, string | string[]>,
+  engines: EngineRegistry,
+  transport: ListenTransport,
+  principal?: Principal,
+  /** The project's own relay for this request (docs/gateway.md "Per project"), which comes first. */
+  own?: RelayEngine,
+): ListenPlan {
+  // A model routed to a relay is the far end's to accept or refuse (docs/gateway.md).
+  const relayed = (m: string) => own !== undefined || isRelayEngine(engines.forModel(m))
+  const options = parseListenOptions(query, relayed)
+  if (principal) checkListenConstraints(principal, options)
+  if (options.callback) throw invalidField('callback', CALLBACK_REFUSAL[transport])
+  const audio = parseAudioOptions(query)
+  return { options, audio, engine: own ?? engines.forModel(options.model) }
+}
+
 /** Creates the listen use case both transports share. */
 export function createListenUseCase(o: ListenUseCaseOptions): ListenUseCase {
   return {
     async plan(request) {
       const own = await o.projectEngines?.forRequest(request.principal.projectId, namedModel(request.query))
-      // A model a relay claims is the far end's to accept or refuse (docs/gateway.md).
-      const relayed = (m: string) => own !== undefined || isRelayEngine(o.engines.forModel(m))
-      const options = parseListenOptions(request.query, relayed)
-      checkListenConstraints(request.principal, options)
-      if (options.callback) throw invalidField('callback', CALLBACK_REFUSAL[request.transport])
-      const audio = parseAudioOptions(request.query)
-      return { options, audio, engine: own ?? o.engines.forModel(options.model) }
+      return planListen(request.query, o.engines, request.transport, request.principal, own)
     },
 
     async admit(request, { options, engine }, hooks = {}) {
@@ -215,14 +232,20 @@ export function createListenUseCase(o: ListenUseCaseOptions): ListenUseCase {
       }
     },
 
-    toApiError(err, tooLong) {
-      if (isAudioDecodeError(err)) {
-        return err.code === 'TOO_LONG' && tooLong ? tooLong() : new ApiError('BAD_AUDIO')
-      }
-      if (err instanceof EngineBusyError) return new ApiError('TOO_MANY_REQUESTS', err.message)
-      if (err instanceof EngineOptionError) return invalidField(err.field, err.message)
-      if (err instanceof RelayError) return relayApiError(err)
-      return err
-    },
+    toApiError: toListenApiError,
   }
+}
+
+/**
+ * What an engine or audio decoder threw, as the ApiError a client gets (`tooLong` words the `TOO_LONG`
+ * refusal, else it is `BAD_AUDIO`); anything else as is.
+ */
+export function toListenApiError(err: unknown, tooLong?: () => ApiError): unknown {
+  if (isAudioDecodeError(err)) {
+    return err.code === 'TOO_LONG' && tooLong ? tooLong() : new ApiError('BAD_AUDIO')
+  }
+  if (err instanceof EngineBusyError) return new ApiError('TOO_MANY_REQUESTS', err.message)
+  if (err instanceof EngineOptionError) return invalidField(err.field, err.message)
+  if (err instanceof RelayError) return relayApiError(err)
+  return err
 }

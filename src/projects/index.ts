@@ -63,8 +63,10 @@ export {
   finishUsage,
   getRequest,
   listRequests,
+  parseDate,
   startUsage,
   type UsageEnd,
   type UsageStart,
+  usagePeriod,
   usageSummary,
 } from './usage.js'

@@ -217,6 +217,18 @@ export async function getRequest(
 const DAY = 24 * 3600 * 1000
 
 /**
+ * The period a usage report covers: `start` (inclusive) and `end` (exclusive) as given, epoch ms; without an
+ * end, up to the end of today (UTC); without a start, the 30 days before the end. `earmark usage`.
+ */
+export function usagePeriod(
+  given: { start?: number | undefined; end?: number | undefined },
+  now: number,
+): { start: number; end: number } {
+  const end = given.end ?? Math.floor(now / DAY) * DAY + DAY
+  return { start: given.start ?? end - 30 * DAY, end }
+}
+
+/**
  * The resolutions `/usage` offers (an Earmark extension: Deepgram's is per day only), each with its default
  * range (ending at the current bucket's end) and the longest range it may be asked for.
  */

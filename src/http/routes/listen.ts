@@ -3,17 +3,11 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import type { Readable } from 'node:stream'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
-import {
-  decodeStream,
-  knownDuration,
-  type SpooledUpload,
-  spoolUpload,
-  sweepSpoolDir,
-  tooLarge,
-} from '../../audio/index.js'
+import { knownDuration, type SpooledUpload, spoolUpload, sweepSpoolDir, tooLarge } from '../../audio/index.js'
 import { type EngineRegistry, isRelayEngine } from '../../engines/index.js'
 import { ApiError } from '../../errors.js'
 import {
+  audioTooLong,
   type CapacityShare,
   createListenUseCase,
   type FetchAudioOptions,
@@ -22,6 +16,7 @@ import {
   listenQueryDoc,
   type ProjectEngines,
   prerecordedResponse,
+  transcribeRecording,
 } from '../../listen/index.js'
 import { requireScope } from '../../projects/index.js'
 import { type QuotaEnforcer, withinQuota } from '../../quotas/index.js'
@@ -99,14 +94,6 @@ function mediaType(req: FastifyRequest): string {
 
 /** The client closed the connection before its answer: nobody is left to answer, only to meter. */
 class ClientGone extends Error {}
-
-/** `pcm` passed through, its samples counted (for metering a decode that stopped half-way). */
-async function* counted(pcm: AsyncIterable<Int16Array>, count: (samples: number) => void) {
-  for await (const chunk of pcm) {
-    count(chunk.length)
-    yield chunk
-  }
-}
 
 /**
  * The request body, read as it arrives. Giving up on it early (a limit passed) must not destroy the request:
@@ -209,8 +196,7 @@ export function listenRoutes(app: FastifyInstance, deps: RouteDeps & ListenRoute
     if (!limits.uploadDir) rmSync(uploadDir, { recursive: true, force: true })
   })
   let uploads = 0
-  const tooLong = () =>
-    new ApiError('PAYLOAD_TOO_LARGE', `Audio is longer than the limit of ${limits.maxAudioSeconds} s.`)
+  const tooLong = () => audioTooLong(limits.maxAudioSeconds)
 
   /** Refuses an oversize body from its Content-Length, before a byte of it is read. */
   function refuseOversize(req: FastifyRequest, _reply: FastifyReply, done: (err?: Error) => void) {
@@ -316,19 +302,19 @@ export function listenRoutes(app: FastifyInstance, deps: RouteDeps & ListenRoute
           const pcmRate = engine.sampleRate
           // Lazy: no file is opened and no ffmpeg started before the engine pulls, i.e. holds a decoder.
           // Decoded (and resampled) to the rate of the engine that serves the request's model.
-          const pcm = decodeStream(spool.chunks(), {
-            ...audio,
-            sampleRate: pcmRate,
-            maxSamples: limits.maxAudioSeconds * pcmRate,
-          })
-          const result = await engine.transcribe(
+          const result = await transcribeRecording({
+            options,
+            audio,
+            engine,
+            chunks: spool.chunks(),
+            maxAudioSeconds: limits.maxAudioSeconds,
+            admission: { waitMs: deps.capacityWaitMs, maxQueue: limits.maxQueue, signal: ac.signal },
             // Decoding stops at what the quotas leave; the request is then refused (docs/quotas.md).
-            counted(quota ? withinQuota(pcm, quota, pcmRate) : pcm, (n) => {
+            ...(quota ? { through: (pcm) => withinQuota(pcm, quota, pcmRate) } : {}),
+            onSamples: (n) => {
               seconds += n / pcmRate
-            }),
-            { language: options.language, endpointingMs: options.endpointing, keywords: options.keywords },
-            { waitMs: deps.capacityWaitMs, maxQueue: limits.maxQueue, signal: ac.signal },
-          )
+            },
+          })
           const body = prerecordedResponse(result.utterances, {
             requestId: req.id,
             engine,
