@@ -8,7 +8,13 @@ import { type AccessGate, OPEN_GATE } from '../access/index.js'
 import type { Authenticator } from '../auth/index.js'
 import { createEngineRegistry, type Engine, type EngineRegistry } from '../engines/index.js'
 import type { FetchAudioOptions } from '../listen/index.js'
-import { drainingRefusal, type Lifecycle, type Metrics, type Readiness } from '../ops/index.js'
+import {
+  drainingRefusal,
+  type Lifecycle,
+  type Metrics,
+  type MetricsAccess,
+  type Readiness,
+} from '../ops/index.js'
 import type { Services } from '../projects/index.js'
 import { createSpeaker, type Speaker, type SpeakLimits } from '../tts/index.js'
 import { createCorsHook } from './hooks/cors.js'
@@ -25,7 +31,7 @@ import { keyStateRoutes } from './routes/key-state.js'
 import { keyRoutes } from './routes/keys.js'
 import { DEFAULT_PRERECORDED_LIMITS, listenRoutes, type PrerecordedLimits } from './routes/listen.js'
 import { memberRoutes } from './routes/members.js'
-import { type MetricsAccess, metricsRoutes } from './routes/metrics.js'
+import { metricsRoutes } from './routes/metrics.js'
 import { projectSettingsRoutes } from './routes/project-settings.js'
 import { projectRoutes } from './routes/projects.js'
 import { signingKeyRoutes } from './routes/signing-keys.js'
@@ -151,7 +157,12 @@ export async function createApp(options: AppOptions): Promise<FastifyInstance> {
   if (metrics) {
     app.addHook('onResponse', function countResponse(request, reply, done) {
       // The route's pattern, never the raw URL: a path may hold a pasted secret.
-      metrics.request(request.method, request.routeOptions.url ?? 'unmatched', reply.statusCode, reply.elapsedTime / 1000)
+      metrics.request(
+        request.method,
+        request.routeOptions.url ?? 'unmatched',
+        reply.statusCode,
+        reply.elapsedTime / 1000,
+      )
       done()
     })
   }

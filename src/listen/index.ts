@@ -17,6 +17,7 @@ export {
   type AdmitHooks,
   createListenUseCase,
   type ListenClaim,
+  type ListenObserver,
   type ListenPlan,
   type ListenRequest,
   type ListenTransport,

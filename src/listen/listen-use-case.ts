@@ -2,7 +2,7 @@ import type { AccessRequest } from '../access/index.js'
 import { type AudioDecoderOptions, isAudioDecodeError, parseAudioOptions } from '../audio/index.js'
 import type { Principal } from '../auth/index.js'
 import { type Engine, EngineBusyError, EngineOptionError, type EngineRegistry } from '../engines/index.js'
-import { ApiError, invalidField } from '../errors.js'
+import { ApiError, invalidField, isApiError } from '../errors.js'
 import {
   finishStreamUsage,
   finishUsage,
@@ -80,6 +80,14 @@ export interface ListenUseCase {
   toApiError(err: unknown, tooLong?: () => ApiError): unknown
 }
 
+/** Told what admission refused and what audio was decoded (the metrics, docs/metrics.md). */
+export interface ListenObserver {
+  /** A 429 of admission: no engine slot or decoder in time (`capacity`), a quota, or a share. */
+  refused(reason: 'capacity' | 'quota' | 'share'): void
+  /** A request or stream ended having decoded `seconds` of audio. */
+  audio(transport: ListenTransport, seconds: number): void
+}
+
 export interface ListenUseCaseOptions {
   services: Services
   engines: EngineRegistry
@@ -87,6 +95,7 @@ export interface ListenUseCaseOptions {
   share?: CapacityShare
   /** Audio quotas (docs/quotas.md), live and pre-recorded together; default none. */
   quotas?: QuotaEnforcer
+  observer?: ListenObserver
 }
 
 const CALLBACK_REFUSAL: Record<ListenTransport, string> = {
@@ -96,6 +105,11 @@ const CALLBACK_REFUSAL: Record<ListenTransport, string> = {
 
 /** Creates the listen use case both transports share. */
 export function createListenUseCase(o: ListenUseCaseOptions): ListenUseCase {
+  /** Tells the observer about a 429 `err` (a 503 of an outage is not a refusal), then returns it. */
+  const refusing = (reason: 'capacity' | 'quota' | 'share', err: unknown) => {
+    if (isApiError(err) && err.status === 429) o.observer?.refused(reason)
+    return err
+  }
   return {
     plan(request) {
       const options = parseListenOptions(request.query)
@@ -110,19 +124,27 @@ export function createListenUseCase(o: ListenUseCaseOptions): ListenUseCase {
       // A stream that would push the engine past real time is refused here, so the streams already open
       // keep up; a pre-recorded request queues for a decoder instead (bounded by its own wait and queue).
       if (request.transport === 'live' && engine.inUse() >= engine.capacity) {
-        throw new ApiError(
-          'TOO_MANY_REQUESTS',
-          `Speech capacity is full (${engine.capacity} concurrent streams); try again later.`,
+        throw refusing(
+          'capacity',
+          new ApiError(
+            'TOO_MANY_REQUESTS',
+            `Speech capacity is full (${engine.capacity} concurrent streams); try again later.`,
+          ),
         )
       }
       // Nothing left of a quota: 429 with Retry-After before anything is claimed (docs/quotas.md).
-      const quota = await o.quotas?.open(principal, request.access)
+      let quota: QuotaLease | undefined
+      try {
+        quota = await o.quotas?.open(principal, request.access)
+      } catch (err) {
+        throw refusing('quota', err)
+      }
       const refuse = (giveBack?: () => void) => {
         const refusal = hooks.refusal?.()
         if (!refusal) return
         giveBack?.()
         quota?.release()
-        throw refusal
+        throw refusing('capacity', refusal)
       }
       refuse()
       // One credential's share is claimed first and given back however the request ends, so a leaked or
@@ -134,7 +156,7 @@ export function createListenUseCase(o: ListenUseCaseOptions): ListenUseCase {
         giveBack = claimed instanceof Promise ? await claimed : claimed
       } catch (err) {
         quota?.release()
-        throw err
+        throw refusing('share', err)
       }
       // A shared share answers after a wait, in which the transport's own bound may have filled up.
       refuse(giveBack)
@@ -159,6 +181,7 @@ export function createListenUseCase(o: ListenUseCaseOptions): ListenUseCase {
           g?.()
         },
         async finish(end) {
+          o.observer?.audio(request.transport, end.audioSeconds ?? 0)
           try {
             // A request answers only once its record is written; a stream was served already, so its
             // write is retried while the store is away (docs/store.md).
@@ -175,7 +198,9 @@ export function createListenUseCase(o: ListenUseCaseOptions): ListenUseCase {
       if (isAudioDecodeError(err)) {
         return err.code === 'TOO_LONG' && tooLong ? tooLong() : new ApiError('BAD_AUDIO')
       }
-      if (err instanceof EngineBusyError) return new ApiError('TOO_MANY_REQUESTS', err.message)
+      if (err instanceof EngineBusyError) {
+        return refusing('capacity', new ApiError('TOO_MANY_REQUESTS', err.message))
+      }
       if (err instanceof EngineOptionError) return invalidField(err.field, err.message)
       return err
     },

@@ -4,7 +4,13 @@ export {
   drainingRefusal,
   type Lifecycle,
 } from './lifecycle.js'
-export { type AudioTransport, createMetrics, type Metrics, type RefusalReason } from './metrics.js'
+export {
+  type AudioTransport,
+  createMetrics,
+  type Metrics,
+  type MetricsAccess,
+  type RefusalReason,
+} from './metrics.js'
 export {
   createReadiness,
   READINESS_TIMEOUT_MS,

@@ -1,4 +1,4 @@
-import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client'
+import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client'
 import type { Engine, EngineStats } from '../engines/index.js'
 
 /** Why an admission was refused (docs/metrics.md, `earmark_admission_refusals_total`). */
@@ -13,6 +13,18 @@ export type RefusalReason =
   | 'rate_limit'
   /** An address backed off or blocked after failed authentications (docs/limits.md). */
   | 'auth_backoff'
+
+/**
+ * Who may read `GET /metrics` (`EARMARK_METRICS`, docs/metrics.md "Who may read it"): a client on this
+ * machine that came through no proxy (`local`, the default), anyone who reaches the port (`public`), a
+ * scraper presenting `Authorization: Bearer <token>` (`token`), or nobody (`off`, a 404). The metrics hold no
+ * secret and no per-key or per-user label, but they do tell traffic and refusals.
+ */
+export type MetricsAccess =
+  | { mode: 'off' }
+  | { mode: 'local' }
+  | { mode: 'public' }
+  | { mode: 'token'; token: string }
 
 /** How audio reached the engine. */
 export type AudioTransport = 'live' | 'prerecorded'
@@ -101,7 +113,8 @@ export function createMetrics(): Metrics {
   })
   // Zero from the start, so a rate() over the first scrape sees them.
   for (const transport of ['live', 'prerecorded']) audio.inc({ transport }, 0)
-  for (const reason of ['capacity', 'quota', 'share', 'rate_limit', 'auth_backoff']) refusals.inc({ reason }, 0)
+  for (const reason of ['capacity', 'quota', 'share', 'rate_limit', 'auth_backoff'])
+    refusals.inc({ reason }, 0)
 
   return {
     registry,

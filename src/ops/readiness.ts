@@ -21,14 +21,22 @@ export interface Readiness {
 export const READINESS_TIMEOUT_MS = 2000
 
 /** Runs `checks` at once, each bounded by `timeoutMs`; ready when all pass. */
-export function createReadiness(checks: readonly ReadinessCheck[], timeoutMs = READINESS_TIMEOUT_MS): Readiness {
+export function createReadiness(
+  checks: readonly ReadinessCheck[],
+  timeoutMs = READINESS_TIMEOUT_MS,
+): Readiness {
   const within = async (c: ReadinessCheck): Promise<boolean> => {
     let timer: NodeJS.Timeout | undefined
     const late = new Promise<boolean>((resolve) => {
       timer = setTimeout(() => resolve(false), timeoutMs)
     })
     try {
-      return await Promise.race([Promise.resolve().then(() => c.check()).then(() => true), late])
+      return await Promise.race([
+        Promise.resolve()
+          .then(() => c.check())
+          .then(() => true),
+        late,
+      ])
     } catch {
       return false
     } finally {

@@ -1,7 +1,12 @@
 import { type AudioDecoder, createAudioDecoder } from '../audio/index.js'
 import { USAGE_WRITE } from '../auth/index.js'
 import { createEngineRegistry, type Engine, type EngineRegistry } from '../engines/index.js'
-import { type CapacityShare, createListenUseCase, type ListenRequest } from '../listen/index.js'
+import {
+  type CapacityShare,
+  createListenUseCase,
+  type ListenObserver,
+  type ListenRequest,
+} from '../listen/index.js'
 import type { Services } from '../projects/index.js'
 import { MIN_QUOTA_SECONDS, type QuotaEnforcer } from '../quotas/index.js'
 import { CLOSE } from './close-codes.js'
@@ -21,6 +26,8 @@ export interface ListenSocketOptions {
   share?: CapacityShare
   /** Audio quotas (docs/quotas.md); default: none. */
   quotas?: QuotaEnforcer
+  /** Told about refusals and audio decoded (the metrics); default: nobody. */
+  observer?: ListenObserver
 }
 
 /**
@@ -49,6 +56,7 @@ export function createListenRoute(o: ListenSocketOptions): SocketRoute {
     engines: o.engines ?? createEngineRegistry([{ engine: o.engine }]),
     ...(o.share ? { share: o.share } : {}),
     ...(o.quotas ? { quotas: o.quotas } : {}),
+    ...(o.observer ? { observer: o.observer } : {}),
   })
   return {
     path: '/v1/listen',
@@ -118,6 +126,10 @@ export function createListenRoute(o: ListenSocketOptions): SocketRoute {
           await released
         },
         released,
+        shutdown: async () => {
+          await session.shutdown()
+          await released
+        },
       }
     },
   }

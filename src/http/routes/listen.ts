@@ -18,6 +18,7 @@ import {
   createListenUseCase,
   type FetchAudioOptions,
   fetchAudio,
+  type ListenObserver,
   type ListenRequest,
   prerecordedResponse,
 } from '../../listen/index.js'
@@ -50,6 +51,8 @@ export interface PrerecordedLimits {
   share?: CapacityShare
   /** Audio quotas, shared with live streams (docs/quotas.md); default none. */
   quotas?: QuotaEnforcer
+  /** Told about refusals and audio decoded (the metrics); default nobody. */
+  observer?: ListenObserver
 }
 
 export const DEFAULT_PRERECORDED_LIMITS: PrerecordedLimits = {
@@ -117,6 +120,7 @@ export function listenRoutes(app: FastifyInstance, deps: RouteDeps & ListenRoute
     engines,
     ...(limits.share ? { share: limits.share } : {}),
     ...(limits.quotas ? { quotas: limits.quotas } : {}),
+    ...(limits.observer ? { observer: limits.observer } : {}),
   })
   const { usage } = authHooks(deps)
   const uploadDir = limits.uploadDir ?? mkdtempSync(join(tmpdir(), 'earmark-uploads-'))

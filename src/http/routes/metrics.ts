@@ -1,14 +1,23 @@
 import { createHash, timingSafeEqual } from 'node:crypto'
-import type { FastifyInstance } from 'fastify'
+import type { FastifyInstance, FastifyRequest } from 'fastify'
 import { ApiError } from '../../errors.js'
-import type { Metrics } from '../../ops/index.js'
+import type { Metrics, MetricsAccess } from '../../ops/index.js'
+
+const LOOPBACK = /^(127\.|::1$|::ffff:127\.)/
 
 /**
- * Who may read `GET /metrics` (`EARMARK_METRICS`, docs/metrics.md "Who may read it"): nobody (`off`, a 404),
- * anyone who reaches the port (`public`), or a scraper presenting `Authorization: Bearer <token>` (`token`).
- * The metrics hold no secret and no per-key or per-user label, but they do tell traffic and refusals.
+ * The connection's own peer is this machine, and no proxy forwarded the request: a reverse proxy on the
+ * same machine (deploy/nginx) connects from loopback too, but always adds `X-Forwarded-For`.
  */
-export type MetricsAccess = { mode: 'off' } | { mode: 'public' } | { mode: 'token'; token: string }
+function isLocal(request: FastifyRequest): boolean {
+  const peer = request.raw.socket.remoteAddress ?? ''
+  return (
+    LOOPBACK.test(peer) &&
+    request.headers['x-forwarded-for'] === undefined &&
+    request.headers.forwarded === undefined &&
+    request.headers['x-real-ip'] === undefined
+  )
+}
 
 const digest = (value: string) => createHash('sha256').update(value).digest()
 
@@ -18,6 +27,9 @@ export function metricsRoutes(app: FastifyInstance, o: { metrics: Metrics; acces
   // Compared as digests of equal length, in constant time: the token's length and bytes never show in timing.
   const expected = access.mode === 'token' ? digest(access.token) : undefined
   app.get('/metrics', async (request, reply) => {
+    if (access.mode === 'local' && !isLocal(request)) {
+      throw new ApiError('FORBIDDEN', 'Metrics are served to this machine only (EARMARK_METRICS=local).')
+    }
     if (expected) {
       const header = request.headers.authorization ?? ''
       const presented = /^bearer\s+(\S+)\s*$/i.exec(header)?.[1] ?? ''
