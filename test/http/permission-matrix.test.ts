@@ -53,6 +53,7 @@ interface RouteCase {
 const DENIED = [401, 401, 401, 401, 401]
 const ROUTES: RouteCase[] = [
   { method: 'GET', url: '/healthz', expect: [200, 200, 200, 200, 200, 200, 200, 200, 200, 200, 200, 200] },
+  { method: 'GET', url: '/readyz', expect: [200, 200, 200, 200, 200, 200, 200, 200, 200, 200, 200, 200] },
   {
     method: 'OPTIONS',
     url: '*',
