@@ -137,9 +137,14 @@ export const LOG_REDACT = [
   'access_token',
 ]
 
+/** Whether log lines are written for people (`pino-pretty`): asked for, or `auto` on a terminal. */
+export function prettyLogs(format: Config['logFormat'], isTty: boolean): boolean {
+  return format === 'pretty' || (format === 'auto' && isTty)
+}
+
 /**
- * The process logger: to `destination` when given, else stdout, as JSON lines, or human-readable lines
- * (`pino-pretty`) when `logFormat` says `pretty`, or says `auto` and stdout is a terminal.
+ * The process logger: to `destination` when given (JSON lines unless `logFormat` is `pretty`), else to
+ * stdout, as JSON lines or, per `prettyLogs`, human-readable ones.
  */
 export function createLogger(
   config: Pick<Config, 'logLevel'> & Partial<Pick<Config, 'logFormat'>>,
@@ -154,12 +159,19 @@ export function createLogger(
     // upgrade URL) is cut out of the finished line before it is written.
     hooks: { streamWrite: redactSecrets },
   }
-  if (destination) return pino(options, destination)
-  if (format === 'pretty' || (format === 'auto' && isTty)) {
-    // Synchronous, in this thread: the redaction hook above has run on the line by the time it is pretty.
-    return pino(options, PinoPretty({ colorize: isTty, translateTime: 'SYS:HH:MM:ss.l', sync: true }))
+  if (destination ? format === 'pretty' : prettyLogs(format, isTty)) {
+    // Synchronous, in this thread (no transport worker): the redaction hook has run on the line already.
+    return pino(
+      options,
+      PinoPretty({
+        colorize: !destination && isTty,
+        translateTime: 'SYS:HH:MM:ss.l',
+        sync: true,
+        destination: destination ?? 1,
+      }),
+    )
   }
-  return pino(options)
+  return destination ? pino(options, destination) : pino(options)
 }
 
 /** Store, clock and grant service for a data directory: what the server and the CLI share. */
