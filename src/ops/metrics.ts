@@ -62,12 +62,13 @@ export function createMetrics(): Metrics {
   const registry = new Registry()
   collectDefaultMetrics({ register: registry })
   const registers = [registry]
-  const requests = new Counter({
-    name: 'earmark_http_requests_total',
-    help: 'HTTP responses by method, route pattern and status.',
-    labelNames: ['method', 'route', 'status'] as const,
-    registers,
-  })
+  const counter = <L extends string>(name: string, help: string, labelNames: readonly L[]) =>
+    new Counter<L>({ name, help, labelNames, registers })
+  const requests = counter(
+    'earmark_http_requests_total',
+    'HTTP responses by method, route pattern and status.',
+    ['method', 'route', 'status'],
+  )
   const duration = new Histogram({
     name: 'earmark_http_request_duration_seconds',
     help: 'Time from the request to its response, by method and route pattern.',
@@ -75,35 +76,25 @@ export function createMetrics(): Metrics {
     buckets: [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 30, 120],
     registers,
   })
-  const upgrades = new Counter({
-    name: 'earmark_ws_upgrades_total',
-    help: 'WebSocket upgrades by route and answer (101, or the status of the refusal).',
-    labelNames: ['route', 'status'] as const,
-    registers,
-  })
-  const authFailures = new Counter({
-    name: 'earmark_auth_failures_total',
-    help: 'Credentials refused with INVALID_AUTH, by reason.',
-    labelNames: ['reason'] as const,
-    registers,
-  })
-  const grants = new Counter({
-    name: 'earmark_grants_minted_total',
-    help: 'Grant tokens minted by POST /v1/auth/grant.',
-    registers,
-  })
-  const audio = new Counter({
-    name: 'earmark_audio_seconds_total',
-    help: 'Seconds of audio /v1/listen decoded, by transport.',
-    labelNames: ['transport'] as const,
-    registers,
-  })
-  const refusals = new Counter({
-    name: 'earmark_admission_refusals_total',
-    help: 'Requests and upgrades refused with 429, by reason.',
-    labelNames: ['reason'] as const,
-    registers,
-  })
+  const upgrades = counter(
+    'earmark_ws_upgrades_total',
+    'WebSocket upgrades by route and answer (101, or the status of the refusal).',
+    ['route', 'status'],
+  )
+  const authFailures = counter(
+    'earmark_auth_failures_total',
+    'Credentials refused with INVALID_AUTH, by reason.',
+    ['reason'],
+  )
+  const grants = counter('earmark_grants_minted_total', 'Grant tokens minted by POST /v1/auth/grant.', [])
+  const audio = counter('earmark_audio_seconds_total', 'Seconds of audio /v1/listen decoded, by transport.', [
+    'transport',
+  ])
+  const refusals = counter(
+    'earmark_admission_refusals_total',
+    'Requests and upgrades refused with 429, by reason.',
+    ['reason'],
+  )
   const store = new Histogram({
     name: 'earmark_store_operation_seconds',
     help: 'Store calls by operation, timed to their answer.',
