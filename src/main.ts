@@ -233,7 +233,8 @@ export interface Earmark {
    * Graceful shutdown, before `close()` (docs/deploy.md, "Graceful shutdown"): new requests and upgrades get
    * 503 with `Retry-After` and `/readyz` 503 at once; requests and live streams in flight run on for up to
    * `deadlineMs`; streams still open then end as a CloseStream would (final results, Metadata) and close
-   * with 1001 `SHUTDOWN-0001`. Requests still running are left to `close()`, which stops them (503).
+   * with 1001 `SHUTDOWN-0001`; requests still running get up to `deadlineMs` more, then are left to
+   * `close()`, which stops them (503).
    */
   drain(deadlineMs: number): Promise<void>
   close(): Promise<void>
@@ -498,15 +499,7 @@ export async function createEarmark(
     lifecycle,
     drain: async (deadlineMs) => {
       lifecycle.startDraining()
-      let timer: NodeJS.Timeout | undefined
-      const deadline = new Promise<boolean>((resolve) => {
-        timer = setTimeout(() => resolve(false), deadlineMs)
-      })
-      const finished = await Promise.race([
-        Promise.all([lifecycle.idle(), sockets.idle()]).then(() => true),
-        deadline,
-      ])
-      clearTimeout(timer)
+      const finished = await within(deadlineMs, Promise.all([lifecycle.idle(), sockets.idle()]))
       if (!finished) {
         logger.info(
           { streams: sockets.active, requests: lifecycle.inFlight, ...CLOSE.SHUTDOWN },
@@ -514,6 +507,11 @@ export async function createEarmark(
         )
       }
       await sockets.shutdown(CLOSE.SHUTDOWN)
+      // A pre-recorded request is one answer the client waits for whole (an upload, a decode): it gets one
+      // more period to give it, where a stream had its finals already.
+      if (!(await within(deadlineMs, lifecycle.idle()))) {
+        logger.warn({ requests: lifecycle.inFlight }, 'requests still running after the drain: stopping them')
+      }
     },
     close: async () => {
       await sweeper.close()
@@ -524,6 +522,19 @@ export async function createEarmark(
       await services.audit?.close()
       await services.store.close()
     },
+  }
+}
+
+/** True when `work` settled within `ms`, false when the time ran out first. */
+async function within(ms: number, work: Promise<unknown>): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined
+  const late = new Promise<boolean>((resolve) => {
+    timer = setTimeout(() => resolve(false), ms)
+  })
+  try {
+    return await Promise.race([work.then(() => true), late])
+  } finally {
+    clearTimeout(timer)
   }
 }
 
@@ -630,7 +641,7 @@ export async function serve(config: Config): Promise<Earmark> {
     const drainMs = drains ? config.drainMs : 0
     app.log.info({ signal, drain_ms: drainMs }, 'shutting down')
     // A close that hangs (a fault left something half-done) must not keep a broken process alive.
-    setTimeout(() => process.exit(exitCode || 1), drainMs + SHUTDOWN_DEADLINE_MS).unref()
+    setTimeout(() => process.exit(exitCode || 1), 2 * drainMs + SHUTDOWN_DEADLINE_MS).unref()
     try {
       if (drains) await earmark.drain(drainMs)
       await earmark.close()
