@@ -1,6 +1,7 @@
 import { join } from 'node:path'
 import type { FastifyBaseLogger, FastifyInstance } from 'fastify'
 import { type DestinationStream, pino } from 'pino'
+import { PinoPretty } from 'pino-pretty'
 import {
   type AccessStage,
   createAccessGate,
@@ -14,6 +15,7 @@ import {
   type Clock,
   createAuthenticator,
   createGrants,
+  parseAuthorization,
   systemClock,
 } from './auth/index.js'
 import type { Config } from './config/index.js'
@@ -27,6 +29,7 @@ import {
 import { WARMUP_SPEECH, warmupSpeech } from './engines/pocketsphinx/warmup-speech.js'
 import { createSecretBox, loadSecretsKey } from './engines/upstream/secret-box.js'
 import { createUpstreamEngine } from './engines/upstream/upstream-engine.js'
+import { type ApiError, isApiError } from './errors.js'
 import { createApp, createProxyTrust, redactSecrets } from './http/index.js'
 import { createLastResort } from './last-resort.js'
 import {
@@ -41,6 +44,16 @@ import {
   defaultShare,
   type ProjectEngines,
 } from './listen/index.js'
+import {
+  createLifecycle,
+  createMetrics,
+  createReadiness,
+  drainingRefusal,
+  type Lifecycle,
+  type Metrics,
+  type ReadinessCheck,
+  timedStore,
+} from './ops/index.js'
 import {
   type BootstrapResult,
   bootstrapIfEmpty,
@@ -59,6 +72,7 @@ import {
   createStreamGuard,
   type RevocationBus,
 } from './revocation/index.js'
+import type { Store } from './store/index.js'
 import { widePermissions } from './store/sqlite/sqlite-file-modes.js'
 import { createSqliteStore } from './store/sqlite/sqlite-store.js'
 import {
@@ -67,7 +81,13 @@ import {
   type SuspiciousActivity,
 } from './suspicious/index.js'
 import { createSpeaker } from './tts/index.js'
-import { attachSocketRoutes, createListenRoute, createSpeakRoute, type SocketServer } from './ws/index.js'
+import {
+  attachSocketRoutes,
+  CLOSE,
+  createListenRoute,
+  createSpeakRoute,
+  type SocketServer,
+} from './ws/index.js'
 
 export { warmupSpeech }
 
@@ -157,14 +177,39 @@ export const LOG_REDACT = [
   'access_token',
 ]
 
-/** The process logger (stdout unless `destination` is given). */
-export function createLogger(config: Pick<Config, 'logLevel'>, destination?: DestinationStream) {
+/** Whether log lines are written for people (`pino-pretty`): asked for, or `auto` on a terminal. */
+export function prettyLogs(format: Config['logFormat'], isTty: boolean): boolean {
+  return format === 'pretty' || (format === 'auto' && isTty)
+}
+
+/**
+ * The process logger: to `destination` when given (JSON lines unless `logFormat` is `pretty`), else to
+ * stdout, as JSON lines or, per `prettyLogs`, human-readable ones.
+ */
+export function createLogger(
+  config: Pick<Config, 'logLevel'> & Partial<Pick<Config, 'logFormat'>>,
+  destination?: DestinationStream,
+  isTty = process.stdout.isTTY === true,
+) {
+  const format = config.logFormat ?? 'json'
   const options = {
     level: config.logLevel,
     redact: { paths: LOG_REDACT, censor: '[redacted]' },
     // The last line of defence: a key or JWT that reached any field (an error message quoting input, an
     // upgrade URL) is cut out of the finished line before it is written.
     hooks: { streamWrite: redactSecrets },
+  }
+  if (destination ? format === 'pretty' : prettyLogs(format, isTty)) {
+    // Synchronous, in this thread (no transport worker): the redaction hook has run on the line already.
+    return pino(
+      options,
+      PinoPretty({
+        colorize: !destination && isTty,
+        translateTime: 'SYS:HH:MM:ss.l',
+        sync: true,
+        destination: destination ?? 1,
+      }),
+    )
   }
   return destination ? pino(options, destination) : pino(options)
 }
@@ -177,15 +222,18 @@ export async function openServices(
   onAuditError?: (err: unknown, context: { dropped?: number }) => void,
   /** A lost database connection the store recovers from by itself (PostgreSQL only; docs/store.md). */
   onStoreError?: (err: unknown) => void,
+  /** Wraps the store before anything uses it (the server times its calls: docs/metrics.md). */
+  wrapStore: (store: Store) => Store = (store) => store,
 ): Promise<Services> {
   // EARMARK_DATABASE_URL picks PostgreSQL (docs/store.md); loaded only then, so SQLite never loads pg.
-  const store = config.databaseUrl
+  const opened = config.databaseUrl
     ? await (await import('./store/postgres/postgres-store.js')).openPostgresStore({
         url: config.databaseUrl,
         ...(config.databasePoolSize ? { poolSize: config.databasePoolSize } : {}),
         ...(onStoreError ? { onError: onStoreError } : {}),
       })
     : createSqliteStore({ path: config.sqlitePath })
+  const store = wrapStore(opened)
   try {
     const grants = await createGrants({ store, clock })
     const audit = createAuditLog({
@@ -217,6 +265,18 @@ export interface Earmark {
   /** Records expired keys and deletes them after their retention (docs/audit.md). */
   sweeper: KeySweeper
   bootstrap: BootstrapResult | undefined
+  /** This node's Prometheus metrics (docs/metrics.md). */
+  metrics: Metrics
+  /** Whether the node admits new work (draining after SIGTERM, docs/deploy.md). */
+  lifecycle: Lifecycle
+  /**
+   * Graceful shutdown, before `close()` (docs/deploy.md, "Graceful shutdown"): new requests and upgrades get
+   * 503 with `Retry-After` and `/readyz` 503 at once; requests and live streams in flight run on for up to
+   * `deadlineMs`; streams still open then end as a CloseStream would (final results, Metadata) and close
+   * with 1001 `SHUTDOWN-0001`; requests still running get up to `deadlineMs` more, then are left to
+   * `close()`, which stops them (503).
+   */
+  drain(deadlineMs: number): Promise<void>
   close(): Promise<void>
 }
 
@@ -228,6 +288,8 @@ export async function createEarmark(
   logDestination?: DestinationStream,
 ): Promise<Earmark> {
   const logger = createLogger(config, logDestination)
+  const metrics = createMetrics()
+  const lifecycle = createLifecycle()
   const services = await openServices(
     config,
     clock,
@@ -238,7 +300,9 @@ export async function createEarmark(
         { code: (err as { code?: unknown })?.code, error: (err as Error)?.message },
         'database connection lost; reconnecting',
       ),
+    (store) => timedStore(store, metrics.storeOperation),
   )
+  services.grants = countedGrants(services.grants, metrics)
   const wide = widePermissions(config.sqlitePath)
   if (wide.length > 0) {
     logger.warn(
@@ -306,16 +370,29 @@ export async function createEarmark(
   })
   // Refusals recorded in the audit trail, a flood counted rather than written (docs/limits.md, docs/audit.md).
   const refusals = createRefusalAudit({ audit: services.audit, clock })
-  const authenticator = createAuthenticator({
-    ...services,
-    onRefused: (reason, credential, error) => {
-      suspicious.onRefused(reason, credential, error)
-      refusals.authRefused(reason, credential)
-    },
-  })
+  // Why each INVALID_AUTH was given, for `earmark_auth_failures_total` (the very error object is the key).
+  const authReasons = new WeakMap<ApiError, string>()
+  const authenticator = classifyFailures(
+    createAuthenticator({
+      ...services,
+      onRefused: (reason, credential, error) => {
+        authReasons.set(error, reason)
+        suspicious.onRefused(reason, credential, error)
+        refusals.authRefused(reason, credential)
+      },
+    }),
+    authReasons,
+  )
   // The access checks of every authenticated request and upgrade, cheapest refusals first
   // (docs/credential-options.md, docs/limits.md, docs/audit.md).
-  const accessStages: AccessStage[] = [createBindingStage()]
+  const accessStages: AccessStage[] = [
+    {
+      name: 'metrics',
+      // An upgrade with no credential at all is refused before the authenticator is asked.
+      authFailed: (_request, error) => metrics.authFailure(authReasons.get(error) ?? 'missing'),
+    },
+    createBindingStage(),
+  ]
   // Rate limits and failed-authentication back-off (docs/limits.md): counted in this process's memory, or in Redis.
   const projectSettings = createProjectSettingsCache(services.store)
   accessStages.push(
@@ -330,6 +407,7 @@ export async function createEarmark(
           'address refused after failed authentications',
         ),
       onError: (err) => logger.error({ err }, 'failed-authentication count failed'),
+      onRefused: metrics.refused,
     }),
   )
   // `max_uses` is redeemed last, so only a request every other stage admitted spends a use.
@@ -376,6 +454,7 @@ export async function createEarmark(
     audit: services.audit,
     projectSettings: (id) => projectSettings.get(id),
   })
+  const observer = { refused: metrics.refused, audio: metrics.audio }
   // One set of synthesis slots for `POST /v1/speak` and the live socket.
   const speaker = createSpeaker({
     ...(config.speakConcurrency ? { concurrency: config.speakConcurrency } : {}),
@@ -416,8 +495,13 @@ export async function createEarmark(
         share,
         quotas,
         ...(projectEngines ? { projectEngines } : {}),
+        observer,
       },
     },
+    metrics,
+    metricsAccess: config.metrics,
+    lifecycle,
+    readiness: createReadiness(readinessChecks({ services, engines, lifecycle, shared })),
   })
   const sockets = attachSocketRoutes(app, {
     authenticator,
@@ -430,6 +514,7 @@ export async function createEarmark(
         share,
         quotas,
         ...(projectEngines ? { projectEngines } : {}),
+        observer,
       }),
       createSpeakRoute({ services, synthesize: speaker.synthesize }),
     ],
@@ -438,7 +523,11 @@ export async function createEarmark(
     ...(services.audit ? { audit: services.audit } : {}),
     ...(trustProxy ? { trustProxy } : {}),
     gate,
+    refuseNew: () => (lifecycle.draining ? drainingRefusal() : undefined),
+    onUpgrade: metrics.upgrade,
   })
+  metrics.watchStreams(sockets.paths, (path) => sockets.openOn(path))
+  metrics.watchEngines(engines.engines)
   // Expired keys are recorded, revoked everywhere and deleted after their retention (docs/audit.md).
   const sweeper = createKeySweeper({
     services,
@@ -458,6 +547,24 @@ export async function createEarmark(
     suspicious,
     sweeper,
     bootstrap,
+    metrics,
+    lifecycle,
+    drain: async (deadlineMs) => {
+      lifecycle.startDraining()
+      const finished = await within(deadlineMs, Promise.all([lifecycle.idle(), sockets.idle()]))
+      if (!finished) {
+        logger.info(
+          { streams: sockets.active, requests: lifecycle.inFlight, ...CLOSE.SHUTDOWN },
+          'drain deadline reached: closing the streams still open',
+        )
+      }
+      await sockets.shutdown(CLOSE.SHUTDOWN)
+      // A pre-recorded request is one answer the client waits for whole (an upload, a decode): it gets one
+      // more period to give it, where a stream had its finals already.
+      if (!(await within(deadlineMs, lifecycle.idle()))) {
+        logger.warn({ requests: lifecycle.inFlight }, 'requests still running after the drain: stopping them')
+      }
+    },
     close: async () => {
       await sweeper.close()
       await app.close()
@@ -469,6 +576,81 @@ export async function createEarmark(
       await services.audit?.close()
       await services.store.close()
     },
+  }
+}
+
+/** True when `work` settled within `ms`, false when the time ran out first. */
+async function within(ms: number, work: Promise<unknown>): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined
+  const late = new Promise<boolean>((resolve) => {
+    timer = setTimeout(() => resolve(false), ms)
+  })
+  try {
+    return await Promise.race([work.then(() => true), late])
+  } finally {
+    clearTimeout(timer)
+  }
+}
+
+/** The readiness checks of `/readyz` (docs/deploy.md, "Health and readiness"). */
+function readinessChecks(o: {
+  services: Services
+  engines: EngineRegistry
+  lifecycle: Lifecycle
+  shared: { client: { ping(): Promise<unknown> } } | undefined
+}): ReadinessCheck[] {
+  const checks: ReadinessCheck[] = [
+    {
+      name: 'admitting',
+      check: () => {
+        if (o.lifecycle.draining) throw new Error('draining')
+      },
+    },
+    // One indexed read: the store answers (and, for PostgreSQL, a pooled connection is free).
+    { name: 'store', check: async () => void (await o.services.store.isEmpty()) },
+    {
+      name: 'engine',
+      check: () => {
+        if (!o.engines.engines.every((e) => e.capacity > 0)) throw new Error('no decoder')
+      },
+    },
+  ]
+  const { shared } = o
+  if (shared) checks.push({ name: 'redis', check: async () => void (await shared.client.ping()) })
+  return checks
+}
+
+/** `grants` with every mint counted (`earmark_grants_minted_total`). */
+function countedGrants(grants: Services['grants'], metrics: Metrics): Services['grants'] {
+  const mint = grants.mint
+  grants.mint = (input) => {
+    const minted = mint(input)
+    metrics.grantMinted()
+    return minted
+  }
+  return grants
+}
+
+/**
+ * `authenticator` with each `INVALID_AUTH` it throws labelled in `reasons` when the authenticator's own
+ * `onRefused` did not name one: no credential, one that is not `Token`/`Bearer` shaped, or one that matches
+ * nothing (docs/metrics.md, `earmark_auth_failures_total`).
+ */
+function classifyFailures(authenticator: Authenticator, reasons: WeakMap<ApiError, string>): Authenticator {
+  const label = (reason: string) => (err: unknown) => {
+    if (isApiError(err) && !reasons.has(err)) reasons.set(err, reason)
+    throw err
+  }
+  return {
+    authenticate: (scheme, secret) => authenticator.authenticate(scheme, secret).catch(label('unknown')),
+    authenticateHeader: (header) =>
+      authenticator
+        .authenticateHeader(header)
+        .catch(
+          label(header === undefined ? 'missing' : parseAuthorization(header) ? 'unknown' : 'malformed'),
+        ),
+    peekHeader: (header) => authenticator.peekHeader(header),
+    peek: (scheme, secret) => authenticator.peek(scheme, secret),
   }
 }
 
@@ -508,10 +690,14 @@ export async function serve(config: Config): Promise<Earmark> {
   const stop = async (signal: string, exitCode = 0) => {
     if (stopping) return
     stopping = true
-    app.log.info({ signal }, 'shutting down')
+    // A signal drains first (docs/deploy.md, "Graceful shutdown"); a fault closes at once.
+    const drains = exitCode === 0
+    const drainMs = drains ? config.drainMs : 0
+    app.log.info({ signal, drain_ms: drainMs }, 'shutting down')
     // A close that hangs (a fault left something half-done) must not keep a broken process alive.
-    setTimeout(() => process.exit(exitCode || 1), SHUTDOWN_DEADLINE_MS).unref()
+    setTimeout(() => process.exit(exitCode || 1), 2 * drainMs + SHUTDOWN_DEADLINE_MS).unref()
     try {
+      if (drains) await earmark.drain(drainMs)
       await earmark.close()
     } catch (err) {
       app.log.error({ err }, 'shutdown failed')

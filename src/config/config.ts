@@ -2,6 +2,7 @@ import { resolve } from 'node:path'
 import { z } from 'zod'
 import { type EngineEntry, parseEngineList } from '../engines/engine-names.js'
 import { addressRangeProblem, type ServerLimits } from '../limits/index.js'
+import type { MetricsAccess } from '../ops/index.js'
 import { type SuspiciousPolicy, suspiciousPolicyFromEnv } from '../suspicious/index.js'
 
 /** A comma-separated list of addresses and CIDR ranges (`127.0.0.1,10.0.0.0/8,fd00::/8`); default empty. */
@@ -37,6 +38,8 @@ const schema = z.object({
   EARMARK_PROJECT_NAME: z.string().min(1).default('Earmark'),
   EARMARK_OWNER_EMAIL: z.string().min(3).default('owner@earmark.local'),
   EARMARK_LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  /** `json` lines, `pretty` (human-readable), or `auto`: pretty when stdout is a terminal, else JSON. */
+  EARMARK_LOG_FORMAT: z.enum(['auto', 'json', 'pretty']).default('auto'),
   /** One log line per request (method, path, status, time: never a header or query value). */
   EARMARK_ACCESS_LOG: z
     .enum(['true', 'false', '1', '0'])
@@ -157,6 +160,15 @@ const schema = z.object({
     .min(0)
     .max(10 * 365 * 86_400)
     .default(7 * 86_400),
+  /**
+   * Who may read `GET /metrics` (docs/metrics.md): `local` (this machine, through no proxy), `public`,
+   * `token` (`Authorization: Bearer $EARMARK_METRICS_TOKEN`) or `off`.
+   */
+  EARMARK_METRICS: z.enum(['local', 'public', 'token', 'off']).default('local'),
+  /** The bearer token `/metrics` wants with `EARMARK_METRICS=token`: 20+ characters. */
+  EARMARK_METRICS_TOKEN: z.string().min(20).optional(),
+  /** How long `earmark serve` lets open live streams run on after SIGTERM before it closes them, s. */
+  EARMARK_DRAIN_SECONDS: z.coerce.number().min(0).max(3600).default(30),
   /** Redis shared by every node (docs/redis.md): `redis://[user:password@]host:port[/db]`; unset: in-process state. */
   EARMARK_REDIS_URL: z
     .string()
@@ -184,6 +196,8 @@ export interface Config {
   projectName: string
   ownerEmail: string
   logLevel: z.infer<typeof schema>['EARMARK_LOG_LEVEL']
+  /** How log lines are written: `auto` (pretty on a terminal, else JSON), `json` or `pretty`. */
+  logFormat: 'auto' | 'json' | 'pretty'
   accessLog: boolean
   jsonBodyLimit: number
   /** The speech engines and the models each serves, in order (docs/speech.md, "Engines"). */
@@ -232,6 +246,10 @@ export interface Config {
   expiredKeyRetentionSeconds: number
   /** Redis shared by several nodes (docs/redis.md); undefined: rate limits, the token ledger and revocations stay in-process. */
   redis?: { url: string; prefix: string; failOpen: 'none' | 'rate-limits' }
+  /** Who may read `GET /metrics` (docs/metrics.md, "Who may read it"). */
+  metrics: MetricsAccess
+  /** How long a SIGTERM lets open streams and requests finish before they are closed, ms (docs/deploy.md). */
+  drainMs: number
 }
 
 /** A comma-separated host list, lower case, blanks dropped. */
@@ -256,6 +274,11 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       'Invalid configuration: EARMARK_ENGINE lists upstream: EARMARK_UPSTREAM_URL and EARMARK_UPSTREAM_KEY are required',
     )
   }
+  if (e.EARMARK_METRICS === 'token' && !e.EARMARK_METRICS_TOKEN) {
+    throw new Error(
+      'Invalid configuration: EARMARK_METRICS=token needs EARMARK_METRICS_TOKEN (20+ characters)',
+    )
+  }
   const dataDir = resolve(e.EARMARK_DATA_DIR)
   return {
     port: e.PORT,
@@ -268,6 +291,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     projectName: e.EARMARK_PROJECT_NAME,
     ownerEmail: e.EARMARK_OWNER_EMAIL,
     logLevel: e.EARMARK_LOG_LEVEL,
+    logFormat: e.EARMARK_LOG_FORMAT,
     accessLog: e.EARMARK_ACCESS_LOG,
     jsonBodyLimit: e.EARMARK_JSON_BODY_LIMIT,
     engines: e.EARMARK_ENGINE,
@@ -319,6 +343,11 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     suspicious: suspiciousPolicyFromEnv(env),
     keySweepIntervalMs: e.EARMARK_KEY_SWEEP_INTERVAL_MS,
     expiredKeyRetentionSeconds: e.EARMARK_EXPIRED_KEY_RETENTION_SECONDS,
+    metrics:
+      e.EARMARK_METRICS === 'token'
+        ? { mode: 'token', token: e.EARMARK_METRICS_TOKEN ?? '' }
+        : { mode: e.EARMARK_METRICS },
+    drainMs: Math.round(e.EARMARK_DRAIN_SECONDS * 1000),
     ...(e.EARMARK_REDIS_URL
       ? {
           redis: {

@@ -151,6 +151,25 @@ export interface Engine {
   ): Promise<Transcription>
   /** Frees every decoder. */
   close(): Promise<void>
+  /**
+   * What the engine is doing, for `/metrics` (docs/metrics.md); absent when the engine cannot tell (an
+   * upstream service, say). Cheap: read at every scrape.
+   */
+  stats?(): EngineStats
+}
+
+/** An engine's work so far and now, as counters and gauges (docs/metrics.md, "Engine"). */
+export interface EngineStats {
+  /** Wall-clock seconds spent decoding since the engine started (warm-up and capacity probe excluded). */
+  decodeSeconds: number
+  /** Seconds of audio decoded since the engine started: `decodeSeconds / audioSeconds` is the real-time factor. */
+  audioSeconds: number
+  /** Seconds of audio live streams pushed that wait to be decoded, all streams together. */
+  backlogSeconds: number
+  /** One-shot decodes waiting for a free decoder. */
+  waiting: number
+  /** The real-time factor the `auto` capacity probe measured at start, when one ran. */
+  probeRealTimeFactor?: number
 }
 
 /**

@@ -6,6 +6,7 @@ export type {
   Engine,
   EngineCapacity,
   EngineFormatting,
+  EngineStats,
   EngineStream,
   FinalHypothesis,
   Hypothesis,

@@ -8,6 +8,13 @@ import { type AccessGate, OPEN_GATE } from '../access/index.js'
 import type { Authenticator } from '../auth/index.js'
 import { createEngineRegistry, type EngineRegistry, type SpeechEngine } from '../engines/index.js'
 import type { FetchAudioOptions } from '../listen/index.js'
+import {
+  drainingRefusal,
+  type Lifecycle,
+  type Metrics,
+  type MetricsAccess,
+  type Readiness,
+} from '../ops/index.js'
 import type { Services } from '../projects/index.js'
 import { createLiveStreams, type LiveStreams } from '../revocation/index.js'
 import { createSpeaker, type Speaker, type SpeakLimits } from '../tts/index.js'
@@ -28,6 +35,7 @@ import { keyStateRoutes } from './routes/key-state.js'
 import { keyRoutes } from './routes/keys.js'
 import { DEFAULT_PRERECORDED_LIMITS, listenRoutes, type PrerecordedLimits } from './routes/listen.js'
 import { memberRoutes } from './routes/members.js'
+import { metricsRoutes } from './routes/metrics.js'
 import { projectSettingsRoutes } from './routes/project-settings.js'
 import { projectRoutes } from './routes/projects.js'
 import { signingKeyRoutes } from './routes/signing-keys.js'
@@ -81,7 +89,18 @@ export interface AppOptions {
    * the socket server the same one. Default: an empty registry of this app's own.
    */
   streams?: LiveStreams
+  /** Where requests are counted (`earmark_http_requests_total`, docs/metrics.md); default: nowhere. */
+  metrics?: Metrics
+  /** Who may read `GET /metrics` (docs/metrics.md, "Who may read it"); default `off` (not served). */
+  metricsAccess?: MetricsAccess
+  /** What `GET /readyz` checks; default: nothing (ready while the app admits). */
+  readiness?: Readiness
+  /** Draining refuses new requests with 503 and `Retry-After` (docs/deploy.md, "Graceful shutdown"). */
+  lifecycle?: Lifecycle
 }
+
+/** Routes still answered while the server drains: what a balancer and a scraper ask. */
+const OPERATOR_ROUTES = new Set(['/healthz', '/readyz', '/metrics'])
 
 /** Headers browsers may send and read (docs/deepgram-compat.md §0 #10). */
 const CORS_ALLOWED = [
@@ -132,10 +151,31 @@ export async function createApp(options: AppOptions): Promise<FastifyInstance> {
     exposedHeaders: CORS_EXPOSED,
     maxAgeSeconds: 600,
   })
+  const { lifecycle, metrics } = options
   app.addHook('onRequest', function everyResponse(request, reply, done) {
     setRequestIdHeader(request, reply)
+    if (lifecycle) {
+      // Counted until the response is out or the client left: a drain waits for these (docs/deploy.md).
+      reply.raw.once('close', lifecycle.track())
+      if (lifecycle.draining && !OPERATOR_ROUTES.has(request.routeOptions.url ?? '')) {
+        cors(request, reply, () => done(drainingRefusal()))
+        return
+      }
+    }
     cors(request, reply, done)
   })
+  if (metrics) {
+    app.addHook('onResponse', function countResponse(request, reply, done) {
+      // The route's pattern, never the raw URL: a path may hold a pasted secret.
+      metrics.request(
+        request.method,
+        request.routeOptions.url ?? 'unmatched',
+        reply.statusCode,
+        reply.elapsedTime / 1000,
+      )
+      done()
+    })
+  }
   // server.close() ends only the keep-alive connections idle at that moment: one whose request was still
   // running (a speech synthesis, a decode) would hold the close until its keep-alive timeout (72 s). Sweep
   // them as they go idle, at no cost per request.
@@ -178,7 +218,10 @@ export async function createApp(options: AppOptions): Promise<FastifyInstance> {
     authenticator: options.authenticator,
     gate: options.gate ?? OPEN_GATE,
   }
-  healthRoutes(app, deps)
+  healthRoutes(app, { ...deps, ...(options.readiness ? { readiness: options.readiness } : {}) })
+  if (metrics && options.metricsAccess && options.metricsAccess.mode !== 'off') {
+    metricsRoutes(app, { metrics, access: options.metricsAccess })
+  }
   consoleRoutes(app)
   projectRoutes(app, deps)
   projectSettingsRoutes(app, deps)

@@ -57,6 +57,8 @@ export interface LimitStageOptions {
   onAddressBlocked?(event: { bucket: string; limit: LimitName; ms: number }): void
   /** A backend failure in `authFailed` (which must not throw); default: ignored. */
   onError?(err: unknown): void
+  /** Told of every 429 this stage gives (the metrics, docs/metrics.md); unthrottled, unlike `refusals`. */
+  onRefused?(reason: 'rate_limit' | 'auth_backoff'): void
 }
 
 function seconds(ms: number): number {
@@ -83,6 +85,7 @@ export function createLimitStage(o: LimitStageOptions): AccessStage {
     message: string,
   ): ApiError => {
     const retryAfterMs = Math.max(1000, decision.retryAfterMs)
+    o.onRefused?.('rate_limit')
     o.refusals?.refused({
       projectId: principal.projectId,
       limit,
@@ -178,13 +181,15 @@ export function createLimitStage(o: LimitStageOptions): AccessStage {
   }
 
   /** The refusal of an address backed off or blocked after failed authentications. */
-  const addressRefusal = (open: WindowCount): ApiError =>
-    tooManyRequests(
+  const addressRefusal = (open: WindowCount): ApiError => {
+    o.onRefused?.('auth_backoff')
+    return tooManyRequests(
       open.count >= BLOCK
         ? `Too many failed authentications from this address; it is blocked, retry after ${seconds(open.msLeft)} s.`
         : `Too many failed authentications from this address; retry after ${seconds(open.msLeft)} s.`,
       open.msLeft,
     )
+  }
 
   /**
    * With a backend that counts a request in one round trip, the address check of a credential this node has

@@ -18,6 +18,7 @@ export {
   type AdmitHooks,
   createListenUseCase,
   type ListenClaim,
+  type ListenObserver,
   type ListenPlan,
   type ListenRequest,
   type ListenTransport,

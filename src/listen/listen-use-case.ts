@@ -10,7 +10,7 @@ import {
   RelayError,
   type SpeechEngine,
 } from '../engines/index.js'
-import { ApiError, ERRORS, type ErrorCode, invalidField } from '../errors.js'
+import { ApiError, ERRORS, type ErrorCode, invalidField, isApiError } from '../errors.js'
 import {
   finishStreamUsage,
   finishUsage,
@@ -89,6 +89,14 @@ export interface ListenUseCase {
   toApiError(err: unknown, tooLong?: () => ApiError): unknown
 }
 
+/** Told what admission refused and what audio was decoded (the metrics, docs/metrics.md). */
+export interface ListenObserver {
+  /** A 429 of admission: no engine slot or decoder in time (`capacity`), a quota, or a share. */
+  refused(reason: 'capacity' | 'quota' | 'share'): void
+  /** A request or stream ended having decoded `seconds` of audio. */
+  audio(transport: ListenTransport, seconds: number): void
+}
+
 export interface ListenUseCaseOptions {
   services: Services
   engines: EngineRegistry
@@ -96,6 +104,7 @@ export interface ListenUseCaseOptions {
   share?: CapacityShare
   /** Audio quotas (docs/quotas.md), live and pre-recorded together; default none. */
   quotas?: QuotaEnforcer
+  observer?: ListenObserver
   /** Projects' own upstream relays, which take precedence over `engines` (docs/gateway.md "Per project"). */
   projectEngines?: ProjectEngines
 }
@@ -160,6 +169,11 @@ export function planListen(
 
 /** Creates the listen use case both transports share. */
 export function createListenUseCase(o: ListenUseCaseOptions): ListenUseCase {
+  /** Tells the observer about a 429 `err` (a 503 of an outage is not a refusal), then returns it. */
+  const refusing = (reason: 'capacity' | 'quota' | 'share', err: unknown) => {
+    if (isApiError(err) && err.status === 429) o.observer?.refused(reason)
+    return err
+  }
   return {
     async plan(request) {
       const own = await o.projectEngines?.forRequest(request.principal.projectId, namedModel(request.query))
@@ -171,19 +185,27 @@ export function createListenUseCase(o: ListenUseCaseOptions): ListenUseCase {
       // A stream that would push the engine past real time is refused here, so the streams already open
       // keep up; a pre-recorded request queues for a decoder instead (bounded by its own wait and queue).
       if (request.transport === 'live' && engine.inUse() >= engine.capacity) {
-        throw new ApiError(
-          'TOO_MANY_REQUESTS',
-          `Speech capacity is full (${engine.capacity} concurrent streams); try again later.`,
+        throw refusing(
+          'capacity',
+          new ApiError(
+            'TOO_MANY_REQUESTS',
+            `Speech capacity is full (${engine.capacity} concurrent streams); try again later.`,
+          ),
         )
       }
       // Nothing left of a quota: 429 with Retry-After before anything is claimed (docs/quotas.md).
-      const quota = await o.quotas?.open(principal, request.access)
+      let quota: QuotaLease | undefined
+      try {
+        quota = await o.quotas?.open(principal, request.access)
+      } catch (err) {
+        throw refusing('quota', err)
+      }
       const refuse = (giveBack?: () => void) => {
         const refusal = hooks.refusal?.()
         if (!refusal) return
         giveBack?.()
         quota?.release()
-        throw refusal
+        throw refusing('capacity', refusal)
       }
       refuse()
       // One credential's share is claimed first and given back however the request ends, so a leaked or
@@ -195,7 +217,7 @@ export function createListenUseCase(o: ListenUseCaseOptions): ListenUseCase {
         giveBack = claimed instanceof Promise ? await claimed : claimed
       } catch (err) {
         quota?.release()
-        throw err
+        throw refusing('share', err)
       }
       // A shared share answers after a wait, in which the transport's own bound may have filled up.
       refuse(giveBack)
@@ -220,6 +242,7 @@ export function createListenUseCase(o: ListenUseCaseOptions): ListenUseCase {
           g?.()
         },
         async finish(end) {
+          o.observer?.audio(request.transport, end.audioSeconds ?? 0)
           try {
             // A request answers only once its record is written; a stream was served already, so its
             // write is retried while the store is away (docs/store.md).
@@ -232,7 +255,12 @@ export function createListenUseCase(o: ListenUseCaseOptions): ListenUseCase {
       }
     },
 
-    toApiError: toListenApiError,
+    toApiError(err, tooLong) {
+      if (err instanceof EngineBusyError) {
+        return refusing('capacity', new ApiError('TOO_MANY_REQUESTS', err.message))
+      }
+      return toListenApiError(err, tooLong)
+    },
   }
 }
 

@@ -68,6 +68,11 @@ export interface ListenSession {
   attach(ws: WebSocket): void
   /** Ends the session with no socket, or alongside it, recording `code` (e.g. 1006: the client left). */
   abandon(code: number, reason: string): Promise<void>
+  /**
+   * Ends the session for a server shutdown as CloseStream would (the audio received is decoded, its final
+   * results and Metadata sent), then closes with 1001 `SHUTDOWN-0001`. Resolves once it ended.
+   */
+  shutdown(): Promise<void>
   /** Settles once the session ended and released everything; never rejects. */
   readonly ended: Promise<void>
 }
@@ -183,12 +188,14 @@ export function createListenSession(o: ListenSessionOptions): ListenSession {
 
   const end = async (kind: CloseKind, clientClosed?: { code: number; reason?: string }) => {
     closing = true
+    /** Ends as a client's CloseStream does: everything received is transcribed and answered. */
+    const flushes = () => kind === 'NORMAL' || kind === 'SHUTDOWN'
     clearTimeout(idleTimer)
     clearTimeout(audioTimer)
     clearInterval(tick)
     try {
       // A client that left gets no flush: nobody is there to read it.
-      if (kind === 'NORMAL' && !clientClosed && decoder) {
+      if (flushes() && !clientClosed && decoder) {
         decoder.end()
         await decoded
       }
@@ -202,7 +209,7 @@ export function createListenSession(o: ListenSessionOptions): ListenSession {
     }
     // The quota ran out while the decoder flushed (audio still being decoded at CloseStream): what came past
     // it was not transcribed, and the close must say so.
-    if (quotaSpent && kind === 'NORMAL' && !clientClosed) kind = 'QUOTA'
+    if (quotaSpent && flushes() && !clientClosed) kind = 'QUOTA'
     try {
       await decoder?.kill()
     } catch (err) {
@@ -213,11 +220,11 @@ export function createListenSession(o: ListenSessionOptions): ListenSession {
       await stream?.close()
     } catch (err) {
       log.error({ err, request_id: requestId }, 'engine stream failed to close')
-      if (kind === 'NORMAL') kind = 'INTERNAL'
+      if (flushes()) kind = 'INTERNAL'
     }
     try {
       checkUtteranceEnd()
-      if (kind === 'NORMAL') {
+      if (flushes()) {
         send(metadataMessage({ requestId, engine, sha256: sha.digest('hex'), created, duration: position() }))
       }
       const close = CLOSE[kind]
@@ -397,6 +404,9 @@ export function createListenSession(o: ListenSessionOptions): ListenSession {
     },
     abandon(code, reason) {
       return finish('INTERNAL', { code, reason })
+    },
+    shutdown() {
+      return finish('SHUTDOWN')
     },
     ended,
   }

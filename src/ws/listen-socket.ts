@@ -9,6 +9,7 @@ import {
 import {
   type CapacityShare,
   createListenUseCase,
+  type ListenObserver,
   type ListenOptions,
   type ListenRequest,
   type ProjectEngines,
@@ -41,6 +42,8 @@ export interface ListenSocketOptions {
   quotas?: QuotaEnforcer
   /** Projects' own upstream relays (docs/gateway.md "Per project"); default none. */
   projectEngines?: ProjectEngines
+  /** Told about refusals and audio decoded (the metrics); default: nobody. */
+  observer?: ListenObserver
 }
 
 /**
@@ -84,6 +87,7 @@ export function createListenRoute(o: ListenSocketOptions): SocketRoute {
     ...(o.share ? { share: o.share } : {}),
     ...(o.quotas ? { quotas: o.quotas } : {}),
     ...(o.projectEngines ? { projectEngines: o.projectEngines } : {}),
+    ...(o.observer ? { observer: o.observer } : {}),
   })
   return {
     path: '/v1/listen',
@@ -169,6 +173,10 @@ export function createListenRoute(o: ListenSocketOptions): SocketRoute {
           await released
         },
         released,
+        shutdown: async () => {
+          await session.shutdown()
+          await released
+        },
       }
     },
   }

@@ -64,6 +64,8 @@ export function createRelaySession(o: RelaySessionOptions): ListenSession {
   let audioBytes = 0
   let reportedSeconds = 0
   let quotaSpent = false
+  /** Earmark ended the stream through the far end's CloseStream flush (quota, shutdown). */
+  let flushing = false
   let quotaSeconds = 0
   let gotAudio = false
   /** The client ended its audio (CloseStream, or the legacy empty binary frame); the far end is flushing. */
@@ -118,15 +120,18 @@ export function createRelaySession(o: RelaySessionOptions): ListenSession {
   }
 
   /** Ends the stream from Earmark's side: the far end first (so it can send its last results), then us. */
-  const stop = (kind: 'NO_AUDIO' | 'QUOTA' | 'INTERNAL') => {
+  const stop = (kind: 'NO_AUDIO' | 'QUOTA' | 'SHUTDOWN' | 'INTERNAL') => {
     outcome ??= CLOSE[kind]
-    if (kind === 'QUOTA' && upstream?.socket.readyState === WebSocket.OPEN) {
-      // Deepgram's own way to end a stream: the far end flushes its finals, sends Metadata and closes.
+    if ((kind === 'QUOTA' || kind === 'SHUTDOWN') && upstream?.socket.readyState === WebSocket.OPEN) {
+      // Deepgram's own way to end a stream: the far end flushes its finals, sends Metadata and closes;
+      // the client then gets Earmark's close (the far end's normal one is not the stream's outcome).
+      flushing = true
+      clientEnded = true
       upstream.socket.send(JSON.stringify({ type: 'CloseStream' }))
       // A far end that does not close after CloseStream is closed for it.
       setTimeout(() => {
-        upstream?.close(CLOSE.QUOTA.code, CLOSE.QUOTA.reason)
-        closeClient(CLOSE.QUOTA.code, CLOSE.QUOTA.reason)
+        upstream?.close(CLOSE[kind].code, CLOSE[kind].reason)
+        closeClient(CLOSE[kind].code, CLOSE[kind].reason)
       }, limits.idleTimeoutMs).unref()
       return
     }
@@ -247,7 +252,7 @@ export function createRelaySession(o: RelaySessionOptions): ListenSession {
         AsyncResource.bind((code: number, reasonBuf: Buffer) => {
           const reason = reasonBuf.toString('utf8')
           // A quota stop is ours: the far end's normal close after CloseStream is reported as the quota's.
-          if (outcome && quotaSpent) closeClient(outcome.code, outcome.reason)
+          if (outcome && flushing) closeClient(outcome.code, outcome.reason)
           else if (code === 1005) closeClient(CLOSE.NORMAL.code, CLOSE.NORMAL.reason)
           else if (sendableCloseCode(code)) closeClient(code, closeReasonText(reason))
           // The far end died (reset, killed): say so, never leave the client with a silent 1006.
@@ -282,6 +287,11 @@ export function createRelaySession(o: RelaySessionOptions): ListenSession {
       }
       client.terminate()
       upstream?.socket.terminate()
+      return ended
+    },
+    shutdown() {
+      if (!client) return this.abandon(CLOSE.SHUTDOWN.code, CLOSE.SHUTDOWN.reason)
+      stop('SHUTDOWN')
       return ended
     },
     ended,

@@ -48,6 +48,12 @@ export interface SocketLease {
   release(): Promise<void>
   /** Settles (never rejects) once everything the lease claimed is released, whichever way it ended. */
   readonly released: Promise<void>
+  /**
+   * Ends an attached stream because the server shuts down: what it has is finished and sent first (a live
+   * transcription's final results), then the socket closes with `close`. Without it the socket is closed
+   * with `close` at once.
+   */
+  shutdown?(close: { code: number; reason: string }): Promise<void>
 }
 
 /**
@@ -82,6 +88,10 @@ export interface SocketRoutesOptions {
   trustProxy?: ProxyTrust
   /** Where open sockets are listed for the streams API (docs/live-streams.md). */
   streams?: LiveStreams
+  /** A refusal for every new upgrade (the server drains, docs/deploy.md), or undefined to admit it. */
+  refuseNew?: () => ApiError | undefined
+  /** Told how each upgrade was answered: 101, or the refusal's status (`unmatched`: no such route). */
+  onUpgrade?: (route: string, status: number) => void
 }
 
 /** The socket side of the app: which paths it serves, and how many upgrades and sockets are live. */
@@ -94,6 +104,15 @@ export interface SocketServer {
    * process's last resort); its close releases what its lease holds. False when no such socket is open.
    */
   fault(requestId: string): boolean
+  /** Sockets open now on `path`. */
+  openOn(path: string): number
+  /** Resolves once no upgrade is being handled and every lease let go of what it held. */
+  idle(): Promise<void>
+  /**
+   * Ends every open socket for a shutdown: each stream finishes what it has (see `SocketLease.shutdown`) and
+   * closes with `close`. Resolves once their leases are released, or after the shutdown grace.
+   */
+  shutdown(close: { code: number; reason: string }): Promise<void>
 }
 
 /**
@@ -178,8 +197,10 @@ export function attachSocketRoutes(app: FastifyInstance, o: SocketRoutesOptions)
   const requestIds = new WeakMap<IncomingMessage, string>()
   /** Upgrades being handled, and leases not yet released: shutdown waits for both. */
   const pending = new Set<Promise<void>>()
-  /** Upgraded sockets by request id, until they close. */
-  const open = new Map<string, WebSocket>()
+  /** Upgraded sockets by request id, with their route and lease, until they close. */
+  const open = new Map<string, { ws: WebSocket; route: string; lease: SocketLease }>()
+  /** The route each upgrade asked for, once known (for `onUpgrade`). */
+  const routeOf = new WeakMap<IncomingMessage, string>()
   /** Set once the app starts closing (see the preClose hook below). */
   let closing = false
   const wss = new WebSocketServer({
@@ -199,7 +220,14 @@ export function attachSocketRoutes(app: FastifyInstance, o: SocketRoutesOptions)
   }
 
   /** A refusal, logged like an access-log line (no URL: a query or a path may hold a pasted secret). */
-  const answer = (socket: Duplex, err: ApiError, requestId: string, headers?: Record<string, string>) => {
+  const answer = (
+    req: IncomingMessage,
+    socket: Duplex,
+    err: ApiError,
+    requestId: string,
+    headers?: Record<string, string>,
+  ) => {
+    o.onUpgrade?.(routeOf.get(req) ?? 'unmatched', err.status)
     log.info({ request_id: requestId, status: err.status, err_code: err.code }, 'upgrade refused')
     refuse(socket, err, requestId, { ...err.headers, ...headers })
   }
@@ -207,7 +235,7 @@ export function attachSocketRoutes(app: FastifyInstance, o: SocketRoutesOptions)
   const upgrade = async (req: IncomingMessage, socket: Duplex, head: Buffer, requestId: string) => {
     const refusal = checkHandshake(req)
     if (refusal) {
-      answer(socket, refusal.error, requestId, refusal.headers)
+      answer(req, socket, refusal.error, requestId, refusal.headers)
       return
     }
     let url: URL
@@ -218,7 +246,10 @@ export function attachSocketRoutes(app: FastifyInstance, o: SocketRoutesOptions)
     }
     const route = routes.get(url.pathname)
     if (!route) throw new ApiError('NOT_FOUND')
+    routeOf.set(req, route.path)
     if (closing) throw new ApiError('SERVICE_UNAVAILABLE')
+    const refusedNew = o.refuseNew?.()
+    if (refusedNew) throw refusedNew
     const access: AccessRequest = {
       transport: 'ws',
       kind: 'usage',
@@ -254,6 +285,8 @@ export function attachSocketRoutes(app: FastifyInstance, o: SocketRoutesOptions)
       return
     }
     if (closing) throw new ApiError('SERVICE_UNAVAILABLE')
+    const refusedLate = o.refuseNew?.()
+    if (refusedLate) throw refusedLate
     const lease = await route.prepare({ req, url, query: queryOf(url), principal, access, requestId, log })
     track(lease.released)
     if (gone(socket) || closing) {
@@ -268,7 +301,8 @@ export function attachSocketRoutes(app: FastifyInstance, o: SocketRoutesOptions)
     // by the time handleUpgrade returns, ws refused or dropped the socket, and the lease is released here.
     wss.handleUpgrade(req, socket, head, (ws) => {
       attached = true
-      open.set(requestId, ws)
+      o.onUpgrade?.(route.path, 101)
+      open.set(requestId, { ws, route: route.path, lease })
       const unlist = o.streams?.add({
         requestId,
         projectId: principal.projectId,
@@ -336,9 +370,9 @@ export function attachSocketRoutes(app: FastifyInstance, o: SocketRoutesOptions)
     const job = requestScope
       .run(requestId, () => upgrade(req, socket, head, requestId))
       .catch((err: unknown) => {
-        if (isApiError(err)) return answer(socket, err, requestId)
+        if (isApiError(err)) return answer(req, socket, err, requestId)
         log.error({ err, request_id: requestId }, 'upgrade failed')
-        answer(socket, new ApiError('INTERNAL_ERROR'), requestId)
+        answer(req, socket, new ApiError('INTERNAL_ERROR'), requestId)
       })
     track(job)
   })
@@ -347,12 +381,15 @@ export function attachSocketRoutes(app: FastifyInstance, o: SocketRoutesOptions)
   // until its client stops sending (forever, for a steady client): end the sockets before the server closes,
   // refuse upgrades from then on, and wait until every lease let go of what it held (engine streams, ffmpeg,
   // usage records), so the engine and the store close after them.
-  app.addHook('preClose', async () => {
-    closing = true
-    for (const client of wss.clients) client.terminate()
+  const released = async () => {
     const grace = new Promise<void>((resolve) => setTimeout(resolve, o.shutdownGraceMs ?? 10_000).unref())
     const timedOut = await Promise.race([Promise.all([...pending]).then(() => false), grace.then(() => true)])
     if (timedOut) log.error({ pending: pending.size }, 'sockets still held resources at shutdown')
+  }
+  app.addHook('preClose', async () => {
+    closing = true
+    for (const client of wss.clients) client.terminate()
+    await released()
   })
   app.addHook('onClose', async () => {
     for (const client of wss.clients) client.terminate()
@@ -364,10 +401,31 @@ export function attachSocketRoutes(app: FastifyInstance, o: SocketRoutesOptions)
       return pending.size
     },
     fault(requestId) {
-      const ws = open.get(requestId)
-      if (!ws) return false
-      closeSocket(ws, 1011, 'NET-0000')
+      const socket = open.get(requestId)
+      if (!socket) return false
+      closeSocket(socket.ws, 1011, 'NET-0000')
       return true
+    },
+    openOn(path) {
+      let n = 0
+      for (const socket of open.values()) if (socket.route === path) n++
+      return n
+    },
+    async idle() {
+      while (pending.size > 0) await Promise.all([...pending])
+    },
+    async shutdown(close) {
+      for (const { ws, lease } of open.values()) {
+        if (lease.shutdown) {
+          void lease.shutdown(close).catch((err: unknown) => {
+            log.error({ err }, 'stream failed to end for the shutdown')
+            ws.terminate()
+          })
+        } else {
+          closeSocket(ws, close.code, close.reason)
+        }
+      }
+      await released()
     },
   }
 }

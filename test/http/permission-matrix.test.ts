@@ -90,6 +90,7 @@ const ROUTES: RouteCase[] = [
     produces,
     expect: PUBLIC,
   })),
+  { method: 'GET', url: '/readyz', expect: PUBLIC },
   {
     method: 'OPTIONS',
     url: '*',

@@ -101,12 +101,14 @@ function positiveInteger(name: string, value: number): number {
  */
 export async function createPocketsphinxEngine(options: PocketsphinxEngineOptions = {}): Promise<Engine> {
   let configured = options.capacity ?? 2
+  let probeRealTimeFactor: number | undefined
   if (configured === 'auto') {
     const measured = await measurePocketsphinxCapacity(options.warmup, () =>
       createPocketsphinxDecoder(options.decoder),
     )
     options.onCapacity?.(measured)
     configured = measured.capacity
+    probeRealTimeFactor = measured.realTimeFactor
   }
   const capacity = positiveInteger('capacity', configured)
   const maxUtteranceMs = positiveInteger('maxUtteranceMs', options.maxUtteranceMs ?? 12_000)
@@ -115,6 +117,22 @@ export async function createPocketsphinxEngine(options: PocketsphinxEngineOption
   const sampleRate = 16_000
   const sliceSamples = Math.round((sliceMs / 1000) * sampleRate)
   const { warmup } = options
+  /** Decoding work since start, for `stats()`: every slice any decoder processed after its warm-up. */
+  const work = { decodeSeconds: 0, samples: 0 }
+  /** Times `decoder.process` (the call that decodes a slice on the threadpool) from here on. */
+  const timed = (decoder: PocketsphinxDecoder) => {
+    const process = decoder.process
+    decoder.process = async (pcm) => {
+      const started = performance.now()
+      try {
+        return await process(pcm)
+      } finally {
+        work.decodeSeconds += (performance.now() - started) / 1000
+        work.samples += pcm.length
+      }
+    }
+    return decoder
+  }
   const create = async () => {
     const decoder = await createPocketsphinxDecoder(options.decoder)
     if (warmup && warmup.length > 0) {
@@ -127,7 +145,7 @@ export async function createPocketsphinxEngine(options: PocketsphinxEngineOption
         throw err
       }
     }
-    return decoder
+    return timed(decoder)
   }
   const pool = await createDecoderPool({ size: capacity, create, onReplaceError: options.onDecoderError })
 
@@ -223,6 +241,18 @@ export async function createPocketsphinxEngine(options: PocketsphinxEngineOption
         return await job
       } finally {
         transcriptions.delete(job)
+      }
+    },
+
+    stats() {
+      let backlogMs = 0
+      for (const s of streams) backlogMs += s.backlogMs
+      return {
+        decodeSeconds: work.decodeSeconds,
+        audioSeconds: work.samples / sampleRate,
+        backlogSeconds: backlogMs / 1000,
+        waiting: pool.waiting(),
+        ...(probeRealTimeFactor !== undefined ? { probeRealTimeFactor } : {}),
       }
     },
 

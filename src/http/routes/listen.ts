@@ -12,6 +12,7 @@ import {
   createListenUseCase,
   type FetchAudioOptions,
   fetchAudio,
+  type ListenObserver,
   type ListenRequest,
   listenQueryDoc,
   type ProjectEngines,
@@ -57,6 +58,8 @@ export interface PrerecordedLimits {
   quotas?: QuotaEnforcer
   /** Projects' own upstream relays (docs/gateway.md "Per project"); default none. */
   projectEngines?: ProjectEngines
+  /** Told about refusals and audio decoded (the metrics); default nobody. */
+  observer?: ListenObserver
 }
 
 export const DEFAULT_PRERECORDED_LIMITS: PrerecordedLimits = {
@@ -178,6 +181,7 @@ export function listenRoutes(app: FastifyInstance, deps: RouteDeps & ListenRoute
     ...(limits.share ? { share: limits.share } : {}),
     ...(limits.quotas ? { quotas: limits.quotas } : {}),
     ...(limits.projectEngines ? { projectEngines: limits.projectEngines } : {}),
+    ...(limits.observer ? { observer: limits.observer } : {}),
   })
   const { usage } = authHooks(deps)
   const uploadDir = limits.uploadDir ?? mkdtempSync(join(tmpdir(), 'earmark-uploads-'))
