@@ -3,24 +3,17 @@
 // Triggered for real: a decoder whose default search is PocketSphinx's phone loop (`-allphone`) has no
 // n-gram language model for keyword boosting to extend.
 import assert from 'node:assert/strict'
-import { existsSync, readFileSync } from 'node:fs'
+import { existsSync } from 'node:fs'
 import { after, before, describe, test } from 'node:test'
 import type { Engine, FinalHypothesis } from '../../src/engines/engine.js'
 import { createPocketsphinxEngine } from '../../src/engines/pocketsphinx/pocketsphinx-engine.js'
+import { warmupSpeech } from '../../src/engines/pocketsphinx/warmup-speech.js'
 
 const PHONE_LM = '/usr/share/pocketsphinx/model/en-us/en-us-phone.lm.bin'
-const SPEECH = '/usr/share/pocketsphinx/test/data/goforward.raw'
 const KEYWORDS = [
   { phrase: 'kubernetes', boost: 10 },
   { phrase: 'meters', boost: 5 },
 ]
-
-function raw(path: string): Int16Array {
-  const bytes = readFileSync(path)
-  const pcm = new Int16Array(bytes.length >> 1)
-  new Uint8Array(pcm.buffer).set(bytes.subarray(0, pcm.length * 2))
-  return pcm
-}
 
 describe('an engine whose decoders cannot boost keywords', () => {
   let engine: Engine
@@ -28,8 +21,9 @@ describe('an engine whose decoders cannot boost keywords', () => {
   let pcm: Int16Array
 
   before(async () => {
-    assert.ok(existsSync(PHONE_LM) && existsSync(SPEECH), 'pocketsphinx-en-us and pocketsphinx-testdata')
-    pcm = raw(SPEECH)
+    const speech = warmupSpeech()
+    assert.ok(existsSync(PHONE_LM) && speech, 'pocketsphinx-en-us and pocketsphinx-testdata')
+    pcm = speech
     engine = await createPocketsphinxEngine({
       capacity: 2,
       decoder: { extraArgs: { '-allphone': PHONE_LM } },
