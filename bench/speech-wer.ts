@@ -13,7 +13,6 @@ import { promisify } from 'node:util'
 import {
   createPocketsphinxDecoder,
   type PocketsphinxDecoderOptions,
-  SPEECH_CMN_INIT,
 } from '../src/engines/pocketsphinx/pocketsphinx-decoder.js'
 import { transcribeWithDecoder } from '../src/engines/pocketsphinx/pocketsphinx-transcribe.js'
 import { buildWerSet, type WerItem } from '../test/fixtures/wer-set.js'
@@ -26,20 +25,19 @@ import {
   type WerTransport,
 } from '../test/helpers/wer-eval.js'
 import { log, table } from './report.js'
-import { warmupSpeech } from './speech-engine.js'
 
 const run = promisify(execFile)
 
 /** Decoder settings compared; `shipped` is what the server runs (pocketsphinx-decoder.ts defaults). */
-export const SETTINGS: readonly { name: string; options: PocketsphinxDecoderOptions; warmup?: boolean }[] = [
-  { name: 'shipped', options: {}, warmup: true },
-  // The measured speech mean as every stream's baseline (no warm-up state kept): not shipped yet.
-  { name: 'speech CMN baseline', options: { cmnInit: SPEECH_CMN_INIT } },
-  { name: 'maxhmmpf 10000', options: { maxHmmsPerFrame: 10_000 }, warmup: true },
-  { name: 'maxhmmpf 2000', options: { maxHmmsPerFrame: 2000 }, warmup: true },
-  { name: 'fwdflat no', options: { fwdflat: false }, warmup: true },
-  { name: 'pl_window 5', options: { phoneLoopWindow: 5 }, warmup: true },
-  { name: 'lw 8', options: { extraArgs: { '-lw': '8' } }, warmup: true },
+export const SETTINGS: readonly { name: string; options: PocketsphinxDecoderOptions }[] = [
+  { name: 'shipped', options: {} },
+  // The model's own -cmninit (goforward.raw's mean) as every stream's baseline instead of SPEECH_CMN_INIT.
+  { name: 'model CMN baseline', options: { cmnInit: 'model' } },
+  { name: 'maxhmmpf 10000', options: { maxHmmsPerFrame: 10_000 } },
+  { name: 'maxhmmpf 2000', options: { maxHmmsPerFrame: 2000 } },
+  { name: 'fwdflat no', options: { fwdflat: false } },
+  { name: 'pl_window 5', options: { phoneLoopWindow: 5 } },
+  { name: 'lw 8', options: { extraArgs: { '-lw': '8' } } },
 ]
 
 const pct = (n: number) => `${(n * 100).toFixed(1)} %`
@@ -93,24 +91,18 @@ export interface WerSettingsRow {
   groups: Record<string, number>
 }
 
-/** The engine alone, one decoder per setting (warmed up as the server's are), over the whole set. */
+/** The engine alone, one decoder per setting (every item starts from the decoder's fixed baseline), over the whole set. */
 async function measureSettings(
   items: readonly WerItem[],
   names: readonly string[],
 ): Promise<WerSettingsRow[]> {
   const pcms = await Promise.all(items.map(at16k))
   const seconds = pcms.reduce((n, p) => n + p.length / 16_000, 0)
-  const warmup = warmupSpeech()
   const rows: WerSettingsRow[] = []
   for (const setting of SETTINGS.filter((s) => names.includes(s.name))) {
     const decoder = await createPocketsphinxDecoder(setting.options)
     const options = { endpointingMs: 10, maxUtteranceMs: 12_000, sliceSamples: 1600 } as const
     try {
-      if (setting.warmup && warmup) {
-        await decoder.startStream()
-        await transcribeWithDecoder(decoder, warmup, options)
-        await decoder.keepAsBaseline()
-      }
       const results: { errors: number; words: number }[] = []
       const cpu = process.cpuUsage()
       for (const [i, item] of items.entries()) {

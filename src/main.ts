@@ -131,6 +131,8 @@ async function createNamedEngine(
       return createEngine('pocketsphinx', {
         capacity,
         ...(warmup ? { warmup } : {}),
+        onKeywordsUnavailable: (reason) =>
+          log.warn({ reason }, 'keyword boosting is off: keywords and keyterm are ignored'),
         onCapacity: (m) => {
           if (m.realTimeFactor === undefined) {
             log.warn(

@@ -54,8 +54,8 @@ test('live speech paced in real time comes within one point of the word error ra
     live.wer <= rest.wer + 0.01,
     `live ${percent(live.wer)} is more than one point worse than REST ${percent(rest.wer)}`,
   )
-  // A sanity bound above what the engine measures on this subset (34.1 %: 8 kHz kal is hard for it;
-  // docs/benchmarks.md, "Word error rate"): a broken resampler or a lost utterance (about 6 points) shows up
-  // here even when both sides share it.
-  assert.ok(rest.wer < 0.4, `REST WER ${percent(rest.wer)}`)
+  // A sanity bound above what the engine measures on this subset (26.0 % with the speech CMN baseline, 34.1 %
+  // before it: 8 kHz kal is hard for it; docs/benchmarks.md, "Word error rate"): a broken resampler or a lost
+  // utterance (about 6 points) shows up here even when both sides share it.
+  assert.ok(rest.wer < 0.3, `REST WER ${percent(rest.wer)}`)
 })

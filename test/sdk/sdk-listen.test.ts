@@ -33,9 +33,9 @@ const SENTENCES = [
 const REFERENCE = SENTENCES.join(' ')
 
 /**
- * The engine decodes these 36 words in one call with two or three errors (5.6–8.3 %, depending on what the
- * decoder heard before: PocketSphinx adapts its cepstral mean across streams), and flite sentences in general
- * at about 15 % (docs/speech.md). 35 % leaves room for that spread, yet any transport fault fails it: the same
+ * The engine decodes these 36 words with one error (2.8 %, live and pre-recorded alike: every stream starts
+ * from the same cepstral mean, docs/speech.md), and flite sentences in general at about 10 %
+ * (docs/benchmarks.md). 35 % leaves room for another voice or model, yet any transport fault fails it: the same
  * audio byte-swapped, read at twice the rate, with every other 100 ms chunk dropped, with each chunk sent twice
  * or with neighbouring chunks swapped decoded at 83–100 % WER when we tried.
  */

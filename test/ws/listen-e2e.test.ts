@@ -42,7 +42,7 @@ const RAW = 'encoding=linear16&sample_rate=16000'
 describe('the /v1/listen audio path of a real Earmark process', { timeout: 240_000 }, () => {
   let server: ServerProcess | undefined
   let owner: OwnerApi
-  /** The engine in this process, for the one-shot figure: one decoder, warmed like the server's. */
+  /** The engine in this process, for the one-shot figure: one decoder, built like the server's. */
   let engine: Engine | undefined
   let pcm: Int16Array
   let wavBytes: Buffer
@@ -51,8 +51,7 @@ describe('the /v1/listen audio path of a real Earmark process', { timeout: 240_0
   before(async () => {
     const warmup = warmupSpeech()
     assert.ok(warmup, 'pocketsphinx-testdata provides the warm-up speech')
-    // Two decoders: the live stream and the upload of the first test decode at the same time, each on a
-    // decoder of its own that has heard nothing but the warm-up.
+    // Two decoders: the live stream and the upload of the first test decode at the same time.
     const starting = startServerProcess({
       bootstrapKey: OWNER_KEY,
       env: { EARMARK_CAPACITY: '2' },
@@ -84,17 +83,14 @@ describe('the /v1/listen audio path of a real Earmark process', { timeout: 240_0
 
   it('loses nothing: live linear16 in 100 ms chunks and a REST WAV upload each come within one point of the engine decoding the same audio in one call', async (t) => {
     const { url, wsUrl, engine } = running()
-    // PocketSphinx adapts its cepstral mean to everything a decoder has heard, across streams: on this audio
-    // a decoder's history alone moves the result by a word or two (measured: 4.3 % on a decoder that heard
-    // only the warm-up, 1.4 % on one that had heard this audio before), i.e. more than one point of 69 words.
-    // So the comparison is made between decoders with the same history: the server warms each decoder with
-    // goforward.raw (src/main.ts warmupSpeech), so does the engine here, and this test runs first, before the
-    // server has decoded anything else (checked below). With equal histories the same 100 ms slices must give
-    // the same words; any loss, duplication, reordering or re-chunking on the way would show.
+    // Every stream and request starts from the same fixed cepstral mean (docs/speech.md, "The same audio, the
+    // same transcript"), so the engine here and the server's decoders must give the same words for the same
+    // 100 ms slices; any loss, duplication, reordering or re-chunking on the way would show. The server has
+    // decoded nothing else yet (checked below), so the comparison does not rest on that guarantee alone.
     const { requests } = await owner.get<{ requests: unknown[] }>(
       `/v1/projects/${owner.projectId}/requests?limit=100`,
     )
-    assert.equal(requests.length, 0, "the server's decoders have heard nothing but the warm-up")
+    assert.equal(requests.length, 0, "the server's decoders have decoded nothing but the warm-up")
 
     const [oneShot, live, rest] = await Promise.all([
       engine.transcribe(pcm, { language: 'en', endpointingMs: 10 }),

@@ -12,22 +12,24 @@ import {
   PocketsphinxUnavailableError,
   type RawSegment,
 } from './pocketsphinx-binding.js'
-import { createKeywordSearch, type KeywordSearch } from './pocketsphinx-keywords.js'
+import { createKeywordSearch, type KeywordSearch, withoutKeywords } from './pocketsphinx-keywords.js'
 
 /** Where Debian's `pocketsphinx-en-us` puts the US English model. */
 export const DEFAULT_MODEL_DIR = '/usr/share/pocketsphinx/model/en-us'
 
 /**
- * A live cepstral mean measured for typical input: the average cepstrum of real read speech as PocketSphinx's
- * live CMN sees it (speech frames only, after the VAD), from pocketsphinx-testdata's goforward.raw, numbers.raw
- * and something.raw (10 s). The model's own `-cmninit` (`feat.params`: 41.00, -5.29, …) is a batch mean over
- * whole utterances, silence included, so its energy term (c0) sits about 9 below. As a stream's baseline
- * (`cmnInit`, with no warm-up state kept) it took the held-apart set from 17.3 % to 14.9 % WER, short real
- * recordings from 48 % to 19 %, but a few flite first utterances got worse (docs/benchmarks.md, "Word error
- * rate"); not the default until the suites that assert flite transcripts were run against it.
+ * The cepstral mean every stream and pre-recorded request starts from (docs/speech.md, "The same audio, the
+ * same transcript"): the average cepstrum of real read speech as PocketSphinx's live CMN sees it. Measured on
+ * pocketsphinx-testdata's goforward.raw, numbers.raw and something.raw (10 s): each decoded as one utterance
+ * from a state with no history, the `sum` of the three states over their `frames` (900 frames the VAD let
+ * through), rounded to 0.01; test/engines/cmn-baseline.test.ts measures it again. The model's own `-cmninit`
+ * (`feat.params`: 41.00, -5.29, …) is the average of goforward.raw alone, quieter than typical input (c0, the
+ * energy term, about 54 on the other two). With no frames of history behind it, the end of a stream's first
+ * utterance replaces it by that utterance's own average. Against the warmed-up model mean it took the
+ * held-apart set from 17.3 % to 14.9 % WER (docs/benchmarks.md, "Word error rate").
  */
 export const SPEECH_CMN_INIT: readonly number[] = [
-  50.43, -2.96, -3.82, 8.27, 5.11, -2.12, -3.64, -2.94, -5.74, 1.46, -6.14, -1.31, 1.04,
+  50.39, -3.08, -3.35, 8.18, 5.09, -1.76, -3.71, -2.92, -5.99, 1.56, -6.11, -1.46, 1.03,
 ]
 
 /** How one decoder is configured. Defaults are the tuned settings of pocketsphinx-notes.md §4–5. */
@@ -47,11 +49,10 @@ export interface PocketsphinxDecoderOptions {
   /** `-fwdflat`, default true. false makes finals 25–45 ms instead of 100–400 ms, but hurts real speech. */
   fwdflat?: boolean
   /**
-   * The cepstral mean a stream starts from, `-ceplen` (13) values, e.g. {@link SPEECH_CMN_INIT}. Default
-   * `'model'`: the model's `-cmninit` (`feat.params`: 41.00,-5.29,-0.12,5.09,2.48,-4.07,-1.37,-1.78,-5.08,
-   * -2.05,-6.45,-1.42,1.17). Written into the CMN state at load: a `-cmninit` argument would not do,
-   * `feat.params` wins over it. A warm-up kept with `keepAsBaseline` replaces it (its utterance's end sets the
-   * mean to the warm-up's own average).
+   * The cepstral mean every stream starts from, with no history behind it: `-ceplen` (13) values. Default
+   * {@link SPEECH_CMN_INIT}; `'model'`: the model's `-cmninit` (`feat.params`: 41.00,-5.29,-0.12,5.09,2.48,
+   * -4.07,-1.37,-1.78,-5.08,-2.05,-6.45,-1.42,1.17). Written into the CMN state at load (a `-cmninit`
+   * argument would not do: `feat.params` wins over it) and back at every `startStream`.
    */
   cmnInit?: readonly number[] | 'model'
   /** `-vad_postspeech`, default 50: frames (10 ms) of silence before the VAD declares the end of speech. */
@@ -95,15 +96,13 @@ export interface PocketsphinxDecoder {
   /** True when the decoder should be replaced rather than lent again (its dictionary grew too large). */
   readonly exhausted?: boolean
   /**
-   * The cepstral mean state the decoder has now (e.g. after decoding warm-up speech) becomes the baseline
-   * every later `startStream` restores exactly. Until called, the baseline is the state at load: `cmnInit`
-   * (by default the model's `-cmninit`), with no history.
+   * Why this decoder cannot boost keywords (its search is not the n-gram one keyword boosting extends, or
+   * the library's layout is not the expected one); undefined when it can. Such a decoder ignores keywords
+   * and transcribes as without them.
    */
-  keepAsBaseline(): Promise<void>
-  /** The live cepstral mean state now (e.g. after decoding speech): a copy. */
+  readonly keywordsUnavailable?: string
+  /** The live cepstral mean state now (e.g. after decoding speech): a copy, for tests and measurements. */
   cmnState(): Promise<CmnState>
-  /** `state` becomes the baseline every later `startStream` restores (and the state now). */
-  setBaseline(state: CmnState): Promise<void>
   startUtterance(): Promise<void>
   /** Decodes a slice of PCM; resolves with the VAD state afterwards (true: in speech). */
   process(pcm: Int16Array): Promise<boolean>
@@ -185,13 +184,18 @@ export async function createPocketsphinxDecoder(
   let keywords: KeywordSearch
   try {
     cmn = ps.cmn(handle)
-    const mean = options.cmnInit ?? 'model'
+    const mean = options.cmnInit ?? SPEECH_CMN_INIT
     if (mean !== 'model') {
       if (mean.length !== cmn.length) throw new RangeError(`cmnInit must have ${cmn.length} values.`)
       // No frames behind it: the end of a stream's first utterance sets the mean to that utterance's average.
       ps.setCmnState(cmn, { mean, sum: mean.map(() => 0), frames: 0 })
     }
-    keywords = await createKeywordSearch(handle)
+    keywords = await createKeywordSearch(handle).catch((err: unknown) => {
+      // Keyword boosting reaches into the decoder's internals; when they are not what it expects, the
+      // decoder still transcribes, without it.
+      if (err instanceof PocketsphinxUnavailableError) return withoutKeywords(err.message)
+      throw err
+    })
   } catch (err) {
     await ps.free(handle)
     throw err
@@ -208,7 +212,8 @@ function wrapDecoder(
 ) {
   let tail: Promise<unknown> = Promise.resolve()
   let closed = false
-  let baseline: CmnState = ps.cmnState(cmn)
+  /** The state at load: what every stream starts from, whatever earlier streams left. */
+  const baseline: CmnState = ps.cmnState(cmn)
 
   /** The promise queue: one native call at a time per decoder. */
   const run = <T>(op: () => Promise<T>): Promise<T> => {
@@ -223,22 +228,14 @@ function wrapDecoder(
     get exhausted() {
       return keywords.exhausted
     },
+    ...(keywords.unavailable === undefined ? {} : { keywordsUnavailable: keywords.unavailable }),
     startStream: (boost = []) =>
       run(async () => {
         await keywords.use(boost)
         check('ps_start_stream', await ps.startStream(handle))
         ps.setCmnState(cmn, baseline)
       }),
-    keepAsBaseline: () =>
-      run(async () => {
-        baseline = ps.cmnState(cmn)
-      }),
     cmnState: () => run(async () => ps.cmnState(cmn)),
-    setBaseline: (state) =>
-      run(async () => {
-        ps.setCmnState(cmn, state)
-        baseline = ps.cmnState(cmn)
-      }),
     startUtterance: () => run(async () => check('ps_start_utt', await ps.startUtt(handle))),
     process: (pcm) =>
       run(async () => {

@@ -43,13 +43,17 @@ export interface PocketsphinxEngineOptions {
   /** How long `transcribe` waits for a free decoder when the caller gives no `waitMs`. Default 10000. */
   transcribeWaitMs?: number
   /**
-   * Speech every new decoder decodes once before it joins the pool (results dropped). PocketSphinx's live
-   * cepstral mean starts from the model's training value and adapts while it decodes; a fresh decoder's
-   * first utterance is measurably worse (notes §10.3: 37.5 % vs 25 % WER on real read speech). A few seconds
-   * of real speech in the expected channel is enough, e.g. pocketsphinx-testdata's goforward.raw. The mean it
-   * leaves is the one every stream and one-shot decode then starts from. Default: none (the model's value).
+   * Speech every new decoder decodes once before it joins the pool (results dropped), e.g.
+   * pocketsphinx-testdata's goforward.raw: a decoder that cannot decode never joins, and `auto` capacity is
+   * measured on it. It changes no transcript: every stream and one-shot decode starts from the same fixed
+   * cepstral mean (`decoder.cmnInit`), whatever the decoder decoded before. Default: none.
    */
   warmup?: Int16Array
+  /**
+   * Told once, at the first decoder that cannot boost keywords (docs/speech.md, "Keywords"), why: requests
+   * with keywords are then transcribed without them. The composition root logs it at warn.
+   */
+  onKeywordsUnavailable?: (reason: string) => void
   /** Told when a decoder that failed could not be replaced (the pool then runs one short). */
   onDecoderError?: (err: unknown) => void
 }
@@ -133,13 +137,16 @@ export async function createPocketsphinxEngine(options: PocketsphinxEngineOption
     }
     return decoder
   }
+  let keywordsReported = false
   const create = async () => {
     const decoder = await createPocketsphinxDecoder(options.decoder)
+    if (decoder.keywordsUnavailable !== undefined && !keywordsReported) {
+      keywordsReported = true
+      options.onKeywordsUnavailable?.(decoder.keywordsUnavailable)
+    }
     if (warmup && warmup.length > 0) {
       try {
         await transcribeWithDecoder(decoder, warmup, { endpointingMs: 10, maxUtteranceMs, sliceSamples })
-        // Every stream starts from this warm state, not from whatever the previous stream left.
-        await decoder.keepAsBaseline()
       } catch (err) {
         await decoder.close()
         throw err

@@ -36,6 +36,8 @@ export interface KeywordSearch {
   use(keywords: readonly KeywordBoost[]): Promise<KeywordUse>
   /** True once the dictionary holds more added words than allowed: release the decoder as broken. */
   readonly exhausted: boolean
+  /** Set when keywords are ignored on this decoder: why (see {@link withoutKeywords}). */
+  readonly unavailable?: string
 }
 
 /** What `use` did, for logs and benchmarks. */
@@ -205,6 +207,18 @@ function keyOf(phrases: ReadonlyMap<string, number>): string {
 }
 
 /**
+ * The stand-in for a decoder whose layout check failed: keywords are ignored, the decoder stays on the
+ * search it was loaded with, and `unavailable` says why.
+ */
+export function withoutKeywords(reason: string): KeywordSearch {
+  return {
+    exhausted: false,
+    unavailable: reason,
+    use: async () => ({ search: 'base', cached: true, added: [], skipped: [], buildMs: 0 }),
+  }
+}
+
+/**
  * The keyword searches of one decoder. Call once, right after `ps_init`; it checks the decoder's layout
  * and throws PocketsphinxUnavailableError when this build does not have the expected one.
  */
@@ -228,9 +242,14 @@ export async function createKeywordSearch(decoder: DecoderHandle): Promise<Keywo
     throw layoutError('acoustic model')
   const dict = koffi.decode(fields.dict, f.Dict) as { mdef: unknown }
   if (!same(dict.mdef, acmod.mdef) || !fields.d2p) throw layoutError('dictionary')
+  // Null when the decoder's default search is not an n-gram one (e.g. `-allphone`): nothing to boost.
   const baseSet: unknown = f.ps_get_lm(decoder, BASE_SEARCH)
   const baseModel: unknown = baseSet ? f.ngram_model_set_lookup(baseSet, 'default') : null
-  if (!baseModel) throw layoutError('no base language model')
+  if (!baseModel) {
+    throw new PocketsphinxUnavailableError(
+      "The decoder's default search has no n-gram language model; keyword boosting needs one.",
+    )
+  }
 
   /** The keyword set inside the base search's model set (`INLINE_MODEL`), and of the separate search. */
   let inlineKey: string | undefined
