@@ -7,6 +7,8 @@ import { fromErrorBody } from './exit-codes.js'
 export interface ServerClient {
   /** `GET path?query` answered with JSON; an error answer throws the ApiError it carries. */
   get(path: string, query?: Record<string, string>): Promise<unknown>
+  /** Checks the credential (`GET /v1/auth/token`): throws the server's refusal (`INVALID_AUTH`, exit 3). */
+  verify(): Promise<void>
   /** `POST /v1/listen?query` with the file as the body; retried on 429 and 503 as `retries` allows. */
   listen(file: string, query: URLSearchParams, signal?: AbortSignal): Promise<unknown>
 }
@@ -90,22 +92,36 @@ export function createServerClient(o: ServerClientOptions): ServerClient {
     return body
   }
 
+  const verify = async () => {
+    await answer(await send(target('/v1/auth/token'), { method: 'GET' }))
+  }
+
   return {
     async get(path, query) {
       return answer(await send(target(path, query), { method: 'GET' }))
     },
+
+    verify,
 
     async listen(file, query, signal) {
       const url = target('/v1/listen', query)
       for (let attempt = 0; ; attempt++) {
         // A Blob over the file: streamed from disk, with its Content-Length, and read again on a retry.
         const body = await openAsBlob(file)
-        const res = await send(url, {
-          method: 'POST',
-          body,
-          headers: { 'content-type': 'application/octet-stream' },
-          ...(signal ? { signal } : {}),
-        })
+        let res: Response
+        try {
+          res = await send(url, {
+            method: 'POST',
+            body,
+            headers: { 'content-type': 'application/octet-stream' },
+            ...(signal ? { signal } : {}),
+          })
+        } catch (err) {
+          // A server that refuses an upload (its credential, say) answers before reading the body and closes:
+          // the upload then fails mid-write (EPIPE, ECONNRESET). Asked directly, the server says why.
+          if (err instanceof ApiError && /EPIPE|ECONNRESET/.test(err.message)) await verify()
+          throw err
+        }
         if ((res.status === 429 || res.status === 503) && attempt < o.retries) {
           const wait = Math.min(maxWait, retryAfterMs(res.headers.get('retry-after')))
           const refusal = await answer(res).catch((err: ApiError) => err)

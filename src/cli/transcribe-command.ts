@@ -132,7 +132,16 @@ export function registerTranscribe(program: Command, ctx: CliContext): void {
         for (const [name, value] of Object.entries(query)) {
           for (const v of Array.isArray(value) ? value : [value]) params.append(name, v)
         }
-        source = { transcribe: (file, signal) => client.listen(file, params, signal) }
+        // The credential is checked once before any upload: a refused one stops the batch as its one clear
+        // error (exit 3), which an upload the server refuses mid-write could not always say (EPIPE).
+        const verified = client.verify()
+        verified.catch(() => {}) // awaited by every file below
+        source = {
+          transcribe: async (file, signal) => {
+            await verified
+            return client.listen(file, params, signal)
+          },
+        }
         concurrency = flags.concurrency ?? DEFAULT_SERVER_CONCURRENCY
       } else {
         const c = ctx.config()
