@@ -43,6 +43,7 @@ describe('stream caps and quota reservations in Redis', { timeout: 60_000 }, () 
   let a: RedisClient
   let b: RedisClient
   let store: Store
+  const redisErrors: string[] = []
 
   const client = async () => {
     const c = createRedisClient(REDIS_URL)
@@ -61,8 +62,21 @@ describe('stream caps and quota reservations in Redis', { timeout: 60_000 }, () 
     c: RedisClient,
     timing: { leaseSeconds?: number; reservationMs?: number; heartbeatMs?: number } = {},
   ) => {
-    const l: RedisQuotaLedger = createRedisQuotaLedger({ client: c, store, prefix, ...timing })
+    const l: RedisQuotaLedger = createRedisQuotaLedger({
+      client: c,
+      store,
+      prefix,
+      ...timing,
+      // What Redis answered when a script failed: the 503 alone does not say (CI saw one once, unexplained).
+      onError: (err) => redisErrors.push(String((err as Error)?.message ?? err)),
+    })
     closers.push(l)
+    const reserve = l.reserve.bind(l)
+    l.reserve = (buckets) =>
+      reserve(buckets).catch((err: unknown) => {
+        if (err instanceof Error) err.message += ` (Redis said: ${redisErrors.join('; ') || 'nothing'})`
+        throw err
+      })
     return l
   }
   const bucket = (limit: number): QuotaBucket => ({

@@ -107,9 +107,36 @@ export async function closeRedisClient(client: RedisClient): Promise<void> {
 /** A Lua script run by hash (EVALSHA, loaded on first use): one key, string arguments. */
 export type RedisScript = (key: string, ...args: string[]) => Promise<unknown>
 
+/**
+ * `client.defineCommand`, safe while commands are pending. ioredis 5 copies a client's scripts into an
+ * auto-pipeline when it creates one, and a pipeline still waiting to be sent in this turn of the event loop
+ * would lack a script defined now: calling the script there throws after a reply slot was already taken,
+ * which shifts every later reply of that pipeline onto the wrong caller. The script is added to such
+ * pipelines too, as their constructor would have (`scriptsSet` and `_autoPipelines` are ioredis internals,
+ * checked by test/store/redis-scripts.test.ts).
+ */
+export function defineCommandSafely(
+  client: RedisClient,
+  name: string,
+  definition: { lua: string; numberOfKeys?: number },
+): void {
+  client.defineCommand(name, definition)
+  const internals = client as unknown as {
+    scriptsSet?: Record<string, { sha: string }>
+    _autoPipelines?: Map<string, Record<string, unknown> & { _shaToScript?: Record<string, unknown> }>
+    [name: string]: unknown
+  }
+  const script = internals.scriptsSet?.[name]
+  for (const pipeline of internals._autoPipelines?.values() ?? []) {
+    if (script && pipeline._shaToScript) pipeline._shaToScript[script.sha] = script
+    pipeline[name] = internals[name]
+    pipeline[`${name}Buffer`] = internals[`${name}Buffer`]
+  }
+}
+
 /** Registers `lua` on `client` as `name` (ioredis sends EVALSHA and falls back to EVAL once). */
 export function defineScript(client: RedisClient, name: string, lua: string): RedisScript {
-  client.defineCommand(name, { numberOfKeys: 1, lua })
+  defineCommandSafely(client, name, { numberOfKeys: 1, lua })
   const command = (client as unknown as Record<string, RedisScript>)[name]
   if (typeof command !== 'function') throw new Error(`ioredis did not define the script ${name}`)
   return (key, ...args) => command.call(client, key, ...args)

@@ -1,4 +1,4 @@
-import type { RedisClient } from './redis-client.js'
+import { defineCommandSafely, type RedisClient } from './redis-client.js'
 
 /** A Lua script over any number of keys, run by hash (EVALSHA, loaded on first use). */
 export type RedisMultiKeyScript = (keys: readonly string[], ...args: string[]) => Promise<unknown>
@@ -9,7 +9,7 @@ export type RedisMultiKeyScript = (keys: readonly string[], ...args: string[]) =
  */
 export function defineMultiKeyScript(client: RedisClient, name: string, lua: string): RedisMultiKeyScript {
   // No numberOfKeys: ioredis then takes the key count as the first argument.
-  client.defineCommand(name, { lua })
+  defineCommandSafely(client, name, { lua })
   const command = (client as unknown as Record<string, (...args: (string | number)[]) => Promise<unknown>>)[
     name
   ]
